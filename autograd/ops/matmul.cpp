@@ -1,0 +1,157 @@
+// matmul: 2-d GEMM and batched GEMM with broadcast batch dimensions, on Eigen.
+// Operands are mapped in place when their last two dims are row-major or
+// column-major with unit inner stride (so transposed views used in backward
+// cost no copy). [..., m, k] x [k, n] with a contiguous left operand becomes
+// one [B*m, k] x [k, n] GEMM. Backward: dA = dC Bᵀ, dB = Aᵀ dC, each summed
+// over the batch dims that were broadcast.
+#include <Eigen/Core>
+
+#include "autograd/ops/util.h"
+#include "tensor/strided.h"
+
+namespace moegrad {
+
+namespace {
+
+template <typename T>
+using RowMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0,
+                          Eigen::OuterStride<>>;
+template <typename T>
+using ColMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>, 0,
+                          Eigen::OuterStride<>>;
+template <typename T>
+using OutMap = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+
+// A matrix operand: base pointer and the strides of its two dims.
+template <typename T>
+struct Mat {
+  const T* p;
+  int64_t rows, cols, rs, cs;
+  bool row_major() const { return cs == 1 && rs >= std::max<int64_t>(cols, 1); }
+  bool col_major() const { return rs == 1 && cs >= std::max<int64_t>(rows, 1); }
+};
+
+// Size-1 dims have meaningless strides: pick ones that make the layout
+// row- or column-major where possible.
+template <typename T>
+Mat<T> fix_degenerate(Mat<T> x) {
+  if (x.rows <= 1) x.rs = x.cs == 1 ? std::max<int64_t>(x.cols, 1) : 1;
+  if (x.cols <= 1) x.cs = x.rs == 1 ? std::max<int64_t>(x.rows, 1) : 1;
+  return x;
+}
+
+template <typename T, typename A, typename B>
+void gemm(const A& a, const B& b, T* c, int64_t m, int64_t n) {
+  OutMap<T>(c, m, n).noalias() = a * b;
+}
+
+template <typename T>
+void gemm_dispatch(const Mat<T>& a, const Mat<T>& b, T* c) {
+  const int64_t m = a.rows, n = b.cols;
+  if (a.row_major()) {
+    RowMap<T> am(a.p, a.rows, a.cols, Eigen::OuterStride<>(a.rs));
+    if (b.row_major()) return gemm<T>(am, RowMap<T>(b.p, b.rows, b.cols, Eigen::OuterStride<>(b.rs)), c, m, n);
+    return gemm<T>(am, ColMap<T>(b.p, b.rows, b.cols, Eigen::OuterStride<>(b.cs)), c, m, n);
+  }
+  ColMap<T> am(a.p, a.rows, a.cols, Eigen::OuterStride<>(a.cs));
+  if (b.row_major()) return gemm<T>(am, RowMap<T>(b.p, b.rows, b.cols, Eigen::OuterStride<>(b.rs)), c, m, n);
+  return gemm<T>(am, ColMap<T>(b.p, b.rows, b.cols, Eigen::OuterStride<>(b.cs)), c, m, n);
+}
+
+// A copy of t when its last two dims are neither row- nor column-major.
+Tensor mappable(const Tensor& t) {
+  const int64_t nd = t.dim();
+  Mat<float> m = fix_degenerate(Mat<float>{nullptr, t.shape()[nd - 2], t.shape()[nd - 1], t.strides()[nd - 2],
+                                            t.strides()[nd - 1]});
+  return m.row_major() || m.col_major() ? t : contiguous(t).detach();
+}
+
+// Batched product of a [..., m, k] and b [..., k, n] (both >= 2-d).
+Tensor matmul_nd(const Tensor& a_in, const Tensor& b_in) {
+  const int64_t k = a_in.shape().back();
+  MG_CHECK(b_in.shape()[b_in.dim() - 2] == k, "matmul: inner dimensions differ: ", shape_str(a_in.shape()), " x ",
+           shape_str(b_in.shape()));
+  const int64_t m = a_in.shape()[a_in.dim() - 2], n = b_in.shape().back();
+  Shape a_batch(a_in.shape().begin(), a_in.shape().end() - 2);
+  Shape b_batch(b_in.shape().begin(), b_in.shape().end() - 2);
+  Shape batch = broadcast_shapes(a_batch, b_batch, "matmul");
+  Shape out_shape = batch;
+  out_shape.push_back(m);
+  out_shape.push_back(n);
+  Tensor out = Tensor::empty(out_shape, a_in.dtype(), a_in.device());
+  if (out.numel() == 0) return out;
+  if (k == 0) {
+    out.fill_(0.0);
+    return out;
+  }
+
+  // [..., m, k] x [k, n] with a row-major-collapsible left operand: one GEMM
+  if (b_in.dim() == 2 && a_in.is_contiguous()) {
+    Tensor b = mappable(b_in);
+    dispatch_float(a_in.dtype(), "matmul", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const int64_t rows = a_in.numel() / k;
+      Mat<T> am{a_in.data<T>(), rows, k, k, 1};
+      Mat<T> bm{b.data<T>(), k, n, b.strides()[0], b.strides()[1]};
+      gemm_dispatch(fix_degenerate(am), fix_degenerate(bm), out.data<T>());
+    });
+    return out;
+  }
+
+  Tensor a = mappable(a_in), b = mappable(b_in);
+  Shape a_bs = broadcast_strides(a_batch, Shape(a.strides().begin(), a.strides().end() - 2), batch);
+  Shape b_bs = broadcast_strides(b_batch, Shape(b.strides().begin(), b.strides().end() - 2), batch);
+  const int64_t nbatch = shape_numel(batch);
+  dispatch_float(a.dtype(), "matmul", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* ap = a.data<T>();
+    const T* bp = b.data<T>();
+    T* cp = out.data<T>();
+    auto one = [&](int64_t i) {
+      int64_t ao = 0, bo = 0, rem = i;
+      for (int64_t d = static_cast<int64_t>(batch.size()) - 1; d >= 0; --d) {
+        int64_t idx = rem % batch[d];
+        rem /= batch[d];
+        ao += idx * a_bs[d];
+        bo += idx * b_bs[d];
+      }
+      Mat<T> am{ap + ao, m, k, a.strides()[a.dim() - 2], a.strides()[a.dim() - 1]};
+      Mat<T> bm{bp + bo, k, n, b.strides()[b.dim() - 2], b.strides()[b.dim() - 1]};
+      gemm_dispatch(fix_degenerate(am), fix_degenerate(bm), cp + i * m * n);
+    };
+    // many small products: one per thread; few large ones: Eigen's own threads
+    if (nbatch > 1 && m * n * k < (1 << 22)) {
+      parallel_for(nbatch, 1, [&](int64_t s, int64_t e) {
+        for (int64_t i = s; i < e; ++i) one(i);
+      });
+    } else {
+      for (int64_t i = 0; i < nbatch; ++i) one(i);
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  check_float(a, "matmul", "first operand");
+  check_float(b, "matmul", "second operand");
+  check_same_type(a, b, "matmul");
+  MG_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: operands must be at least 1-d, got ", shape_str(a.shape()), " x ",
+           shape_str(b.shape()));
+  // NumPy promotion of 1-d operands (through differentiable reshapes)
+  if (a.dim() == 1) return squeeze(matmul(unsqueeze(a, 0), b), -2);
+  if (b.dim() == 1) return squeeze(matmul(a, unsqueeze(b, 1)), -1);
+  Tensor out = matmul_nd(a, b);
+  Tensor ad = a.detach(), bd = b.detach();
+  attach_backward(out, "matmul", {a, b}, [ad, bd, a_req = a.requires_grad(), b_req = b.requires_grad()](
+                                             const Tensor& dout) {
+    Tensor da, db;
+    if (a_req) da = sum_to(matmul(dout, transpose(bd, -1, -2)), ad.shape());
+    if (b_req) db = sum_to(matmul(transpose(ad, -1, -2), dout), bd.shape());
+    return std::vector<Tensor>{da, db};
+  });
+  return out;
+}
+
+}  // namespace moegrad
