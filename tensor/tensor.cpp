@@ -89,10 +89,6 @@ Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape
   return t;
 }
 
-Tensor Tensor::from_vector(const std::vector<float>& values, const Shape& shape) {
-  return from_vector(std::vector<double>(values.begin(), values.end()), shape, DType::Float32);
-}
-
 Tensor Tensor::from_indices(const std::vector<int64_t>& values, const Shape& shape) {
   check_shape(shape, "from_indices");
   MG_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "from_indices: ", values.size(),

@@ -46,7 +46,6 @@ class Tensor {
   static Tensor arange(int64_t n, DType dtype = DType::Int64);
   // Values converted to dtype; values.size() must equal the shape's numel.
   static Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype = DType::Float32);
-  static Tensor from_vector(const std::vector<float>& values, const Shape& shape);
   static Tensor from_indices(const std::vector<int64_t>& values, const Shape& shape);
   // Seeded random init; uses the default generator when gen is null.
   static Tensor rand(const Shape& shape, double low = 0.0, double high = 1.0, DType dtype = DType::Float32,

@@ -140,8 +140,12 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   MG_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: operands must be at least 1-d, got ", shape_str(a.shape()), " x ",
            shape_str(b.shape()));
   // NumPy promotion of 1-d operands (through differentiable reshapes)
-  if (a.dim() == 1) return squeeze(matmul(unsqueeze(a, 0), b), -2);
-  if (b.dim() == 1) return squeeze(matmul(a, unsqueeze(b, 1)), -1);
+  if (a.dim() == 1 || b.dim() == 1) {
+    Tensor c = matmul(a.dim() == 1 ? unsqueeze(a, 0) : a, b.dim() == 1 ? unsqueeze(b, 1) : b);
+    if (b.dim() == 1) c = squeeze(c, -1);
+    if (a.dim() == 1) c = squeeze(c, b.dim() == 1 ? -1 : -2);
+    return c;
+  }
   Tensor out = matmul_nd(a, b);
   Tensor ad = a.detach(), bd = b.detach();
   attach_backward(out, "matmul", {a, b}, [ad, bd, a_req = a.requires_grad(), b_req = b.requires_grad()](

@@ -1,0 +1,132 @@
+// The backward engine: accumulation on leaves, shared subgraphs, retain_graph,
+// freed graphs, no-grad mode, detach, explicit upstream gradients, and
+// gradcheck itself (it must catch a wrong backward and report the worst element).
+#include "test_helpers.h"
+
+using namespace moegrad;
+using moegrad::testing::leaf;
+
+TEST(Autograd, ChainAndSharedSubgraph) {
+  Tensor x = Tensor::from_vector({2.0}, {1}, DType::Float64);
+  x.requires_grad_();
+  Tensor y = x * x;      // x^2
+  Tensor z = y * x + y;  // x^3 + x^2, y used twice
+  sum(z).backward();
+  EXPECT_DOUBLE_EQ(x.grad().item(), 3 * 4 + 2 * 2);
+}
+
+TEST(Autograd, LeafGradientsAccumulate) {
+  Tensor x = leaf({3}, 1);
+  sum(x * 2.0).backward();
+  sum(x * 3.0).backward();
+  for (double g : x.grad().to_vector()) EXPECT_DOUBLE_EQ(g, 5.0);
+  x.zero_grad();
+  EXPECT_FALSE(x.grad().defined());
+}
+
+TEST(Autograd, RetainGraphAndFreedGraph) {
+  Tensor x = leaf({2}, 2);
+  Tensor loss = sum(exp(x));
+  loss.backward(Tensor(), /*retain_graph=*/true);
+  std::vector<double> g1 = x.grad().to_vector();
+  loss.backward();
+  std::vector<double> g2 = x.grad().to_vector();
+  for (size_t i = 0; i < g1.size(); ++i) EXPECT_DOUBLE_EQ(g2[i], 2 * g1[i]);
+  EXPECT_MG_ERROR(loss.backward(), "already freed");
+}
+
+TEST(Autograd, NoGradAndDetach) {
+  Tensor x = leaf({2}, 3);
+  {
+    NoGradGuard guard;
+    Tensor y = x * 2.0;
+    EXPECT_FALSE(y.requires_grad());
+    EXPECT_FALSE(y.grad_fn());
+  }
+  Tensor d = x.detach();
+  EXPECT_FALSE(d.requires_grad());
+  EXPECT_EQ(d.storage(), x.storage());
+  Tensor y = x * d;  // d is a constant: dy/dx = d
+  sum(y).backward();
+  EXPECT_EQ(x.grad().to_vector(), d.to_vector());
+  EXPECT_MG_ERROR(sum(d).backward(), "does not require grad");
+}
+
+TEST(Autograd, ExplicitUpstreamGradient) {
+  Tensor x = leaf({2, 2}, 4);
+  Tensor y = x * 3.0;
+  Tensor g = Tensor::from_vector({1, 2, 3, 4}, {2, 2}, DType::Float64);
+  y.backward(g);
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{3, 6, 9, 12}));
+  Tensor y2 = x * 3.0;
+  EXPECT_MG_ERROR(y2.backward(), "must have one element");
+  EXPECT_MG_ERROR(y2.backward(Tensor::ones({3}, DType::Float64)), "gradient of shape [3]");
+}
+
+TEST(Autograd, BranchWithoutGradientStillReleasesOrder) {
+  // x feeds a node whose output is only used through a non-differentiable path
+  Tensor x = leaf({3}, 5);
+  Tensor a = x * 2.0;
+  Tensor b = a + 1.0;
+  Tensor loss = sum(a * 3.0) + sum(b.detach());
+  loss.backward();
+  for (double g : x.grad().to_vector()) EXPECT_DOUBLE_EQ(g, 6.0);
+}
+
+TEST(Autograd, GradOfLeafItself) {
+  Tensor x = leaf({}, 6);
+  x.backward();
+  EXPECT_DOUBLE_EQ(x.grad().item(), 1.0);
+}
+
+// A deliberately wrong op: forward x^2, backward claims 3x.
+static Tensor wrong_square(const Tensor& x) {
+  Tensor out;
+  {
+    NoGradGuard g;
+    out = x * x;
+  }
+  Tensor xd = x.detach();
+  attach_backward(out, "wrong_square", {x}, [xd](const Tensor& dout) {
+    return std::vector<Tensor>{dout * xd * 3.0};
+  });
+  return out;
+}
+
+TEST(Gradcheck, CatchesAWrongBackwardAndReportsTheWorstElement) {
+  Tensor x = Tensor::from_vector({0.5, -1.0, 2.0}, {3}, DType::Float64);
+  x.requires_grad_();
+  GradcheckResult r = gradcheck([](const std::vector<Tensor>& in) { return wrong_square(in[0]); }, {x});
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.failed, 3);
+  EXPECT_EQ(r.input, 0);
+  ASSERT_EQ(r.index.size(), 1u);
+  // analytic 3x vs numeric 2x: relative error 0.5 at every element
+  EXPECT_NEAR(r.analytic / r.numeric, 1.5, 1e-6);
+  EXPECT_NEAR(r.error, 0.5, 1e-6);
+  EXPECT_NE(r.message.find("gradcheck failed: 3 of 3 elements"), std::string::npos) << r.message;
+  EXPECT_NE(r.message.find("index [" + std::to_string(r.index[0]) + "]"), std::string::npos) << r.message;
+  EXPECT_FALSE(x.grad().defined());  // gradcheck leaves the inputs' grads alone
+}
+
+TEST(Gradcheck, PassesOnACompositeFunctionOfSeveralInputs) {
+  Tensor a = leaf({2, 3}, 7), b = leaf({3}, 8, 0.5, 1.5);
+  Tensor c = Tensor::randn({2, 3}, 0, 1, DType::Float64);  // constant input, not checked
+  GradcheckResult r = gradcheck(
+      [](const std::vector<Tensor>& in) { return sum(tanh(in[0] * in[1] + in[2]) / in[1], {1}); }, {a, b, c});
+  EXPECT_TRUE(r.ok) << r.message;
+  EXPECT_EQ(r.checked, 9);
+}
+
+TEST(Gradcheck, Errors) {
+  Tensor f32 = Tensor::zeros({2});
+  f32.requires_grad_();
+  auto id = [](const std::vector<Tensor>& in) { return in[0] * 1.0; };
+  EXPECT_MG_ERROR(gradcheck(id, {f32}), "finite differences need float64");
+  EXPECT_MG_ERROR(gradcheck(id, {Tensor::zeros({2}, DType::Float64)}), "no input requires grad");
+  Tensor x = leaf({2}, 9);
+  EXPECT_MG_ERROR(gradcheck(id, {x * 2.0}), "must be a leaf");
+  GradcheckOptions bad;
+  bad.eps = 0;
+  EXPECT_MG_ERROR(gradcheck(id, {x}, bad), "eps must be positive");
+}

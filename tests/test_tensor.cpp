@@ -1,0 +1,130 @@
+// Tensor core: construction, views sharing storage, contiguous(), copies and
+// conversions, seeded random init, printing, the caching allocator.
+#include <cmath>
+#include <sstream>
+
+#include "tensor/allocator.h"
+#include "test_helpers.h"
+
+using namespace moegrad;
+
+TEST(Tensor, FactoriesAndMetadata) {
+  Tensor t = Tensor::zeros({2, 3, 4}, DType::Float64);
+  EXPECT_EQ(t.shape(), (Shape{2, 3, 4}));
+  EXPECT_EQ(t.strides(), (Shape{12, 4, 1}));
+  EXPECT_EQ(t.numel(), 24);
+  EXPECT_EQ(t.size(-1), 4);
+  EXPECT_TRUE(t.is_contiguous());
+  EXPECT_EQ(Tensor::full({2}, 2.5).to_vector(), (std::vector<double>{2.5, 2.5}));
+  EXPECT_EQ(Tensor::arange(4).to_indices(), (std::vector<int64_t>{0, 1, 2, 3}));
+  EXPECT_EQ(Tensor::scalar(3.0).item(), 3.0);
+  EXPECT_EQ(Tensor::from_indices({5, 6}, {2}).to_indices(), (std::vector<int64_t>{5, 6}));
+  Tensor e = Tensor::empty({0, 3});
+  EXPECT_EQ(e.numel(), 0);
+}
+
+TEST(Tensor, ViewsShareStorage) {
+  Tensor x = Tensor::from_vector({0, 1, 2, 3, 4, 5}, {2, 3}, DType::Float64);
+  Tensor t = transpose(x, 0, 1);
+  EXPECT_EQ(t.shape(), (Shape{3, 2}));
+  EXPECT_FALSE(t.is_contiguous());
+  EXPECT_EQ(t.storage(), x.storage());
+  EXPECT_EQ(t.to_vector(), (std::vector<double>{0, 3, 1, 4, 2, 5}));
+  Tensor s = narrow(x, 1, 1, 2);
+  EXPECT_EQ(s.to_vector(), (std::vector<double>{1, 2, 4, 5}));
+  s.fill_(9.0);  // writes through the view
+  EXPECT_EQ(x.to_vector(), (std::vector<double>{0, 9, 9, 3, 9, 9}));
+  Tensor r = reshape(x, {3, 2});
+  EXPECT_EQ(r.storage(), x.storage());
+  Tensor c = contiguous(t);
+  EXPECT_TRUE(c.is_contiguous());
+  EXPECT_NE(c.storage(), x.storage());
+  EXPECT_EQ(c.to_vector(), t.to_vector());
+  Tensor ex = expand(Tensor::from_vector({1, 2}, {2, 1}, DType::Float64), {2, 3});
+  EXPECT_EQ(ex.strides()[1], 0);
+  EXPECT_EQ(ex.to_vector(), (std::vector<double>{1, 1, 1, 2, 2, 2}));
+}
+
+TEST(Tensor, ReshapeOfNonContiguousCopies) {
+  Tensor x = Tensor::from_vector({0, 1, 2, 3, 4, 5}, {2, 3}, DType::Float64);
+  Tensor r = reshape(transpose(x, 0, 1), {6});
+  EXPECT_EQ(r.to_vector(), (std::vector<double>{0, 3, 1, 4, 2, 5}));
+  EXPECT_NE(r.storage(), x.storage());
+  EXPECT_EQ(reshape(x, {-1, 2}).shape(), (Shape{3, 2}));
+}
+
+TEST(Tensor, CopyAndConvert) {
+  Tensor x = Tensor::from_vector({1.5, -2.5, 3.25}, {3}, DType::Float64);
+  Tensor f = x.to(DType::Float32);
+  EXPECT_EQ(f.dtype(), DType::Float32);
+  EXPECT_EQ(f.to_vector(), x.to_vector());
+  Tensor i = x.to(DType::Int64);
+  EXPECT_EQ(i.to_indices(), (std::vector<int64_t>{1, -2, 3}));
+  Tensor dst = Tensor::zeros({2, 3}, DType::Float32);
+  dst.copy_(x);  // broadcast copy
+  EXPECT_EQ(dst.to_vector(), (std::vector<double>{1.5, -2.5, 3.25, 1.5, -2.5, 3.25}));
+  EXPECT_TRUE(x.to(DType::Float64).same(x));
+}
+
+TEST(Tensor, SeededRandomIsReproducible) {
+  Generator g1(42), g2(42), g3(43);
+  Tensor a = Tensor::randn({1000}, 0, 1, DType::Float64, &g1);
+  Tensor b = Tensor::randn({1000}, 0, 1, DType::Float64, &g2);
+  Tensor c = Tensor::randn({1000}, 0, 1, DType::Float64, &g3);
+  EXPECT_EQ(a.to_vector(), b.to_vector());
+  EXPECT_NE(a.to_vector(), c.to_vector());
+  // the stream continues: a second draw differs from the first
+  EXPECT_NE(Tensor::randn({1000}, 0, 1, DType::Float64, &g1).to_vector(), a.to_vector());
+  // moments of a large sample
+  Tensor n = Tensor::randn({200000}, 2.0, 3.0, DType::Float64, &g1);
+  double m = mean(n).item();
+  double var = mean(pow(n - m, 2.0)).item();
+  EXPECT_NEAR(m, 2.0, 0.03);
+  EXPECT_NEAR(std::sqrt(var), 3.0, 0.03);
+  Tensor u = Tensor::rand({200000}, -1.0, 3.0, DType::Float32, &g1);
+  std::vector<double> uv = u.to_vector();
+  EXPECT_GE(*std::min_element(uv.begin(), uv.end()), -1.0);
+  EXPECT_LT(*std::max_element(uv.begin(), uv.end()), 3.0);
+  EXPECT_NEAR(mean(u).item(), 1.0, 0.02);
+  manual_seed(7);
+  Tensor d1 = Tensor::rand({5});
+  manual_seed(7);
+  EXPECT_EQ(Tensor::rand({5}).to_vector(), d1.to_vector());
+}
+
+TEST(Tensor, Printing) {
+  std::ostringstream os;
+  os << Tensor::from_vector({1, 2, 3, 4}, {2, 2}, DType::Float64);
+  EXPECT_EQ(os.str(), "tensor([[1, 2],\n        [3, 4]], dtype=float64, shape=[2, 2])");
+  std::ostringstream big;
+  big << Tensor::arange(100);
+  EXPECT_NE(big.str().find("0, 1, 2, ..., 97, 98, 99"), std::string::npos) << big.str();
+}
+
+TEST(Tensor, AllocatorReusesFreedBlocks) {
+  Allocator& a = allocator_for(DeviceType::CPU);
+  { Tensor warm = Tensor::empty({1000, 37}); }
+  int64_t before = a.stats().system_allocs;
+  for (int i = 0; i < 10; ++i) Tensor t = Tensor::empty({1000, 37});
+  EXPECT_EQ(a.stats().system_allocs, before);
+  EXPECT_EQ(allocation_size_class(1), 64u);
+  EXPECT_EQ(allocation_size_class(4097), 5120u);
+  EXPECT_GE(allocation_size_class(100000), 100000u);
+  EXPECT_LE(allocation_size_class(100000), 125000u);
+}
+
+TEST(Tensor, Errors) {
+  EXPECT_MG_ERROR(Tensor::from_vector({1, 2, 3}, {2, 2}), "from_vector: 3 values do not fill shape [2, 2]");
+  EXPECT_MG_ERROR(Tensor::zeros({2, -1}), "negative size");
+  Tensor x = Tensor::zeros({2, 3});
+  EXPECT_MG_ERROR(x.data<double>(), "tensor has dtype float32");
+  EXPECT_MG_ERROR(x.item(), "Tensor::item: expected one element, got shape [2, 3]");
+  EXPECT_MG_ERROR(x.at({2, 0}), "out of range");
+  EXPECT_MG_ERROR(x.size(2), "dimension 2 out of range");
+  EXPECT_MG_ERROR(x.as_strided({4, 3}, {3, 1}, 0), "reaches outside");
+  EXPECT_MG_ERROR(x.copy_(Tensor::zeros({4})), "does not broadcast");
+  EXPECT_MG_ERROR(Tensor::zeros({2}, DType::Int64).requires_grad_(), "only float tensors");
+  EXPECT_MG_ERROR(x.to(Device::cuda(0)), "CUDA backend");
+  EXPECT_MG_ERROR(Tensor().shape(), "undefined tensor");
+  EXPECT_MG_ERROR(Tensor::rand({2}, 1.0, 0.0), "rand: low");
+}
