@@ -1,0 +1,236 @@
+// AC feature weights: forward passes and hand-written backward (see ac_weights.h).
+#include "moe/ac_weights.h"
+
+#include <cmath>
+
+#include "autograd/ops/util.h"
+#include "tensor/parallel.h"
+
+namespace moegrad {
+
+namespace {
+
+// Calls f(f0, f1) on column ranges of [0, d) in parallel when n·d is large.
+template <typename F>
+void over_columns(int64_t n, int64_t d, F f) {
+  parallel_for(d, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(n, 1)), f);
+}
+
+// Everything the forward computes that the backward needs.
+template <typename T>
+struct ACState {
+  std::vector<int64_t> count;  // [E]
+  std::vector<double> mu;      // [E, d]
+  std::vector<double> dev;     // [E, d] Σ sign(x − μ) (MAD) or Σ 2(x − μ) (variance), for dμ
+  std::vector<double> a, b;    // [E, d] A and clipped B
+  std::vector<double> q;       // [d] per-feature or [1] global mean of B
+  std::vector<char> clipped;   // [E, d]
+  double threshold = 0;
+};
+
+}  // namespace
+
+Tensor ac_cluster_weights(const Tensor& x_in, const Tensor& labels, int64_t E, const ACOptions& opt) {
+  check_float(x_in, "ac_cluster_weights");
+  check_index(labels, "ac_cluster_weights", "labels");
+  MG_CHECK(x_in.dim() == 2, "ac_cluster_weights: x must be [tokens, features], got ", shape_str(x_in.shape()));
+  MG_CHECK(labels.dim() == 1 && labels.size(0) == x_in.size(0), "ac_cluster_weights: labels must be [",
+           x_in.size(0), "], got ", shape_str(labels.shape()));
+  MG_CHECK(E > 0, "ac_cluster_weights: number of clusters must be positive, got ", E);
+  MG_CHECK(opt.eps > 0, "ac_cluster_weights: eps must be positive, got ", opt.eps);
+  MG_CHECK(x_in.size(0) > 0 && x_in.size(1) > 0, "ac_cluster_weights: empty input ", shape_str(x_in.shape()));
+  const std::vector<int64_t> c = labels.to_indices();
+  for (size_t i = 0; i < c.size(); ++i)
+    MG_CHECK(c[i] >= 0 && c[i] < E, "ac_cluster_weights: label ", c[i], " of token ", i, " outside [0, ", E, ")");
+  Tensor x = contiguous(x_in).detach();
+  const int64_t n = x.size(0), d = x.size(1);
+  const bool per_feature = opt.scaling == ACScaling::PerFeature;
+  const bool mad = opt.stat == ACStat::MAD;
+
+  auto state = std::make_shared<ACState<double>>();
+  ACState<double>& s = *state;
+  Tensor W = Tensor::empty({E, d}, x.dtype());
+  dispatch_float(x.dtype(), "ac_cluster_weights", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* xp = x.data<T>();
+    s.count.assign(E, 0);
+    for (int64_t i = 0; i < n; ++i) s.count[c[i]]++;
+    // pass 1: per-cluster means
+    s.mu.assign(E * d, 0.0);
+    over_columns(n, d, [&](int64_t f0, int64_t f1) {
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t f = f0; f < f1; ++f) s.mu[c[i] * d + f] += xp[i * d + f];
+      for (int64_t e = 0; e < E; ++e)
+        for (int64_t f = f0; f < f1; ++f) s.mu[e * d + f] /= std::max<int64_t>(s.count[e], 1);
+    });
+    // pass 2: per-cluster spread, and Σ of the deviation's derivative for dμ
+    std::vector<double> spread(E * d, 0.0);
+    s.dev.assign(E * d, 0.0);
+    over_columns(n, d, [&](int64_t f0, int64_t f1) {
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t f = f0; f < f1; ++f) {
+          const int64_t ef = c[i] * d + f;
+          const double r = xp[i * d + f] - s.mu[ef];
+          spread[ef] += mad ? std::fabs(r) : r * r;
+          s.dev[ef] += mad ? (r > 0) - (r < 0) : 2 * r;
+        }
+    });
+    // A, clip, scaling over the E×d table
+    s.a.resize(E * d);
+    double mean_a = 0;
+    for (int64_t e = 0; e < E; ++e)
+      for (int64_t f = 0; f < d; ++f) {
+        const double sd = s.count[e] > 0 ? spread[e * d + f] / s.count[e] : 0.0;
+        s.a[e * d + f] = 1.0 / (sd + opt.eps);
+        mean_a += s.a[e * d + f];
+      }
+    mean_a /= static_cast<double>(E * d);
+    s.threshold = opt.clip > 0 ? opt.clip * mean_a : INFINITY;
+    s.b.resize(E * d);
+    s.clipped.resize(E * d);
+    for (int64_t j = 0; j < E * d; ++j) {
+      s.clipped[j] = s.a[j] > s.threshold;
+      s.b[j] = s.clipped[j] ? s.threshold : s.a[j];
+    }
+    s.q.assign(per_feature ? d : 1, 0.0);
+    for (int64_t e = 0; e < E; ++e)
+      for (int64_t f = 0; f < d; ++f) s.q[per_feature ? f : 0] += s.b[e * d + f];
+    for (double& v : s.q) v /= per_feature ? E : E * d;
+    T* w = W.data<T>();
+    for (int64_t e = 0; e < E; ++e)
+      for (int64_t f = 0; f < d; ++f) w[e * d + f] = static_cast<T>(s.b[e * d + f] / s.q[per_feature ? f : 0]);
+  });
+
+  attach_backward(W, "ac_cluster_weights", {x_in}, [state, x, c, E, opt](const Tensor& dW_in) {
+    const ACState<double>& s = *state;
+    Tensor dWc = contiguous(dW_in).to(DType::Float64);
+    const double* dW = dWc.data<double>();
+    const int64_t n = x.size(0), d = x.size(1);
+    const bool per_feature = opt.scaling == ACScaling::PerFeature;
+    // through the scaling W = B / q
+    std::vector<double> dot(per_feature ? d : 1, 0.0);
+    for (int64_t e = 0; e < E; ++e)
+      for (int64_t f = 0; f < d; ++f) dot[per_feature ? f : 0] += dW[e * d + f] * s.b[e * d + f];
+    const double members = per_feature ? E : E * d;
+    std::vector<double> dB(E * d);
+    for (int64_t e = 0; e < E; ++e)
+      for (int64_t f = 0; f < d; ++f) {
+        const int64_t g = per_feature ? f : 0;
+        dB[e * d + f] = dW[e * d + f] / s.q[g] - dot[g] / (members * s.q[g] * s.q[g]);
+      }
+    // through the clip B = min(A, clip · mean(A)); the threshold depends on every A
+    double dthreshold = 0;
+    for (int64_t j = 0; j < E * d; ++j)
+      if (s.clipped[j]) dthreshold += dB[j];
+    const double share = std::isfinite(s.threshold) ? opt.clip / static_cast<double>(E * d) : 0.0;
+    // through A = 1 / (s + eps), then the spread s = D / n_e into per-cluster coefficients
+    std::vector<double> ds(E * d), dmu(E * d);
+    for (int64_t e = 0; e < E; ++e)
+      for (int64_t f = 0; f < d; ++f) {
+        const int64_t j = e * d + f;
+        const double dA = (s.clipped[j] ? 0.0 : dB[j]) + share * dthreshold;
+        ds[j] = s.count[e] > 0 ? -dA * s.a[j] * s.a[j] / s.count[e] : 0.0;  // d(loss)/dD
+        dmu[j] = s.count[e] > 0 ? -ds[j] * s.dev[j] / s.count[e] : 0.0;     // via μ, per token of e
+      }
+    Tensor dx = Tensor::empty(x.shape(), x.dtype());
+    const bool mad = opt.stat == ACStat::MAD;
+    dispatch_float(x.dtype(), "ac_cluster_weights backward", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const T* xp = x.data<T>();
+      T* g = dx.data<T>();
+      parallel_for(n, std::max<int64_t>(1, kParallelGrain / d), [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i)
+          for (int64_t f = 0; f < d; ++f) {
+            const int64_t j = c[i] * d + f;
+            const double r = xp[i * d + f] - s.mu[j];
+            const double local = mad ? (r > 0) - (r < 0) : 2 * r;
+            g[i * d + f] = static_cast<T>(ds[j] * local + dmu[j]);
+          }
+      });
+    });
+    return std::vector<Tensor>{dx};
+  });
+  return W;
+}
+
+Tensor ac_token_weights(const Tensor& W_in, const Tensor& index_in, const Tensor& mix_in) {
+  check_float(W_in, "ac_token_weights", "weights");
+  check_index(index_in, "ac_token_weights", "index");
+  MG_CHECK(W_in.dim() == 2, "ac_token_weights: weights must be [clusters, features], got ",
+           shape_str(W_in.shape()));
+  MG_CHECK(index_in.dim() == 1 || index_in.dim() == 2, "ac_token_weights: index must be [n] or [n, m], got ",
+           shape_str(index_in.shape()));
+  Tensor index = index_in.dim() == 1 ? unsqueeze(index_in, 1) : index_in;
+  const int64_t n = index.size(0), m = index.size(1), E = W_in.size(0), d = W_in.size(1);
+  if (mix_in.defined()) {
+    check_float(mix_in, "ac_token_weights", "mix");
+    check_same_type(W_in, mix_in, "ac_token_weights");
+    MG_CHECK(mix_in.shape() == index.shape(), "ac_token_weights: mix must have the index's shape ",
+             shape_str(index.shape()), ", got ", shape_str(mix_in.shape()));
+  } else {
+    MG_CHECK(m == 1, "ac_token_weights: mixing over ", m, " clusters needs mix weights");
+  }
+  const std::vector<int64_t> idx = index.to_indices();
+  for (size_t i = 0; i < idx.size(); ++i)
+    MG_CHECK(idx[i] >= 0 && idx[i] < E, "ac_token_weights: index ", idx[i], " at position ", i, " outside [0, ",
+             E, ")");
+  Tensor W = contiguous(W_in).detach();
+  Tensor mix = mix_in.defined() ? contiguous(mix_in).detach() : Tensor();
+  Tensor w = Tensor::empty({n, d}, W.dtype());
+  dispatch_float(W.dtype(), "ac_token_weights", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* wp = W.data<T>();
+    const T* mp = mix.defined() ? mix.data<T>() : nullptr;
+    T* out = w.data<T>();
+    parallel_for(n, std::max<int64_t>(1, kParallelGrain / (d * m)), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        for (int64_t f = 0; f < d; ++f) {
+          T acc = 0;
+          for (int64_t j = 0; j < m; ++j) acc += (mp ? mp[i * m + j] : T(1)) * wp[idx[i * m + j] * d + f];
+          out[i * d + f] = acc;
+        }
+    });
+  });
+  std::vector<Tensor> inputs{W_in};
+  if (mix_in.defined()) inputs.push_back(mix_in);
+  attach_backward(w, "ac_token_weights", inputs, [W, mix, idx, n, m](const Tensor& dw_in) {
+    // dW[e] = Σ_{(i,j): idx_ij = e} mix_ij dw_i  (columns split between threads: sums in token order)
+    // dmix_ij = <dw_i, W[idx_ij]>
+    Tensor dw = contiguous(dw_in);
+    const int64_t E = W.size(0), d = W.size(1);
+    Tensor dW = Tensor::zeros({E, d}, W.dtype());
+    Tensor dmix = mix.defined() ? Tensor::empty(mix.shape(), mix.dtype()) : Tensor();
+    dispatch_float(W.dtype(), "ac_token_weights backward", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const T* g = dw.data<T>();
+      const T* wp = W.data<T>();
+      const T* mp = mix.defined() ? mix.data<T>() : nullptr;
+      T* dwp = dW.data<T>();
+      parallel_for(d, std::max<int64_t>(1, kParallelGrain / (n * m)), [&](int64_t f0, int64_t f1) {
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t j = 0; j < m; ++j) {
+            const T scale = mp ? mp[i * m + j] : T(1);
+            T* row = dwp + idx[i * m + j] * d;
+            for (int64_t f = f0; f < f1; ++f) row[f] += scale * g[i * d + f];
+          }
+      });
+      if (mp) {
+        T* dm = dmix.data<T>();
+        parallel_for(n, std::max<int64_t>(1, kParallelGrain / (d * m)), [&](int64_t b, int64_t e) {
+          for (int64_t i = b; i < e; ++i)
+            for (int64_t j = 0; j < m; ++j) {
+              T dot = 0;
+              for (int64_t f = 0; f < d; ++f) dot += g[i * d + f] * wp[idx[i * m + j] * d + f];
+              dm[i * m + j] = dot;
+            }
+        });
+      }
+    });
+    std::vector<Tensor> grads{dW};
+    if (mix.defined()) grads.push_back(dmix);
+    return grads;
+  });
+  return w;
+}
+
+}  // namespace moegrad

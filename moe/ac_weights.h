@@ -1,0 +1,40 @@
+// The Adaptive Clustering (AC) feature weights of "Tight Clusters Make
+// Specialized Experts" (ICLR 2025), as two differentiable ops with
+// hand-written backward. For x [n, d] and cluster labels c [n] (the previous
+// MoE layer's top-1 experts), with n_e tokens in cluster e:
+//
+//   μ_e = mean of x_i over c_i = e
+//   s_e = mean |x_i − μ_e|   (MAD)   or   mean (x_i − μ_e)²   (variance)
+//   A   = 1 / (s + eps)                                   [E, d]
+//   B   = min(A, clip · mean(A))                          (clip <= 0: no clip)
+//   W   = B / mean_e B[e, :]  (per feature)  or  B / mean(B)  (global)
+//
+// ac_cluster_weights returns W. Kernels: one pass over the tokens for the
+// per-cluster sums, one for the deviations, then O(E·d) work; both passes
+// split the feature columns between threads, so sums are taken in token
+// order and the result does not depend on the thread count. An empty cluster
+// has μ = s = 0 and so hits the clip. The backward carries the full gradient
+// through μ, s, the clip threshold and the scaling (the paper detaches W;
+// callers get that by passing x.detach()).
+//
+// ac_token_weights gathers each token's row: w_i = Σ_j mix_ij W[idx_ij]
+// (idx [n] or [n, m]; mix [n, m] or undefined for weight 1), the scale-gather.
+#pragma once
+#include "autograd/ops.h"
+
+namespace moegrad {
+
+enum class ACStat { MAD, Variance };
+enum class ACScaling { PerFeature, Global };
+
+struct ACOptions {
+  ACStat stat = ACStat::MAD;
+  double eps = 1e-4;
+  double clip = 10.0;
+  ACScaling scaling = ACScaling::PerFeature;
+};
+
+Tensor ac_cluster_weights(const Tensor& x, const Tensor& labels, int64_t experts, const ACOptions& options);
+Tensor ac_token_weights(const Tensor& weights, const Tensor& index, const Tensor& mix = Tensor());
+
+}  // namespace moegrad

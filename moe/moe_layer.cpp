@@ -1,0 +1,54 @@
+// MoE layer: route, dispatch, experts, combine (see moe_layer.h).
+#include "moe/moe_layer.h"
+
+#include <cmath>
+
+namespace moegrad {
+
+MoELayer::MoELayer(const MoEConfig& c, const InitOptions& opt) : config(c) {
+  MG_CHECK(c.dim > 0 && c.hidden > 0 && c.experts > 0, "MoELayer: dim, hidden and experts must be positive, got ",
+           c.dim, ", ", c.hidden, ", ", c.experts);
+  RouterConfig rc{c.dim, c.experts, c.k, c.gate};
+  if (c.use_ac)
+    router = register_module("router", std::make_shared<ACRouter>(rc, c.ac, opt));
+  else
+    router = register_module("router", std::make_shared<TopKRouter>(rc, opt));
+  const double b_in = 1.0 / std::sqrt(static_cast<double>(c.dim));
+  const double b_hidden = 1.0 / std::sqrt(static_cast<double>(c.hidden));
+  w1 = register_parameter("w1", init_uniform({c.experts, c.hidden, c.dim}, b_in, opt));
+  b1 = register_parameter("b1", init_uniform({c.experts, c.hidden}, b_in, opt));
+  w2 = register_parameter("w2", init_uniform({c.experts, c.dim, c.hidden}, b_hidden, opt));
+  b2 = register_parameter("b2", init_uniform({c.experts, c.dim}, b_hidden, opt));
+}
+
+static void ac_weight_stats(const Tensor& W, RoutingStats& s) {
+  std::vector<double> v = W.to_vector();
+  double sum = 0, sq = 0;
+  s.ac_min = INFINITY, s.ac_max = -INFINITY;
+  for (double x : v) {
+    sum += x, sq += x * x;
+    s.ac_min = std::min(s.ac_min, x), s.ac_max = std::max(s.ac_max, x);
+  }
+  s.ac_mean = sum / v.size();
+  s.ac_std = std::sqrt(std::max(0.0, sq / v.size() - s.ac_mean * s.ac_mean));
+}
+
+MoEOutput MoELayer::forward(const Tensor& x, const Assignments& previous) {
+  MG_CHECK(x.defined() && x.dim() == 2 && x.size(1) == config.dim, "MoELayer: expected tokens [n, ", config.dim,
+           "], got ", x.defined() ? shape_str(x.shape()) : "undefined");
+  RouterOutput r = config.use_ac ? static_cast<ACRouter&>(*router).forward(x, previous) : router->forward(x);
+  PlanPtr plan = make_routing_plan(r.indices, config.experts, config.capacity_factor);
+  Tensor expert_in = config.use_ac && config.scale_expert_input ? r.scaled_input : x;
+  Tensor h = gelu(grouped_linear(moe_permute(expert_in, plan), w1, b1, plan));
+  Tensor y = moe_combine(grouped_linear(h, w2, b2, plan), r.scores, plan);
+
+  last_stats = RoutingStats();
+  last_stats.tokens_per_expert = plan->counts;
+  last_stats.dropped = plan->dropped();
+  last_stats.balance_loss = r.balance_loss.item();
+  last_stats.z_loss = r.z_loss.item();
+  if (r.ac_weights.defined()) ac_weight_stats(r.ac_weights, last_stats);
+  return {y, r.balance_loss, r.z_loss, r.assignments()};
+}
+
+}  // namespace moegrad

@@ -1,0 +1,48 @@
+// The MoE feed-forward layer: a router (top-k, or AC fed with the previous
+// MoE layer's assignments) picks k experts per token; tokens are permuted
+// into contiguous per-expert blocks, each expert (a GELU FFN, weights stacked
+// as [E, out, in]) runs as one GEMM per block, and the outputs are combined
+// with the gate scores. Routing statistics of the last forward are kept for
+// logging.
+#pragma once
+#include "moe/dispatch.h"
+#include "moe/router.h"
+
+namespace moegrad {
+
+struct MoEConfig {
+  int64_t dim = 0, hidden = 0, experts = 0, k = 2;
+  GateKind gate = GateKind::Linear;
+  double capacity_factor = 0.0;     // <= 0: no capacity, no dropping
+  bool use_ac = false;              // AC router (needs previous assignments)
+  ACConfig ac;
+  bool scale_expert_input = false;  // AC: experts see x ⊙ w (Swin variant)
+};
+
+struct RoutingStats {
+  std::vector<int64_t> tokens_per_expert;  // routed slots per expert (after dropping)
+  int64_t dropped = 0;                     // slots dropped by the capacity
+  double balance_loss = 0, z_loss = 0;
+  // AC weights W (AC layers only): spread over experts and features
+  double ac_mean = 0, ac_std = 0, ac_min = 0, ac_max = 0;
+};
+
+struct MoEOutput {
+  Tensor y;             // [n, d]
+  Tensor balance_loss;  // scalar
+  Tensor z_loss;        // scalar
+  Assignments assignments;
+};
+
+class MoELayer : public Module {
+ public:
+  MoELayer(const MoEConfig& config, const InitOptions& opt = {});
+  // x: [n, d] tokens; previous: the last MoE layer's assignments (AC only).
+  MoEOutput forward(const Tensor& x, const Assignments& previous = {});
+  MoEConfig config;
+  std::shared_ptr<TopKRouter> router;
+  Tensor w1, b1, w2, b2;  // [E, hidden, dim], [E, hidden], [E, dim, hidden], [E, dim]
+  RoutingStats last_stats;
+};
+
+}  // namespace moegrad

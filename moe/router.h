@@ -1,0 +1,80 @@
+// Routers: the top-k router (SMoE / Switch / GShard) and the AC router.
+//
+// Top-k: logits = gate(x); the k largest per token, sorted (column 0 is the
+// argmax); scores = softmax over those k logits. Switch load-balance loss
+// L = E · Σ_e f_e P_e (f_e: share of routed slots sent to e, P_e: mean router
+// probability of e); optional z-loss mean(logsumexp(logits)²).
+//
+// AC: takes the previous MoE layer's assignments. Feature weights W [E, d]
+// from the clusters of that layer's top-1 labels (moe/ac_weights.h); token i
+// is scaled by w_i = W[c_i] (or mixed over the previous top-m with the softmax
+// of those logits), and routed with logits = gate(x ⊙ w). In the paper's
+// detached mode no gradient flows through W or the mixing weights; the
+// differentiable mode backpropagates through all of it.
+//
+// The gate is linear (x Gᵀ + b) or XMoE-style: expert embeddings renormalised
+// to unit length, logits = x · Êᵀ.
+#pragma once
+#include "moe/ac_weights.h"
+#include "nn/layers.h"
+
+namespace moegrad {
+
+enum class GateKind { Linear, Cosine };
+
+// What a MoE layer hands to the next AC layer.
+struct Assignments {
+  Tensor indices;  // int64 [n, k]: experts chosen, column 0 the top-1
+  Tensor logits;   // [n, k]: their gate logits (for mixing over the top-m)
+  bool defined() const { return indices.defined(); }
+};
+
+struct RouterOutput {
+  Tensor logits;        // [n, E]
+  Tensor indices;       // int64 [n, k], sorted
+  Tensor topk_logits;   // [n, k]
+  Tensor scores;        // [n, k], softmax over the k logits
+  Tensor balance_loss;  // scalar
+  Tensor z_loss;        // scalar
+  Tensor scaled_input;  // AC: x ⊙ w (the experts' input when AC scales it); else x
+  Tensor ac_weights;    // AC: W [E, d]; else undefined
+  Assignments assignments() const { return {indices, topk_logits}; }
+};
+
+struct RouterConfig {
+  int64_t dim = 0, experts = 0, k = 2;
+  GateKind gate = GateKind::Linear;
+};
+
+// Switch balance loss from the full logits [n, E] and the chosen indices [n, k].
+Tensor switch_balance_loss(const Tensor& logits, const Tensor& indices);
+// mean over tokens of logsumexp(logits)².
+Tensor router_z_loss(const Tensor& logits);
+
+class TopKRouter : public Module {
+ public:
+  TopKRouter(const RouterConfig& config, const InitOptions& opt = {});
+  RouterOutput forward(const Tensor& x);
+  // logits of the gate for (possibly scaled) tokens x [n, d]
+  Tensor gate_logits(const Tensor& x) const;
+  RouterConfig config;
+  Tensor weight, bias;  // Linear: weight [E, d], bias [E]; Cosine: weight = expert embeddings [E, d]
+
+ protected:
+  RouterOutput route(const Tensor& logits) const;
+};
+
+struct ACConfig {
+  ACOptions stats;
+  int64_t mix_m = 1;            // mix over the previous top-m (1: labels only)
+  bool differentiable = false;  // false: the paper's detached W
+};
+
+class ACRouter : public TopKRouter {
+ public:
+  ACRouter(const RouterConfig& config, const ACConfig& ac, const InitOptions& opt = {});
+  RouterOutput forward(const Tensor& x, const Assignments& previous);
+  ACConfig ac;
+};
+
+}  // namespace moegrad

@@ -1,0 +1,54 @@
+// Module: the base of every layer. It owns named parameters and child modules;
+// named_parameters() walks the tree and joins names with '.', giving the names
+// checkpoints use ("blocks.2.moe.router.weight"). Subclasses register their
+// parameters and children in the constructor and define their own forward.
+#pragma once
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "autograd/ops.h"
+
+namespace moegrad {
+
+// dtype and random source for a module's parameters.
+struct InitOptions {
+  DType dtype = DType::Float32;
+  Generator* gen = nullptr;  // default_generator() when null
+  Generator& generator() const { return gen ? *gen : default_generator(); }
+};
+
+class Module {
+ public:
+  virtual ~Module() = default;
+  Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  std::vector<std::pair<std::string, Tensor>> named_parameters() const;
+  std::vector<Tensor> parameters() const;
+  int64_t num_parameters() const;
+  // Switches training mode (dropout, capacity dropping) here and in children.
+  void train(bool on = true);
+  void eval() { train(false); }
+  bool training() const { return training_; }
+  void zero_grad();
+
+ protected:
+  // Registers t as a leaf parameter that requires grad; returns it.
+  Tensor register_parameter(const std::string& name, Tensor t);
+  template <typename M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
+    add_child(name, m);
+    return m;
+  }
+
+ private:
+  void add_child(const std::string& name, std::shared_ptr<Module> m);
+  std::vector<std::pair<std::string, Tensor>> params_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  bool training_ = true;
+};
+
+}  // namespace moegrad

@@ -1,0 +1,155 @@
+// The AC feature weights: values against a direct transcription of the
+// equations, gradchecks of the differentiable op in every variant and on the
+// edge cases (empty clusters, one cluster, n = 1, clipping active), the
+// scale-gather with mixing, and errors.
+#include <cmath>
+
+#include "moe/ac_weights.h"
+#include "test_helpers.h"
+
+using namespace moegrad;
+using moegrad::testing::leaf;
+
+// The equations of DESIGN.md, written out with plain loops.
+static std::vector<double> reference(const Tensor& x, const std::vector<int64_t>& c, int64_t E,
+                                     const ACOptions& o) {
+  const int64_t n = x.size(0), d = x.size(1);
+  std::vector<double> mu(E * d, 0), s(E * d, 0), cnt(E, 0);
+  for (int64_t i = 0; i < n; ++i) cnt[c[i]]++;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t f = 0; f < d; ++f) mu[c[i] * d + f] += x.at({i, f}) / cnt[c[i]];
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t f = 0; f < d; ++f) {
+      double r = x.at({i, f}) - mu[c[i] * d + f];
+      s[c[i] * d + f] += (o.stat == ACStat::MAD ? std::fabs(r) : r * r) / cnt[c[i]];
+    }
+  std::vector<double> W(E * d);
+  double m = 0;
+  for (int64_t j = 0; j < E * d; ++j) m += (W[j] = 1 / (s[j] + o.eps)) / (E * d);
+  if (o.clip > 0)
+    for (double& v : W) v = std::min(v, o.clip * m);
+  if (o.scaling == ACScaling::PerFeature) {
+    for (int64_t f = 0; f < d; ++f) {
+      double q = 0;
+      for (int64_t e = 0; e < E; ++e) q += W[e * d + f] / E;
+      for (int64_t e = 0; e < E; ++e) W[e * d + f] /= q;
+    }
+  } else {
+    double q = 0;
+    for (double v : W) q += v / (E * d);
+    for (double& v : W) v /= q;
+  }
+  return W;
+}
+
+static std::vector<ACOptions> variants() {
+  std::vector<ACOptions> out;
+  for (ACStat st : {ACStat::MAD, ACStat::Variance})
+    for (ACScaling sc : {ACScaling::PerFeature, ACScaling::Global})
+      for (double clip : {10.0, 1.3, 0.0}) {
+        ACOptions o;
+        o.stat = st, o.scaling = sc, o.clip = clip, o.eps = clip == 1.3 ? 0.35 : 1e-4;
+        out.push_back(o);
+      }
+  return out;
+}
+
+TEST(ACWeights, ValuesMatchTheEquations) {
+  Tensor x = Tensor::randn({20, 5}, 0, 1, DType::Float64);
+  std::vector<int64_t> c;
+  for (int i = 0; i < 20; ++i) c.push_back(i % 3 == 0 ? 0 : (i % 3 == 1 ? 1 : 3));  // cluster 2 empty
+  for (const ACOptions& o : variants()) {
+    std::vector<double> ref = reference(x, c, 4, o);
+    std::vector<double> got = ac_cluster_weights(x, Tensor::from_indices(c, {20}), 4, o).to_vector();
+    for (size_t j = 0; j < ref.size(); ++j) EXPECT_NEAR(got[j], ref[j], 1e-9 * std::max(1.0, std::fabs(ref[j])));
+    // float32 agrees
+    std::vector<double> f32 = ac_cluster_weights(x.to(DType::Float32), Tensor::from_indices(c, {20}), 4, o).to_vector();
+    for (size_t j = 0; j < ref.size(); ++j) EXPECT_NEAR(f32[j], ref[j], 1e-4 * std::max(1.0, std::fabs(ref[j])));
+  }
+}
+
+TEST(ACWeights, PerFeatureWeightsAverageToOne) {
+  Tensor x = Tensor::randn({30, 4}, 0, 1, DType::Float64);
+  std::vector<int64_t> c(30);
+  for (int i = 0; i < 30; ++i) c[i] = i % 5;
+  Tensor W = ac_cluster_weights(x, Tensor::from_indices(c, {30}), 5, ACOptions());
+  for (double v : mean(W, {0}).to_vector()) EXPECT_NEAR(v, 1.0, 1e-12);
+}
+
+TEST(ACWeights, GradcheckAllVariants) {
+  std::vector<int64_t> c = {0, 1, 0, 1, 1, 3, 0, 3, 3};  // cluster 2 empty
+  Tensor labels = Tensor::from_indices(c, {9});
+  for (const ACOptions& o : variants()) {
+    SCOPED_TRACE(std::to_string(static_cast<int>(o.stat)) + "/" + std::to_string(static_cast<int>(o.scaling)) +
+                 "/clip " + std::to_string(o.clip));
+    Tensor x = leaf({9, 3}, 41);
+    GradcheckOptions gopt;
+    gopt.rtol = 1e-4;
+    EXPECT_GRADCHECK([labels, o](const std::vector<Tensor>& in) { return ac_cluster_weights(in[0], labels, 4, o); },
+                     {x}, gopt);
+  }
+}
+
+TEST(ACWeights, GradcheckEdgeCases) {
+  ACOptions o;
+  o.eps = 0.35, o.clip = 1.5;
+  struct Case { int64_t n, E; std::vector<int64_t> c; };
+  const std::vector<Case> cases = {
+      {1, 3, {2}},                   // n = 1
+      {5, 1, {0, 0, 0, 0, 0}},       // a single cluster
+      {4, 4, {0, 1, 2, 3}},          // one token per cluster (k = E style)
+      {6, 5, {4, 4, 4, 0, 0, 4}},    // most clusters empty
+  };
+  for (const Case& cs : cases) {
+    for (ACScaling sc : {ACScaling::PerFeature, ACScaling::Global}) {
+      o.scaling = sc;
+      Tensor labels = Tensor::from_indices(cs.c, {cs.n});
+      Tensor x = leaf({cs.n, 3}, 42);
+      int64_t E = cs.E;
+      Tensor W = ac_cluster_weights(x, labels, E, o);
+      for (double v : W.to_vector()) EXPECT_TRUE(std::isfinite(v));
+      EXPECT_GRADCHECK([labels, E, o](const std::vector<Tensor>& in) {
+        return ac_cluster_weights(in[0], labels, E, o);
+      }, {x});
+    }
+  }
+}
+
+TEST(ACWeights, TokenWeightsGatherAndMix) {
+  Tensor W = Tensor::from_vector({1, 2, 3, 4, 5, 6}, {3, 2}, DType::Float64);
+  EXPECT_EQ(ac_token_weights(W, Tensor::from_indices({2, 0}, {2})).to_vector(), (std::vector<double>{5, 6, 1, 2}));
+  Tensor mix = Tensor::from_vector({0.25, 0.75}, {1, 2}, DType::Float64);
+  EXPECT_EQ(ac_token_weights(W, Tensor::from_indices({0, 1}, {1, 2}), mix).to_vector(),
+            (std::vector<double>{2.5, 3.5}));
+}
+
+TEST(ACWeights, GradcheckTokenWeights) {
+  Tensor W = leaf({4, 3}, 43), mix = leaf({5, 2}, 44);
+  Tensor idx = Tensor::from_indices({0, 1, 1, 1, 3, 0, 2, 3, 0, 3}, {5, 2});  // repeated pair (1, 1) on token 1
+  EXPECT_GRADCHECK([idx](const std::vector<Tensor>& in) { return ac_token_weights(in[0], idx, in[1]); }, {W, mix});
+  Tensor labels = Tensor::from_indices({3, 3, 0, 2, 1}, {5});
+  EXPECT_GRADCHECK([labels](const std::vector<Tensor>& in) { return ac_token_weights(in[0], labels); }, {W});
+  // the whole AC scaling, end to end: x -> W -> w -> x ⊙ w
+  Tensor x = leaf({5, 3}, 45);
+  ACOptions o;
+  EXPECT_GRADCHECK([labels, o](const std::vector<Tensor>& in) {
+    return mul(in[0], ac_token_weights(ac_cluster_weights(in[0], labels, 4, o), labels));
+  }, {x});
+}
+
+TEST(ACWeights, Errors) {
+  Tensor x = Tensor::zeros({3, 2});
+  Tensor labels = Tensor::from_indices({0, 1, 2}, {3});
+  EXPECT_MG_ERROR(ac_cluster_weights(x, labels, 2, ACOptions()), "ac_cluster_weights: label 2 of token 2 outside [0, 2)");
+  EXPECT_MG_ERROR(ac_cluster_weights(x, Tensor::from_indices({0}, {1}), 2, ACOptions()), "labels must be [3], got [1]");
+  EXPECT_MG_ERROR(ac_cluster_weights(Tensor::zeros({3}), labels, 3, ACOptions()), "x must be [tokens, features]");
+  ACOptions bad;
+  bad.eps = 0;
+  EXPECT_MG_ERROR(ac_cluster_weights(x, labels, 3, bad), "eps must be positive");
+  EXPECT_MG_ERROR(ac_cluster_weights(x, labels, 0, ACOptions()), "number of clusters must be positive");
+  Tensor W = Tensor::zeros({3, 2});
+  EXPECT_MG_ERROR(ac_token_weights(W, Tensor::from_indices({0, 5}, {2})), "ac_token_weights: index 5 at position 1");
+  EXPECT_MG_ERROR(ac_token_weights(W, Tensor::from_indices({0, 1}, {1, 2})), "needs mix weights");
+  EXPECT_MG_ERROR(ac_token_weights(W, Tensor::from_indices({0, 1}, {1, 2}), Tensor::zeros({2, 1})),
+                  "mix must have the index's shape [1, 2]");
+}

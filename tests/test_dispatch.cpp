@@ -1,0 +1,121 @@
+// Routing plan invariants, permute / grouped linear / combine values against
+// naive loops, their gradchecks (with empty experts and dropped slots), errors.
+#include "moe/dispatch.h"
+#include "test_helpers.h"
+
+using namespace moegrad;
+using moegrad::testing::leaf;
+
+static Tensor random_assignment(int64_t n, int64_t k, int64_t E, uint64_t seed) {
+  // k distinct experts per token, as top-k would give
+  Generator g(seed);
+  std::vector<int64_t> idx;
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<int64_t> pool(E);
+    for (int64_t e = 0; e < E; ++e) pool[e] = e;
+    for (int64_t j = 0; j < k; ++j) {
+      int64_t pick = j + static_cast<int64_t>(random_uniform(g.seed(), g.take(1)) * (E - j));
+      std::swap(pool[j], pool[pick]);
+      idx.push_back(pool[j]);
+    }
+  }
+  return Tensor::from_indices(idx, {n, k});
+}
+
+TEST(RoutingPlan, InvariantsWithoutCapacity) {
+  Tensor idx = random_assignment(50, 2, 6, 1);
+  PlanPtr p = make_routing_plan(idx, 6);
+  std::vector<int64_t> e = idx.to_indices();
+  EXPECT_EQ(p->rows(), 100);
+  EXPECT_EQ(p->dropped(), 0);
+  for (int64_t s = 0; s < 100; ++s) {
+    int64_t r = p->position[s];
+    ASSERT_GE(r, 0);
+    EXPECT_EQ(p->row_slot[r], s);         // permutation inverse exact
+    EXPECT_EQ(p->row_token[r], s / 2);
+    EXPECT_GE(r, p->offsets[e[s]]);       // row inside its expert's block
+    EXPECT_LT(r, p->offsets[e[s] + 1]);
+  }
+  // within a block: choice-major, then token order
+  for (int64_t x = 0; x < 6; ++x)
+    for (int64_t r = p->offsets[x] + 1; r < p->offsets[x + 1]; ++r) {
+      int64_t a = p->row_slot[r - 1], b = p->row_slot[r];
+      EXPECT_TRUE(a % 2 < b % 2 || (a % 2 == b % 2 && a < b));
+    }
+}
+
+TEST(RoutingPlan, CapacityDropsSecondChoicesFirst) {
+  // 4 tokens all pick expert 0 first and expert 1 second; capacity = ceil(0.5*4*2/2) = 2
+  Tensor idx = Tensor::from_indices({0, 1, 0, 1, 0, 1, 1, 0}, {4, 2});
+  PlanPtr p = make_routing_plan(idx, 2, 0.5);
+  EXPECT_EQ(p->capacity, 2);
+  EXPECT_EQ(p->counts, (std::vector<int64_t>{2, 2}));
+  EXPECT_EQ(p->dropped(), 4);
+  // expert 0: first choices of tokens 0 and 1; expert 1: first choice of token 3, then token 0's second
+  EXPECT_GE(p->position[0], 0);
+  EXPECT_GE(p->position[2], 0);
+  EXPECT_EQ(p->position[4], -1);
+  EXPECT_GE(p->position[6], 0);
+  EXPECT_GE(p->position[1], 0);
+  EXPECT_EQ(p->position[3], -1);
+}
+
+TEST(Dispatch, ValuesAgainstLoops) {
+  const int64_t n = 7, d = 3, o = 4, E = 3, k = 2;
+  Tensor idx = random_assignment(n, k, E, 2);
+  PlanPtr p = make_routing_plan(idx, E);
+  Tensor x = Tensor::randn({n, d}, 0, 1, DType::Float64), W = Tensor::randn({E, o, d}, 0, 1, DType::Float64);
+  Tensor b = Tensor::randn({E, o}, 0, 1, DType::Float64), s = Tensor::rand({n, k}, 0, 1, DType::Float64);
+  Tensor y = moe_combine(grouped_linear(moe_permute(x, p), W, b, p), s, p);
+  std::vector<int64_t> e = idx.to_indices();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < o; ++c) {
+      double ref = 0;
+      for (int64_t j = 0; j < k; ++j) {
+        double v = b.at({e[i * k + j], c});
+        for (int64_t f = 0; f < d; ++f) v += W.at({e[i * k + j], c, f}) * x.at({i, f});
+        ref += s.at({i, j}) * v;
+      }
+      EXPECT_NEAR(y.at({i, c}), ref, 1e-12);
+    }
+}
+
+TEST(Dispatch, Gradcheck) {
+  const int64_t n = 6, d = 3, o = 2, E = 4, k = 2;
+  // expert 3 receives nothing: its weight gradient must be exactly zero
+  Tensor idx = Tensor::from_indices({0, 1, 1, 2, 2, 0, 0, 2, 1, 0, 2, 1}, {n, k});
+  for (double cf : {0.0, 0.7}) {
+    SCOPED_TRACE(cf);
+    PlanPtr p = make_routing_plan(idx, E, cf);
+    Tensor x = leaf({n, d}, 1), W = leaf({E, o, d}, 2), b = leaf({E, o}, 3), s = leaf({n, k}, 4);
+    EXPECT_GRADCHECK([p](const std::vector<Tensor>& in) {
+      return moe_combine(grouped_linear(moe_permute(in[0], p), in[1], in[2], p), in[3], p);
+    }, {x, W, b, s});
+    EXPECT_GRADCHECK([p](const std::vector<Tensor>& in) {
+      return moe_combine(grouped_linear(moe_permute(transpose(in[0], 0, 1), p), in[1], Tensor(), p), in[2], p);
+    }, {leaf({d, n}, 5), W, s});
+  }
+}
+
+TEST(Dispatch, DroppedSlotsContributeZero) {
+  Tensor idx = Tensor::from_indices({0, 0, 0}, {3, 1});
+  PlanPtr p = make_routing_plan(idx, 2, 0.5);  // capacity ceil(0.5*3/2) = 1
+  Tensor x = Tensor::ones({3, 2}, DType::Float64);
+  Tensor y = moe_combine(moe_permute(x, p), Tensor::ones({3, 1}, DType::Float64), p);
+  EXPECT_EQ(y.to_vector(), (std::vector<double>{1, 1, 0, 0, 0, 0}));
+}
+
+TEST(Dispatch, Errors) {
+  Tensor idx = Tensor::from_indices({0, 3}, {2, 1});
+  EXPECT_MG_ERROR(make_routing_plan(idx, 3), "make_routing_plan: expert index 3 at token 1 choice 0 outside [0, 3)");
+  EXPECT_MG_ERROR(make_routing_plan(Tensor::zeros({2, 1}), 3), "expert_index must be int64");
+  EXPECT_MG_ERROR(make_routing_plan(Tensor::from_indices({0}, {1}), 3), "must be [tokens, k]");
+  PlanPtr p = make_routing_plan(Tensor::from_indices({0, 1}, {2, 1}), 2);
+  EXPECT_MG_ERROR(moe_permute(Tensor::zeros({3, 2}), p), "moe_permute: expected x of shape [2, d], got [3, 2]");
+  EXPECT_MG_ERROR(grouped_linear(Tensor::zeros({2, 2}), Tensor::zeros({3, 2, 2}), Tensor(), p),
+                  "grouped_linear: weight must be [2, out, in], got [3, 2, 2]");
+  EXPECT_MG_ERROR(grouped_linear(Tensor::zeros({2, 2}), Tensor::zeros({2, 4, 2}), Tensor::zeros({2, 3}), p),
+                  "grouped_linear: bias must be [2, 4]");
+  EXPECT_MG_ERROR(moe_combine(Tensor::zeros({2, 2}), Tensor::zeros({2, 2}), p), "moe_combine: expected scores [2, 1]");
+  EXPECT_MG_ERROR(moe_permute(Tensor::zeros({2, 2}), nullptr), "routing plan is null");
+}
