@@ -2,8 +2,8 @@
 // multiplies the upstream gradient by the local derivative, computed from the
 // saved input x or output y (whichever is cheaper):
 //   neg: -1            exp: y           log: 1/x          sqrt: 1/(2y)
-//   pow: p x^(p-1)     abs: sign(x)     relu: [x > 0]     tanh: 1 - y²
-//   sigmoid: y(1 - y)
+//   pow: p x^(p-1), 0 for p = 0        abs: sign(x)     relu: [x > 0]
+//   tanh: 1 - y²       sigmoid: y(1 - y)
 //   gelu (erf):  Φ(x) + x φ(x)
 //   gelu (tanh): 0.5(1 + t) + 0.5 x (1 - t²) √(2/π)(1 + 3·0.044715 x²),
 //                t = tanh(√(2/π)(x + 0.044715 x³))
@@ -65,7 +65,8 @@ Tensor sqrt(const Tensor& x) {
 
 Tensor pow(const Tensor& x, double p) {
   return unary(x, "pow", [p](auto v) { return std::pow(v, static_cast<decltype(v)>(p)); },
-               [p](auto v, auto) { return p * std::pow(v, static_cast<decltype(v)>(p - 1)); });
+               // p = 0 is constant: its gradient is 0, also at x = 0 where x^(p-1) is inf
+               [p](auto v, auto) { return p == 0 ? 0 : p * std::pow(v, static_cast<decltype(v)>(p - 1)); });
 }
 
 Tensor abs(const Tensor& x) {

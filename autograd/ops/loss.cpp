@@ -1,0 +1,99 @@
+// cross_entropy: log-softmax and negative log-likelihood fused, for logits
+// [N, C] and int64 class targets [N]. Per row i with target t_i:
+//   lse_i  = m_i + log(sum_j exp(x_ij - m_i)),   m_i = max_j x_ij   (stable)
+//   loss   = mean over non-ignored rows of (lse_i - x_{i,t_i})        (0 if none)
+// The forward saves the logits and lse per row; the backward, by hand:
+//   dlogits_ij = (exp(x_ij - lse_i) - [j == t_i]) * dout / count,
+// with zero rows for ignored targets.
+#include <cmath>
+
+#include "autograd/ops/util.h"
+#include "tensor/parallel.h"
+
+namespace moegrad {
+
+namespace {
+
+// Per-row lse and loss of the non-ignored rows (rows of x are contiguous).
+template <typename T>
+void cross_entropy_forward(const T* x, const std::vector<int64_t>& t, int64_t ignore_index, int64_t C, T* lse,
+                           std::vector<double>& row_loss) {
+  const int64_t N = static_cast<int64_t>(t.size());
+  parallel_for(N, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(C, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      lse[i] = 0;
+      if (t[i] == ignore_index) continue;
+      const T* xr = x + i * C;
+      T m = xr[0];
+      for (int64_t j = 1; j < C; ++j) m = std::max(m, xr[j]);
+      double s = 0;
+      for (int64_t j = 0; j < C; ++j) s += std::exp(xr[j] - m);
+      const double log_s = std::log(s);
+      lse[i] = static_cast<T>(m + log_s);
+      row_loss[i] = (static_cast<double>(m) - xr[t[i]]) + log_s;
+    }
+  });
+}
+
+template <typename T>
+void cross_entropy_backward(const T* x, const T* lse, const std::vector<int64_t>& t, int64_t ignore_index, int64_t C,
+                            double scale, T* dx) {
+  const int64_t N = static_cast<int64_t>(t.size());
+  const T sc = static_cast<T>(scale);
+  parallel_for(N, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(C, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const T* xr = x + i * C;
+      T* dxr = dx + i * C;
+      if (t[i] == ignore_index) {
+        std::fill(dxr, dxr + C, T(0));
+        continue;
+      }
+      for (int64_t j = 0; j < C; ++j) dxr[j] = std::exp(xr[j] - lse[i]) * sc;
+      dxr[t[i]] -= sc;
+    }
+  });
+}
+
+}  // namespace
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
+  const char* op = "cross_entropy";
+  check_float(logits, op, "logits");
+  MG_CHECK(logits.dim() == 2, op, ": logits must be 2-d [N, C], got shape ", shape_str(logits.shape()));
+  check_index(targets, op, "targets");
+  const int64_t N = logits.shape()[0], C = logits.shape()[1];
+  MG_CHECK(targets.shape() == Shape{N}, op, ": targets must have shape [", N, "] for logits of shape ",
+           shape_str(logits.shape()), ", got ", shape_str(targets.shape()));
+  std::vector<int64_t> t = targets.to_indices();
+  int64_t count = 0;
+  for (int64_t i = 0; i < N; ++i) {
+    if (t[i] == ignore_index) continue;
+    MG_CHECK(t[i] >= 0 && t[i] < C, op, ": target ", t[i], " at position ", i, " is outside [0, ", C,
+             ") and is not ignore_index (", ignore_index, ")");
+    ++count;
+  }
+
+  Tensor x = contiguous(logits.detach()).detach();
+  Tensor lse = Tensor::empty({N}, x.dtype(), x.device());
+  std::vector<double> row_loss(N, 0.0);
+  dispatch_float(x.dtype(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    cross_entropy_forward(x.data<T>(), t, ignore_index, C, lse.data<T>(), row_loss);
+  });
+  double total = 0;  // summed in row order: deterministic
+  for (double l : row_loss) total += l;
+  Tensor out = Tensor::scalar(count > 0 ? total / static_cast<double>(count) : 0.0, x.dtype());
+
+  attach_backward(out, op, {logits}, [x, lse, t = std::move(t), ignore_index, count, op](const Tensor& dout) {
+    Tensor dlogits = Tensor::empty(x.shape(), x.dtype(), x.device());
+    const double scale = count > 0 ? dout.item() / static_cast<double>(count) : 0.0;
+    dispatch_float(x.dtype(), op, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      cross_entropy_backward(x.data<T>(), lse.data<T>(), t, ignore_index, x.shape()[1], scale, dlogits.data<T>());
+    });
+    return std::vector<Tensor>{dlogits};
+  });
+  return out;
+}
+
+}  // namespace moegrad

@@ -1,0 +1,93 @@
+// Selection by a bool mask and clamping:
+//   masked_fill(x, mask, v): v where mask, else x      dx = dout where !mask
+//   where(cond, a, b):       a where cond, else b      da = dout where cond,
+//                                                       db = dout where !cond
+//   clamp(x, low, high):     min(max(x, low), high)    dx = dout where low <= x <= high
+// The masks are broadcast (masked_fill: to x's shape; where: all three
+// together), so where's gradients are summed back to each input's shape.
+#include "autograd/ops/pointwise.h"
+
+namespace moegrad {
+
+namespace {
+
+// Error unless m is a defined CPU bool tensor.
+void check_mask(const Tensor& m, const char* op, const char* what) {
+  MG_CHECK(m.defined(), op, ": ", what, " is an undefined tensor");
+  MG_CHECK(m.device().is_cpu(), op, ": ", what, " is on ", m.device().str(), ", which this op does not support yet");
+  MG_CHECK(m.dtype() == DType::Bool, op, ": ", what, " must be bool, got ", dtype_name(m.dtype()), " of shape ",
+           shape_str(m.shape()));
+}
+
+// The kernel of where, without validation or graph: out = cond ? a : b.
+Tensor where_forward(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
+  Tensor out = Tensor::empty(shape, a.dtype(), a.device());
+  Shape cs = broadcast_strides(cond.shape(), cond.strides(), shape);
+  Shape as = broadcast_strides(a.shape(), a.strides(), shape);
+  Shape bs = broadcast_strides(b.shape(), b.strides(), shape);
+  dispatch_float(a.dtype(), "where", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* o = out.data<T>();
+    const bool* cp = cond.data<bool>();
+    const T* ap = a.data<T>();
+    const T* bp = b.data<T>();
+    strided_rows<4>(shape, {&out.strides(), &cs, &as, &bs},
+                    [&](const std::array<int64_t, 4>& off, int64_t n, const std::array<int64_t, 4>& st) {
+                      for (int64_t i = 0; i < n; ++i)
+                        o[off[0] + i * st[0]] =
+                            cp[off[1] + i * st[1]] ? ap[off[2] + i * st[2]] : bp[off[3] + i * st[3]];
+                    });
+  });
+  return out;
+}
+
+}  // namespace
+
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
+  check_float(x, "masked_fill", "input");
+  check_mask(mask, "masked_fill", "mask");
+  MG_CHECK(broadcast_shapes(x.shape(), mask.shape(), "masked_fill") == x.shape(), "masked_fill: mask of shape ",
+           shape_str(mask.shape()), " does not broadcast to the input's shape ", shape_str(x.shape()));
+  Tensor out = dispatch_float(x.dtype(), "masked_fill", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T v = static_cast<T>(value);
+    return map_binary<T, T, bool>(x, mask, "masked_fill", [v](T xv, bool m) { return m ? v : xv; });
+  });
+  Tensor md = mask.detach();
+  attach_backward(out, "masked_fill", {x},
+                  [md](const Tensor& dout) { return std::vector<Tensor>{masked_fill(dout, md, 0.0)}; });
+  return out;
+}
+
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  check_mask(cond, "where", "condition");
+  check_float(a, "where", "first input");
+  check_float(b, "where", "second input");
+  check_same_type(a, b, "where");
+  Tensor out = where_forward(cond, a, b);
+  Tensor cd = cond.detach();
+  attach_backward(out, "where", {a, b}, [cd, sa = a.shape(), sb = b.shape()](const Tensor& dout) {
+    Tensor zero = Tensor::zeros({}, dout.dtype());
+    return std::vector<Tensor>{sum_to(where_forward(cd, dout, zero), sa), sum_to(where_forward(cd, zero, dout), sb)};
+  });
+  return out;
+}
+
+Tensor clamp(const Tensor& x, double low, double high) {
+  check_float(x, "clamp", "input");
+  MG_CHECK(low <= high, "clamp: expected low <= high, got low ", low, " and high ", high);
+  return dispatch_float(x.dtype(), "clamp", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T lo = static_cast<T>(low), hi = static_cast<T>(high);
+    Tensor out = map_unary<T, T>(x, [lo, hi](T v) { return v < lo ? lo : (v > hi ? hi : v); });
+    Tensor xd = x.detach();
+    attach_backward(out, "clamp", {x}, [xd, lo, hi](const Tensor& dout) {
+      Tensor dx = map_binary<T, T, T>(dout, xd, "clamp", [lo, hi](T g, T v) { return lo <= v && v <= hi ? g : T(0); });
+      return std::vector<Tensor>{dx};
+    });
+    return out;
+  });
+}
+
+}  // namespace moegrad
