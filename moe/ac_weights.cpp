@@ -13,7 +13,7 @@ namespace {
 // Calls f(f0, f1) on column ranges of [0, d) in parallel when n·d is large.
 template <typename F>
 void over_columns(int64_t n, int64_t d, F f) {
-  parallel_for(d, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(n, 1)), f);
+  parallel_for(d, grain_for(n), f);
 }
 
 // Everything the forward computes that the backward needs.
@@ -138,7 +138,7 @@ Tensor ac_cluster_weights(const Tensor& x_in, const Tensor& labels, int64_t E, c
       using T = typename decltype(tag)::type;
       const T* xp = x.data<T>();
       T* g = dx.data<T>();
-      parallel_for(n, std::max<int64_t>(1, kParallelGrain / d), [&](int64_t b, int64_t e) {
+      parallel_for(n, grain_for(d), [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i)
           for (int64_t f = 0; f < d; ++f) {
             const int64_t j = c[i] * d + f;
@@ -182,7 +182,7 @@ Tensor ac_token_weights(const Tensor& W_in, const Tensor& index_in, const Tensor
     const T* wp = W.data<T>();
     const T* mp = mix.defined() ? mix.data<T>() : nullptr;
     T* out = w.data<T>();
-    parallel_for(n, std::max<int64_t>(1, kParallelGrain / (d * m)), [&](int64_t b, int64_t e) {
+    parallel_for(n, grain_for(d * m), [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i)
         for (int64_t f = 0; f < d; ++f) {
           T acc = 0;
@@ -206,7 +206,7 @@ Tensor ac_token_weights(const Tensor& W_in, const Tensor& index_in, const Tensor
       const T* wp = W.data<T>();
       const T* mp = mix.defined() ? mix.data<T>() : nullptr;
       T* dwp = dW.data<T>();
-      parallel_for(d, std::max<int64_t>(1, kParallelGrain / (n * m)), [&](int64_t f0, int64_t f1) {
+      parallel_for(d, grain_for(n * m), [&](int64_t f0, int64_t f1) {
         for (int64_t i = 0; i < n; ++i)
           for (int64_t j = 0; j < m; ++j) {
             const T scale = mp ? mp[i * m + j] : T(1);
@@ -216,7 +216,7 @@ Tensor ac_token_weights(const Tensor& W_in, const Tensor& index_in, const Tensor
       });
       if (mp) {
         T* dm = dmix.data<T>();
-        parallel_for(n, std::max<int64_t>(1, kParallelGrain / (d * m)), [&](int64_t b, int64_t e) {
+        parallel_for(n, grain_for(d * m), [&](int64_t b, int64_t e) {
           for (int64_t i = b; i < e; ++i)
             for (int64_t j = 0; j < m; ++j) {
               T dot = 0;

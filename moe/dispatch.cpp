@@ -73,7 +73,7 @@ Tensor moe_permute(const Tensor& x_in, const PlanPtr& plan) {
   const size_t row_bytes = d * dtype_size(x.dtype());
   const char* src = static_cast<const char*>(x.raw_data());
   char* dst = static_cast<char*>(xp.raw_data());
-  parallel_for(rows, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(d, 1)), [&](int64_t b, int64_t e) {
+  parallel_for(rows, grain_for(d), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) std::memcpy(dst + r * row_bytes, src + plan->row_token[r] * row_bytes, row_bytes);
   });
   attach_backward(xp, "moe_permute", {x_in}, [plan, d](const Tensor& dxp_in) {
@@ -84,7 +84,7 @@ Tensor moe_permute(const Tensor& x_in, const PlanPtr& plan) {
       const T* g = dxp.data<T>();
       T* out = dx.data<T>();
       const int64_t k = plan->k;
-      parallel_for(plan->tokens, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(d * k, 1)),
+      parallel_for(plan->tokens, grain_for(d * k),
                    [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i)
           for (int64_t j = 0; j < k; ++j) {
@@ -201,7 +201,7 @@ Tensor moe_combine(const Tensor& yp_in, const Tensor& scores_in, const PlanPtr& 
   Tensor yp = contiguous(yp_in).detach(), scores = contiguous(scores_in).detach();
   const int64_t d = yp.size(1), n = plan->tokens, k = plan->k;
   Tensor y = Tensor::zeros({n, d}, yp.dtype());
-  const int64_t grain = std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(d * k, 1));
+  const int64_t grain = grain_for(d * k);
   dispatch_float(yp.dtype(), "moe_combine", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* src = yp.data<T>();

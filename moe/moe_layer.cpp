@@ -13,15 +13,10 @@ MoELayer::MoELayer(const MoEConfig& c, const InitOptions& opt) : config(c) {
     router = register_module("router", std::make_shared<ACRouter>(rc, c.ac, opt));
   else
     router = register_module("router", std::make_shared<TopKRouter>(rc, opt));
-  const double b_in = 1.0 / std::sqrt(static_cast<double>(c.dim));
-  const double b_hidden = 1.0 / std::sqrt(static_cast<double>(c.hidden));
-  w1 = register_parameter("w1", init_uniform({c.experts, c.hidden, c.dim}, b_in, opt));
-  b1 = register_parameter("b1", init_uniform({c.experts, c.hidden}, b_in, opt));
-  w2 = register_parameter("w2", init_uniform({c.experts, c.dim, c.hidden}, b_hidden, opt));
-  b2 = register_parameter("b2", init_uniform({c.experts, c.dim}, b_hidden, opt));
+  experts = register_module("experts", std::make_shared<StackedExperts>(c.experts, c.dim, c.hidden, opt));
 }
 
-static void ac_weight_stats(const Tensor& W, RoutingStats& s) {
+void ac_weight_stats(const Tensor& W, RoutingStats& s) {
   std::vector<double> v = W.to_vector();
   double sum = 0, sq = 0;
   s.ac_min = INFINITY, s.ac_max = -INFINITY;
@@ -39,8 +34,7 @@ MoEOutput MoELayer::forward(const Tensor& x, const Assignments& previous) {
   RouterOutput r = config.use_ac ? static_cast<ACRouter&>(*router).forward(x, previous) : router->forward(x);
   PlanPtr plan = make_routing_plan(r.indices, config.experts, config.capacity_factor);
   Tensor expert_in = config.use_ac && config.scale_expert_input ? r.scaled_input : x;
-  Tensor h = gelu(grouped_linear(moe_permute(expert_in, plan), w1, b1, plan));
-  Tensor y = moe_combine(grouped_linear(h, w2, b2, plan), r.scores, plan);
+  Tensor y = moe_combine(experts->forward(moe_permute(expert_in, plan), plan), r.scores, plan);
 
   last_stats = RoutingStats();
   last_stats.tokens_per_expert = plan->counts;

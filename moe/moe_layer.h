@@ -5,7 +5,7 @@
 // with the gate scores. Routing statistics of the last forward are kept for
 // logging.
 #pragma once
-#include "moe/dispatch.h"
+#include "moe/experts.h"
 #include "moe/router.h"
 
 namespace moegrad {
@@ -27,6 +27,9 @@ struct RoutingStats {
   double ac_mean = 0, ac_std = 0, ac_min = 0, ac_max = 0;
 };
 
+// Fills the AC fields of stats from W [E, d].
+void ac_weight_stats(const Tensor& W, RoutingStats& stats);
+
 struct MoEOutput {
   Tensor y;             // [n, d]
   Tensor balance_loss;  // scalar
@@ -41,7 +44,7 @@ class MoELayer : public Module {
   MoEOutput forward(const Tensor& x, const Assignments& previous = {});
   MoEConfig config;
   std::shared_ptr<TopKRouter> router;
-  Tensor w1, b1, w2, b2;  // [E, hidden, dim], [E, hidden], [E, dim, hidden], [E, dim]
+  std::shared_ptr<StackedExperts> experts;
   RoutingStats last_stats;
 };
 

@@ -73,34 +73,45 @@ ACRouter::ACRouter(const RouterConfig& c, const ACConfig& a, const InitOptions& 
            a.mix_m);
 }
 
-RouterOutput ACRouter::forward(const Tensor& x, const Assignments& prev) {
-  MG_CHECK(prev.defined(), "ACRouter: needs the previous MoE layer's assignments (the first MoE layer of a model ",
+ACScale ac_token_scale(const Tensor& x, const Assignments& prev, int64_t experts, const ACOptions& options,
+                       int64_t mix_m, bool differentiable, const char* caller) {
+  MG_CHECK(prev.defined(), caller, ": AC needs the previous MoE layer's assignments (the first MoE layer of a model ",
            "must use the top-k router)");
-  MG_CHECK(x.defined() && x.dim() == 2 && prev.indices.dim() == 2 && prev.indices.size(0) == x.size(0),
-           "ACRouter: previous assignments ", shape_str(prev.indices.shape()), " do not match tokens ",
+  MG_CHECK(x.defined() && x.dim() == 2 && prev.indices.dim() == 2 && prev.indices.size(0) == x.size(0) &&
+               prev.indices.size(1) > 0,
+           caller, ": previous assignments ", shape_str(prev.indices.shape()), " do not match tokens ",
            x.defined() ? shape_str(x.shape()) : "undefined");
-  MG_CHECK(prev.indices.size(1) >= ac.mix_m, "ACRouter: mixing over the top ", ac.mix_m,
-           " needs at least that many previous choices, got ", prev.indices.size(1));
+  MG_CHECK(mix_m == 1 || (prev.logits.defined() && prev.logits.shape() == prev.indices.shape()), caller,
+           ": mixing over the previous top ", mix_m, " needs their logits of shape ", shape_str(prev.indices.shape()),
+           ", got ", prev.logits.defined() ? shape_str(prev.logits.shape()) : "undefined");
+  MG_CHECK(mix_m == 1 || prev.logits.dtype() == x.dtype(), caller, ": previous logits are ",
+           dtype_name(prev.logits.dtype()), " but tokens are ", dtype_name(x.dtype()));
   Tensor labels = contiguous(squeeze(narrow(prev.indices, 1, 0, 1), 1));
-  Tensor W, w;
-  if (ac.differentiable) {
-    W = ac_cluster_weights(x, labels, config.experts, ac.stats);
+  ACScale out;
+  if (differentiable) {
+    out.W = ac_cluster_weights(x, labels, experts, options);
   } else {
     NoGradGuard no_grad;
-    W = ac_cluster_weights(x.detach(), labels, config.experts, ac.stats);
+    out.W = ac_cluster_weights(x.detach(), labels, experts, options);
   }
-  if (ac.mix_m == 1) {
-    w = ac_token_weights(W, labels);
+  if (mix_m == 1) {
+    out.w = ac_token_weights(out.W, labels);
   } else {
-    Tensor idx = contiguous(narrow(prev.indices, 1, 0, ac.mix_m));
-    Tensor mix_logits = narrow(prev.logits, 1, 0, ac.mix_m);
-    if (!ac.differentiable) mix_logits = mix_logits.detach();
-    w = ac_token_weights(W, idx, softmax(mix_logits.to(x.dtype()), -1));
+    Tensor mix_logits = narrow(prev.logits, 1, 0, mix_m);
+    if (!differentiable) mix_logits = mix_logits.detach();
+    out.w = ac_token_weights(out.W, contiguous(narrow(prev.indices, 1, 0, mix_m)), softmax(mix_logits, -1));
   }
-  Tensor scaled = mul(x, w);
+  return out;
+}
+
+RouterOutput ACRouter::forward(const Tensor& x, const Assignments& prev) {
+  MG_CHECK(!prev.defined() || prev.indices.dim() != 2 || prev.indices.size(1) >= ac.mix_m, "ACRouter: mixing over the top ",
+           ac.mix_m, " needs at least that many previous choices, got ", prev.indices.size(1));
+  ACScale scale = ac_token_scale(x, prev, config.experts, ac.stats, ac.mix_m, ac.differentiable, "ACRouter");
+  Tensor scaled = mul(x, scale.w);
   RouterOutput out = route(gate_logits(scaled));
   out.scaled_input = scaled;
-  out.ac_weights = W;
+  out.ac_weights = scale.W;
   return out;
 }
 

@@ -51,6 +51,17 @@ Tensor switch_balance_loss(const Tensor& logits, const Tensor& indices);
 // mean over tokens of logsumexp(logits)².
 Tensor router_z_loss(const Tensor& logits);
 
+// The AC scaling of tokens x [n, d] from the previous layer's assignments:
+// W [E, d] from the clusters of its top-1 labels, and each token's weights w
+// [n, d] = W[label], or mixed over its top-m with the softmax of their logits.
+// Detached unless `differentiable` (then x, W and the mixing logits carry
+// gradients; their dtypes must match).
+struct ACScale {
+  Tensor W, w;
+};
+ACScale ac_token_scale(const Tensor& x, const Assignments& previous, int64_t experts, const ACOptions& options,
+                       int64_t mix_m, bool differentiable, const char* caller);
+
 class TopKRouter : public Module {
  public:
   TopKRouter(const RouterConfig& config, const InitOptions& opt = {});

@@ -51,4 +51,18 @@ class Module {
   bool training_ = true;
 };
 
+// A module that only holds children named "0", "1", ... (checkpoint names
+// like "layers.3.moe.w1").
+class ModuleList : public Module {
+ public:
+  template <typename M>
+  std::shared_ptr<M> append(std::shared_ptr<M> m) {
+    return register_module(std::to_string(size_++), std::move(m));
+  }
+  int64_t size() const { return size_; }
+
+ private:
+  int64_t size_ = 0;
+};
+
 }  // namespace moegrad

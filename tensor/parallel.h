@@ -14,6 +14,10 @@ namespace moegrad {
 // Work below this many elementary operations runs on the calling thread.
 constexpr int64_t kParallelGrain = 32768;
 
+// Grain for items that each cost `work` elementary operations: enough items
+// per thread to cover the cost of waking the threads.
+inline int64_t grain_for(int64_t work) { return std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(work, 1)); }
+
 template <typename F>
 void parallel_for(int64_t n, int64_t grain, F&& f) {
   if (n <= 0) return;

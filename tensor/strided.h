@@ -31,7 +31,7 @@ void strided_rows(const Shape& shape, const std::array<const Shape*, N>& strides
   if (rows == 0 || inner_n == 0) return;
   std::array<int64_t, N> inner{};
   for (size_t k = 0; k < N; ++k) inner[k] = (*strides[k])[ndim - 1];
-  parallel_for(rows, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(inner_n, 1)),
+  parallel_for(rows, grain_for(inner_n),
                [&](int64_t begin, int64_t end) {
     // multi-index of row `begin` over the outer dims
     int64_t idx[16] = {0};

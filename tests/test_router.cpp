@@ -118,7 +118,7 @@ TEST(Router, Errors) {
   EXPECT_MG_ERROR(a.forward(Tensor::zeros({2, 4}), {}), "needs the previous MoE layer's assignments");
   EXPECT_MG_ERROR(a.forward(Tensor::zeros({2, 4}), {Tensor::from_indices({0, 1}, {2, 1}), Tensor::zeros({2, 1})}),
                   "mixing over the top 2 needs at least that many previous choices, got 1");
-  EXPECT_MG_ERROR(a.forward(Tensor::zeros({2, 4}), {Tensor::from_indices({0, 1, 2}, {3, 1}), Tensor::zeros({3, 1})}),
+  EXPECT_MG_ERROR(a.forward(Tensor::zeros({2, 4}), {Tensor::from_indices({0, 1, 2, 0, 1, 2}, {3, 2}), Tensor::zeros({3, 2})}),
                   "do not match tokens");
   EXPECT_MG_ERROR(switch_balance_loss(Tensor::zeros({2, 3}), Tensor::from_indices({0, 3}, {2, 1})),
                   "expert index 3 outside [0, 3)");

@@ -46,7 +46,7 @@ Tensor select_rows(const Tensor& x, int64_t d, const Tensor& idx, const char* op
     using T = typename decltype(tag)::type;
     const T* xp = x.data<T>();
     T* o = out.data<T>();
-    parallel_for(s.outer * m, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(s.inner, 1)),
+    parallel_for(s.outer * m, grain_for(s.inner),
                  [&](int64_t b, int64_t e) {
                    for (int64_t r = b; r < e; ++r) {
                      const T* from = xp + ((r / m) * s.n + ip[r % m]) * s.inner;
@@ -67,7 +67,7 @@ void add_rows(const Tensor& out, int64_t d, const Tensor& idx, const Tensor& src
     using T = typename decltype(tag)::type;
     T* o = out.data<T>();
     const T* sp = src.data<T>();
-    parallel_for(s.outer * s.inner, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(m, 1)),
+    parallel_for(s.outer * s.inner, grain_for(m),
                  [&](int64_t b, int64_t e) {
                    for (int64_t c = b; c < e;) {  // columns c .. c_end share one outer index
                      const int64_t outer = c / s.inner, j0 = c % s.inner;

@@ -17,9 +17,6 @@ namespace moegrad {
 
 namespace {
 
-// parallel_for grain for items that each cost `work` operations.
-int64_t grain_for(int64_t work) { return std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(work, 1)); }
-
 // w and b may be null (weight 1, bias 0).
 template <typename T>
 void layer_norm_forward(const T* x, const T* w, const T* b, T* y, T* mean, T* rstd, int64_t rows, int64_t D,

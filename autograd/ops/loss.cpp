@@ -19,7 +19,7 @@ template <typename T>
 void cross_entropy_forward(const T* x, const std::vector<int64_t>& t, int64_t ignore_index, int64_t C, T* lse,
                            std::vector<double>& row_loss) {
   const int64_t N = static_cast<int64_t>(t.size());
-  parallel_for(N, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(C, 1)), [&](int64_t b, int64_t e) {
+  parallel_for(N, grain_for(C), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       lse[i] = 0;
       if (t[i] == ignore_index) continue;
@@ -40,7 +40,7 @@ void cross_entropy_backward(const T* x, const T* lse, const std::vector<int64_t>
                             double scale, T* dx) {
   const int64_t N = static_cast<int64_t>(t.size());
   const T sc = static_cast<T>(scale);
-  parallel_for(N, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(C, 1)), [&](int64_t b, int64_t e) {
+  parallel_for(N, grain_for(C), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const T* xr = x + i * C;
       T* dxr = dx + i * C;

@@ -121,7 +121,9 @@ Tensor matmul_nd(const Tensor& a_in, const Tensor& b_in) {
     };
     // many small products: one per thread; few large ones: Eigen's own threads
     if (nbatch > 1 && m * n * k < (1 << 22)) {
-      parallel_for(nbatch, 1, [&](int64_t s, int64_t e) {
+      // grain: enough products per thread to cover the cost of waking threads
+      parallel_for(nbatch, grain_for(m * n * k),
+                   [&](int64_t s, int64_t e) {
         for (int64_t i = s; i < e; ++i) one(i);
       });
     } else {

@@ -66,7 +66,7 @@ Tensor sum_forward(const Tensor& x, const ReducePlan& p) {
     if (leading_reduction(x, p)) {  // out[j] = sum_i x[i, j]
       const T* xp = x.data<T>();
       const int64_t cols = p.rows, n = p.row_len;
-      parallel_for(cols, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
+      parallel_for(cols, grain_for(n), [&](int64_t b, int64_t e) {
         std::vector<Acc> acc(e - b, 0.0);
         for (int64_t i = 0; i < n; ++i) {
           const T* row = xp + i * cols;
@@ -92,7 +92,7 @@ Tensor sum_forward(const Tensor& x, const ReducePlan& p) {
       o[0] = static_cast<T>(std::accumulate(partial.begin(), partial.end(), Acc(0)));
       return;
     }
-    parallel_for(p.rows, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
+    parallel_for(p.rows, grain_for(n), [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) {
         Acc s = 0;
         const T* row = xp + r * n;
@@ -156,7 +156,7 @@ static std::pair<Tensor, Tensor> max_rows(const Tensor& x, const ReducePlan& p, 
     T* o = out.data<T>();
     int64_t* a = arg.data<int64_t>();
     const int64_t n = p.row_len;
-    parallel_for(p.rows, std::max<int64_t>(1, kParallelGrain / n), [&](int64_t b, int64_t e) {
+    parallel_for(p.rows, grain_for(n), [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) {
         const T* row = xp + r * n;
         int64_t best = 0;

@@ -40,7 +40,7 @@ Tensor from_rows(const Tensor& t, const RowLayout& l) { return contiguous(permut
 template <typename F>
 void for_each_row(int64_t rows, int64_t n, F f) {
   if (n == 0) return;
-  parallel_for(rows, std::max<int64_t>(1, kParallelGrain / n), [&](int64_t b, int64_t e) {
+  parallel_for(rows, grain_for(n), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) f(r);
   });
 }

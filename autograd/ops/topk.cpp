@@ -25,7 +25,7 @@ bool greater(T a, T b) {
 // Sorted top k of each row of x ([rows, n], contiguous) into values/indices [rows, k].
 template <typename T>
 void topk_rows(const T* x, int64_t rows, int64_t n, int64_t k, bool largest, T* values, int64_t* indices) {
-  parallel_for(rows, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
+  parallel_for(rows, grain_for(n), [&](int64_t b, int64_t e) {
     std::vector<int64_t> order(n);
     for (int64_t r = b; r < e; ++r) {
       const T* row = x + r * n;

@@ -1,0 +1,84 @@
+// Residual sublayers (see blocks.h).
+#include "moe/blocks.h"
+
+namespace moegrad {
+
+void check_architecture(const std::string& arch) {
+  MG_CHECK(!arch.empty(), "architecture: empty string");
+  bool seen_moe = false;
+  for (size_t i = 0; i < arch.size(); ++i) {
+    const char c = arch[i];
+    MG_CHECK(c == 's' || c == 'g' || c == 'c' || c == 'f', "architecture '", arch, "': unknown layer '", c,
+             "' at position ", i, " (expected s, g, c or f)");
+    MG_CHECK(c != 'c' || seen_moe, "architecture '", arch, "': the AC layer at position ", i,
+             " has no earlier MoE layer to take assignments from; make the first MoE layer 'g'");
+    seen_moe = seen_moe || c == 'g' || c == 'c';
+  }
+}
+
+Sublayer::Sublayer(char k, const BlockConfig& cfg, const InitOptions& opt) : kind(k), pre_norm(cfg.pre_norm) {
+  norm = register_module("norm", std::make_shared<LayerNorm>(cfg.dim, 1e-5, opt));
+  Generator& g = opt.generator();
+  drop = register_module("drop", std::make_shared<Dropout>(cfg.dropout, random_bits(g.seed(), g.take(1))));
+  if (k == 's') {
+    attn = register_module("attn", std::make_shared<MultiHeadAttention>(cfg.dim, cfg.heads, cfg.causal, cfg.dropout,
+                                                                        opt));
+    attn->elliptical = cfg.elliptical;
+  } else if (k == 'f') {
+    ffn = register_module("ffn", std::make_shared<FFN>(cfg.dim, cfg.ffn_hidden, cfg.dropout, opt));
+  } else if (cfg.soft_moe) {
+    SoftMoEConfig sc = cfg.soft;
+    sc.dim = cfg.dim;
+    sc.use_ac = k == 'c';
+    soft = register_module("moe", std::make_shared<SoftMoE>(sc, opt));
+  } else {
+    MoEConfig mc = cfg.moe;
+    mc.dim = cfg.dim;
+    mc.use_ac = k == 'c';
+    moe = register_module("moe", std::make_shared<MoELayer>(mc, opt));
+  }
+}
+
+static void accumulate(Tensor& total, const Tensor& term) { total = total.defined() ? add(total, term) : term; }
+
+Tensor Sublayer::forward(const Tensor& h, StackState& state) {
+  MG_CHECK(h.defined() && h.dim() == 3, "Sublayer: expected hidden states [B, T, dim], got ",
+           h.defined() ? shape_str(h.shape()) : "undefined");
+  const Tensor in = pre_norm ? norm->forward(h) : h;
+  Tensor out;
+  if (attn) {
+    AttentionOutput a = attn->forward(in, state.values);
+    state.values = a.values;
+    out = a.y;
+  } else if (ffn) {
+    out = ffn->forward(in);
+  } else if (soft) {
+    SoftMoEOutput s = soft->forward(in, state.previous);
+    state.previous = s.assignments;
+    out = s.y;
+  } else {
+    const int64_t B = in.size(0), T = in.size(1), d = in.size(2);
+    MoEOutput m = moe->forward(reshape(in, {B * T, d}), state.previous);
+    state.previous = m.assignments;
+    accumulate(state.balance_loss, m.balance_loss);
+    accumulate(state.z_loss, m.z_loss);
+    out = reshape(m.y, {B, T, d});
+  }
+  Tensor sum = add(h, drop->forward(out));
+  return pre_norm ? sum : norm->forward(sum);
+}
+
+std::vector<std::pair<int64_t, RoutingStats>> stack_routing_stats(const std::vector<std::shared_ptr<Sublayer>>& layers) {
+  std::vector<std::pair<int64_t, RoutingStats>> out;
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (layers[i]->moe || layers[i]->soft) out.emplace_back(static_cast<int64_t>(i), layers[i]->stats());
+  return out;
+}
+
+RoutingStats Sublayer::stats() const {
+  if (moe) return moe->last_stats;
+  if (soft) return soft->last_stats;
+  return RoutingStats();
+}
+
+}  // namespace moegrad

@@ -1,0 +1,49 @@
+// Transformer language model (see transformer_lm.h).
+#include "moe/transformer_lm.h"
+
+namespace moegrad {
+
+TransformerLM::TransformerLM(const LMConfig& c, const InitOptions& opt) : config(c) {
+  check_architecture(c.arch);
+  MG_CHECK(c.vocab > 0 && c.max_len > 0, "TransformerLM: vocab and max_len must be positive, got ", c.vocab, ", ",
+           c.max_len);
+  config.block.causal = true;
+  const int64_t d = c.block.dim;
+  tokens = register_module("tokens", std::make_shared<Embedding>(c.vocab, d, 0.02, opt));
+  positions = register_module("positions", std::make_shared<PositionalEmbedding>(c.max_len, d, 0.02, opt));
+  Generator& g = opt.generator();
+  drop = register_module("drop", std::make_shared<Dropout>(c.block.dropout, random_bits(g.seed(), g.take(1))));
+  auto list = register_module("layers", std::make_shared<ModuleList>());
+  for (char kind : c.arch) layers.push_back(list->append(std::make_shared<Sublayer>(kind, config.block, opt)));
+  if (c.block.pre_norm) final_norm = register_module("final_norm", std::make_shared<LayerNorm>(d, 1e-5, opt));
+  head = register_module("head", std::make_shared<Linear>(d, c.vocab, false, opt));
+}
+
+LMOutput TransformerLM::forward(const Tensor& ids, const Tensor& targets) {
+  MG_CHECK(ids.defined() && ids.dtype() == DType::Int64 && ids.dim() == 2, "TransformerLM: ids must be int64 [B, T], got ",
+           ids.defined() ? std::string(dtype_name(ids.dtype())) + " " + shape_str(ids.shape()) : "undefined");
+  MG_CHECK(ids.size(1) <= config.max_len, "TransformerLM: sequence length ", ids.size(1), " exceeds max_len ",
+           config.max_len);
+  if (targets.defined())
+    MG_CHECK(targets.shape() == ids.shape() && targets.dtype() == DType::Int64,
+             "TransformerLM: targets must be int64 of the ids' shape ", shape_str(ids.shape()), ", got ",
+             shape_str(targets.shape()));
+  Tensor h = drop->forward(positions->forward(tokens->forward(ids)));
+  StackState state;
+  for (auto& layer : layers) h = layer->forward(h, state);
+  if (final_norm) h = final_norm->forward(h);
+  LMOutput out;
+  out.logits = head->forward(h);
+  const DType dt = out.logits.dtype();
+  out.balance_loss = state.balance_loss.defined() ? state.balance_loss : Tensor::scalar(0.0, dt);
+  out.z_loss = state.z_loss.defined() ? state.z_loss : Tensor::scalar(0.0, dt);
+  if (targets.defined()) {
+    const int64_t n = ids.numel();
+    out.loss = cross_entropy(reshape(out.logits, {n, config.vocab}), reshape(targets, {n}));
+  }
+  return out;
+}
+
+std::vector<std::pair<int64_t, RoutingStats>> TransformerLM::routing_stats() const { return stack_routing_stats(layers); }
+
+}  // namespace moegrad

@@ -1,0 +1,46 @@
+// Multi-head self-attention, plain or elliptical, and the two kernels it
+// needs: a fused row-wise masked softmax (causal masking without building a
+// mask tensor) and the detached elliptical metric of DESIGN.md ("Elliptical
+// attention"): scores = (q ⊙ m) kᵀ / √Dh with m from this layer's values and
+// the previous attention layer's values.
+#pragma once
+#include "nn/layers.h"
+
+namespace moegrad {
+
+// Softmax over the last dim of scores [..., T, S]. With causal, entry (t, s)
+// with s > t + (S - T) is masked: it is never exponentiated and its
+// probability is exactly 0 (causal needs S >= T, so no row is fully masked).
+// One fused row-wise kernel (parallel over rows), hand-written backward
+// (dx = y * (dy - Σ dy*y) over the row, 0 at masked entries).
+Tensor masked_softmax(const Tensor& scores, bool causal);
+
+// m [B, H, 1, Dh] = mean over tokens of |v - v_prev| per sample, head and
+// feature, divided by its max over Dh (a max of 0 gives m = 1); detached (no
+// gradient). v, v_prev: [B, H, T, Dh] of one float dtype, T >= 1.
+// Note: the mean runs over all T tokens, so under a causal mask m still sees
+// future tokens (as in DESIGN.md and the paper).
+Tensor elliptical_metric(const Tensor& v, const Tensor& v_prev);
+
+struct AttentionOutput {
+  Tensor y;       // [B, T, dim]
+  Tensor values;  // v [B, H, T, Dh], to hand on to the next (elliptical) attention layer
+};
+
+class MultiHeadAttention : public Module {
+ public:
+  MultiHeadAttention(int64_t dim, int64_t heads, bool causal, double dropout = 0.0, const InitOptions& opt = {});
+  // x [B, T, dim]. If `elliptical` is set and prev_values is defined, scores
+  // = (q ⊙ m) kᵀ / √Dh with m = elliptical_metric(v, prev_values); otherwise
+  // plain scaled dot-product attention. A defined prev_values must be
+  // [B, H, T, Dh] with x's dtype (checked even when it goes unused).
+  AttentionOutput forward(const Tensor& x, const Tensor& prev_values = Tensor());
+  int64_t dim, heads;
+  bool causal;
+  bool elliptical = false;
+  std::shared_ptr<Linear> qkv;    // dim -> 3*dim, registered as "qkv"
+  std::shared_ptr<Linear> proj;   // dim -> dim, registered as "proj"
+  std::shared_ptr<Dropout> drop;  // on the attention probabilities, registered as "drop"
+};
+
+}  // namespace moegrad
