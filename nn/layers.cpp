@@ -59,6 +59,7 @@ Tensor PositionalEmbedding::forward(const Tensor& x) const {
 
 Dropout::Dropout(double p_, uint64_t seed) : p(p_), gen(seed) {
   MG_CHECK(p >= 0 && p < 1, "Dropout: p must be in [0, 1), got ", p);
+  register_generator("gen", &gen);
 }
 
 Tensor Dropout::forward(const Tensor& x) { return dropout(x, p, training(), &gen); }

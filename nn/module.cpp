@@ -27,6 +27,19 @@ std::vector<std::pair<std::string, Tensor>> Module::named_parameters() const {
   return out;
 }
 
+void Module::register_generator(const std::string& name, Generator* gen) {
+  MG_CHECK(gen && !name.empty() && name.find('.') == std::string::npos, "Module::register_generator: invalid name '",
+           name, "'");
+  generators_.emplace_back(name, gen);
+}
+
+std::vector<std::pair<std::string, Generator*>> Module::named_generators() const {
+  std::vector<std::pair<std::string, Generator*>> out = generators_;
+  for (auto& [name, child] : children_)
+    for (auto& [sub, g] : child->named_generators()) out.emplace_back(name + "." + sub, g);
+  return out;
+}
+
 std::vector<Tensor> Module::parameters() const {
   std::vector<Tensor> out;
   for (auto& [name, p] : named_parameters()) out.push_back(p);

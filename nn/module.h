@@ -29,6 +29,9 @@ class Module {
   std::vector<std::pair<std::string, Tensor>> named_parameters() const;
   std::vector<Tensor> parameters() const;
   int64_t num_parameters() const;
+  // Random generators owned by this module and its children (dropout), by the
+  // same dotted names, so a checkpoint can save and restore their state.
+  std::vector<std::pair<std::string, Generator*>> named_generators() const;
   // Switches training mode (dropout, capacity dropping) here and in children.
   void train(bool on = true);
   void eval() { train(false); }
@@ -38,6 +41,7 @@ class Module {
  protected:
   // Registers t as a leaf parameter that requires grad; returns it.
   Tensor register_parameter(const std::string& name, Tensor t);
+  void register_generator(const std::string& name, Generator* gen);
   template <typename M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
     add_child(name, m);
@@ -47,6 +51,7 @@ class Module {
  private:
   void add_child(const std::string& name, std::shared_ptr<Module> m);
   std::vector<std::pair<std::string, Tensor>> params_;
+  std::vector<std::pair<std::string, Generator*>> generators_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
 };
