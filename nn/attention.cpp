@@ -94,7 +94,7 @@ Tensor masked_softmax(const Tensor& scores, bool causal) {
   return y;
 }
 
-Tensor elliptical_metric(const Tensor& v, const Tensor& v_prev) {
+Tensor elliptical_metric(const Tensor& v, const Tensor& v_prev, bool causal) {
   const char* op = "elliptical_metric";
   check_float(v, op, "v");
   check_float(v_prev, op, "v_prev");
@@ -104,22 +104,29 @@ Tensor elliptical_metric(const Tensor& v, const Tensor& v_prev) {
            shape_str(v_prev.shape()));
   const int64_t nb = v.size(0) * v.size(1), nt = v.size(2), nd = v.size(3);
   Tensor a = contiguous(v.detach()), b = contiguous(v_prev.detach());
-  Tensor m = Tensor::empty({v.size(0), v.size(1), 1, nd}, v.dtype(), v.device());
+  const int64_t rows_out = causal ? nt : 1;
+  Tensor m = Tensor::empty({v.size(0), v.size(1), rows_out, nd}, v.dtype(), v.device());
   dispatch_float(v.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T *ap = a.data<T>(), *bp = b.data<T>();
     T* mp = m.data<T>();
-    // Per (sample, head): sums over tokens of |v - v_prev|; the mean's 1/T
-    // cancels in the division by the max.
+    // Per (sample, head): running sums over tokens of |v - v_prev|; the
+    // mean's 1/count cancels in the division by the max. Causal: one output
+    // row per prefix; otherwise one row after the last token.
     parallel_for(nb, grain_for(nt * nd), [&](int64_t s, int64_t e) {
       std::vector<double> acc(nd);
-      for (int64_t r = s; r < e; ++r) {
-        std::fill(acc.begin(), acc.end(), 0.0);
-        for (int64_t t = 0; t < nt; ++t)
-          for (int64_t d = 0; d < nd; ++d) acc[d] += std::abs(ap[(r * nt + t) * nd + d] - bp[(r * nt + t) * nd + d]);
+      auto emit = [&](T* out) {
         double mx = 0;
         for (double x : acc) mx = std::max(mx, x);
-        for (int64_t d = 0; d < nd; ++d) mp[r * nd + d] = static_cast<T>(mx > 0 ? acc[d] / mx : 1.0);
+        for (int64_t d = 0; d < nd; ++d) out[d] = static_cast<T>(mx > 0 ? acc[d] / mx : 1.0);
+      };
+      for (int64_t r = s; r < e; ++r) {
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int64_t t = 0; t < nt; ++t) {
+          for (int64_t d = 0; d < nd; ++d) acc[d] += std::abs(ap[(r * nt + t) * nd + d] - bp[(r * nt + t) * nd + d]);
+          if (causal) emit(mp + (r * nt + t) * nd);
+        }
+        if (!causal) emit(mp + r * nd);
       }
     });
   });
@@ -151,7 +158,8 @@ AttentionOutput MultiHeadAttention::forward(const Tensor& x, const Tensor& prev_
     MG_CHECK(prev_values.shape() == v.shape() && prev_values.dtype() == v.dtype(), op, ": expected prev_values ",
              shape_str(v.shape()), " of dtype ", dtype_name(v.dtype()), ", got ", shape_str(prev_values.shape()),
              " of dtype ", dtype_name(prev_values.dtype()));
-    if (elliptical) q = mul(q, elliptical_metric(v, prev_values));  // m [B, H, 1, Dh] broadcast over tokens
+    // m: [B, H, 1, Dh] broadcast over tokens, or [B, H, T, Dh] per token when causal
+    if (elliptical) q = mul(q, elliptical_metric(v, prev_values, causal));
   }
   Tensor scores = mul(matmul(q, transpose(k, 2, 3)), 1.0 / std::sqrt(static_cast<double>(dh)));
   Tensor probs = drop->forward(masked_softmax(scores, causal));

@@ -18,9 +18,10 @@ Tensor masked_softmax(const Tensor& scores, bool causal);
 // m [B, H, 1, Dh] = mean over tokens of |v - v_prev| per sample, head and
 // feature, divided by its max over Dh (a max of 0 gives m = 1); detached (no
 // gradient). v, v_prev: [B, H, T, Dh] of one float dtype, T >= 1.
-// Note: the mean runs over all T tokens, so under a causal mask m still sees
-// future tokens (as in DESIGN.md and the paper).
-Tensor elliptical_metric(const Tensor& v, const Tensor& v_prev);
+// With causal, m [B, H, T, Dh] holds at row t the same statistic over tokens
+// 0..t only, so a causal model's token t never sees later tokens through m
+// (DESIGN.md's mean over all tokens would leak them into a language model).
+Tensor elliptical_metric(const Tensor& v, const Tensor& v_prev, bool causal = false);
 
 struct AttentionOutput {
   Tensor y;       // [B, T, dim]
@@ -31,7 +32,7 @@ class MultiHeadAttention : public Module {
  public:
   MultiHeadAttention(int64_t dim, int64_t heads, bool causal, double dropout = 0.0, const InitOptions& opt = {});
   // x [B, T, dim]. If `elliptical` is set and prev_values is defined, scores
-  // = (q ⊙ m) kᵀ / √Dh with m = elliptical_metric(v, prev_values); otherwise
+  // = (q ⊙ m) kᵀ / √Dh with m = elliptical_metric(v, prev_values, causal); otherwise
   // plain scaled dot-product attention. A defined prev_values must be
   // [B, H, T, Dh] with x's dtype (checked even when it goes unused).
   AttentionOutput forward(const Tensor& x, const Tensor& prev_values = Tensor());

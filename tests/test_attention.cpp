@@ -32,21 +32,25 @@ std::vector<double> ref_masked_softmax(const Tensor& x, bool causal) {
   return out;
 }
 
-// Naive elliptical metric of v, v_prev ([nb*nh, T, Dh] flat, row-major):
-// per row, the mean over tokens of |v - v_prev| divided by its max.
+// Naive elliptical metric of v, v_prev ([nb*nh, T, Dh] flat, row-major): per
+// row, the mean over tokens of |v - v_prev| divided by its max; with causal,
+// one such metric per prefix 0..t ([nb*nh, T, Dh]).
 std::vector<double> ref_metric(const std::vector<double>& v, const std::vector<double>& prev, int64_t rows,
-                               int64_t nt, int64_t dh) {
-  std::vector<double> m(rows * dh, 0.0);
-  for (int64_t r = 0; r < rows; ++r) {
-    double mx = 0;
-    for (int64_t d = 0; d < dh; ++d) {
-      for (int64_t t = 0; t < nt; ++t)
-        m[r * dh + d] += std::abs(v[(r * nt + t) * dh + d] - prev[(r * nt + t) * dh + d]);
-      m[r * dh + d] /= static_cast<double>(nt);
-      mx = std::max(mx, m[r * dh + d]);
+                               int64_t nt, int64_t dh, bool causal = false) {
+  const int64_t outs = causal ? nt : 1;
+  std::vector<double> m(rows * outs * dh, 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t o = 0; o < outs; ++o) {
+      const int64_t last = causal ? o : nt - 1;
+      double* mo = &m[(r * outs + o) * dh];
+      double mx = 0;
+      for (int64_t d = 0; d < dh; ++d) {
+        for (int64_t t = 0; t <= last; ++t) mo[d] += std::abs(v[(r * nt + t) * dh + d] - prev[(r * nt + t) * dh + d]);
+        mo[d] /= static_cast<double>(last + 1);
+        mx = std::max(mx, mo[d]);
+      }
+      for (int64_t d = 0; d < dh; ++d) mo[d] = mx > 0 ? mo[d] / mx : 1.0;
     }
-    for (int64_t d = 0; d < dh; ++d) m[r * dh + d] = mx > 0 ? m[r * dh + d] / mx : 1.0;
-  }
   return m;
 }
 
@@ -71,8 +75,10 @@ RefAttention ref_attention(const MultiHeadAttention& a, const Tensor& x, const T
         qkv[j / dim][((b * nh + h) * nt + t) * dh + d] = s;
       }
   const std::vector<double> &q = qkv[0], &k = qkv[1], &v = qkv[2];
-  std::vector<double> m(nb * nh * dh, 1.0);
-  if (a.elliptical && prev.defined()) m = ref_metric(v, prev.to_vector(), nb * nh, nt, dh);
+  // metric row of (bh, t): one per (sample, head), or one per token when causal
+  std::vector<double> m(nb * nh * nt * dh, 1.0);
+  if (a.elliptical && prev.defined()) m = ref_metric(v, prev.to_vector(), nb * nh, nt, dh, a.causal);
+  const int64_t m_rows = a.elliptical && prev.defined() && !a.causal ? 1 : nt;
   std::vector<double> o(nb * nt * dim, 0.0);
   for (int64_t b = 0; b < nb; ++b)
     for (int64_t h = 0; h < nh; ++h) {
@@ -84,7 +90,8 @@ RefAttention ref_attention(const MultiHeadAttention& a, const Tensor& x, const T
         for (int64_t s = 0; s <= last; ++s) {
           double dot = 0;
           for (int64_t d = 0; d < dh; ++d)
-            dot += q[(bh * nt + t) * dh + d] * m[bh * dh + d] * k[(bh * nt + s) * dh + d];
+            dot += q[(bh * nt + t) * dh + d] * m[(bh * m_rows + (m_rows == 1 ? 0 : t)) * dh + d] *
+                   k[(bh * nt + s) * dh + d];
           p[s] = dot / std::sqrt(static_cast<double>(dh));
           mx = std::max(mx, p[s]);
         }
@@ -312,11 +319,16 @@ TEST(MultiHeadAttention, ValuesAgainstNaive) {
 }
 
 TEST(MultiHeadAttention, Causality) {
-  auto a = make_attention(4, 2, true, false, 3);
+  for (bool elliptical : {false, true}) {
+  SCOPED_TRACE(elliptical ? "elliptical" : "plain");
+  auto a = make_attention(4, 2, true, elliptical, 3);
   Tensor x = Tensor::randn({2, 5, 4}, 0, 1, DType::Float64);
   Tensor x2 = clone(x);
   narrow(x2, 1, 3, 2).copy_(Tensor::randn({2, 2, 4}, 0, 1, DType::Float64));  // change tokens 3 and 4
-  const std::vector<double> y = a->forward(x).y.to_vector(), y2 = a->forward(x2).y.to_vector();
+  // the previous layer's values: changed at the same future positions
+  Tensor prev = Tensor::randn({2, 2, 5, 2}, 0, 1, DType::Float64), prev2 = clone(prev);
+  narrow(prev2, 2, 3, 2).copy_(Tensor::randn({2, 2, 2, 2}, 0, 1, DType::Float64));
+  const std::vector<double> y = a->forward(x, prev).y.to_vector(), y2 = a->forward(x2, prev2).y.to_vector();
   for (int64_t b = 0; b < 2; ++b)
     for (int64_t t = 0; t < 5; ++t) {
       double diff = 0;
@@ -326,7 +338,17 @@ TEST(MultiHeadAttention, Causality) {
     }
   // without the mask the earlier tokens see the change
   a->causal = false;
-  EXPECT_GT(max(abs(narrow(a->forward(x).y - a->forward(x2).y, 1, 0, 3)), {}).item(), 1e-6);
+  EXPECT_GT(max(abs(narrow(a->forward(x, prev).y - a->forward(x2, prev2).y, 1, 0, 3)), {}).item(), 1e-6);
+  }
+}
+
+TEST(EllipticalMetric, CausalIsAPrefixStatistic) {
+  Tensor v = Tensor::randn({2, 3, 5, 4}, 0, 1, DType::Float64), prev = Tensor::randn({2, 3, 5, 4}, 0, 1, DType::Float64);
+  Tensor m = elliptical_metric(v, prev, true);
+  EXPECT_EQ(m.shape(), (Shape{2, 3, 5, 4}));
+  expect_near(m.to_vector(), ref_metric(v.to_vector(), prev.to_vector(), 6, 5, 4, true), 1e-12);
+  // its last row is the non-causal metric
+  expect_near(narrow(m, 2, 4, 1).to_vector(), elliptical_metric(v, prev).to_vector(), 1e-12);
 }
 
 TEST(MultiHeadAttention, Float32AgreesWithFloat64) {
