@@ -7,6 +7,7 @@
 //   gelu (erf):  Φ(x) + x φ(x)
 //   gelu (tanh): 0.5(1 + t) + 0.5 x (1 - t²) √(2/π)(1 + 3·0.044715 x²),
 //                t = tanh(√(2/π)(x + 0.044715 x³))
+#include <Eigen/Core>
 #include <cmath>
 
 #include "autograd/ops/pointwise.h"
@@ -88,18 +89,52 @@ Tensor sigmoid(const Tensor& x) {
                [](auto, auto y) { return y * (1 - y); });
 }
 
-Tensor gelu(const Tensor& x, GeluApprox approx) {
+// GELU, tanh form: the hot activation of every FFN and expert, so it has its
+// own kernel. Eigen's vectorised tanh computes t = tanh(√(2/π)(x + c x³)) once;
+// the forward keeps t so that the backward needs no transcendental at all.
+template <typename T>
+static void gelu_tanh_kernel(const T* x, T* y, T* t, int64_t n) {
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  parallel_for(n, kParallelGrain / 4, [&](int64_t b, int64_t e) {
+    Eigen::Map<const Array> xv(x + b, e - b);
+    Eigen::Map<Array> tv(t + b, e - b), yv(y + b, e - b);
+    tv = (T(kSqrt2OverPi) * (xv + T(kGeluC) * xv.cube())).tanh();
+    yv = T(0.5) * xv * (T(1) + tv);
+  });
+}
+
+template <typename T>
+static void gelu_tanh_backward_kernel(const T* x, const T* t, const T* dy, T* dx, int64_t n) {
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  parallel_for(n, kParallelGrain / 4, [&](int64_t b, int64_t e) {
+    Eigen::Map<const Array> xv(x + b, e - b), tv(t + b, e - b), g(dy + b, e - b);
+    Eigen::Map<Array>(dx + b, e - b) =
+        g * (T(0.5) * (T(1) + tv) +
+             T(0.5 * kSqrt2OverPi) * xv * (T(1) - tv.square()) * (T(1) + T(3 * kGeluC) * xv.square()));
+  });
+}
+
+Tensor gelu(const Tensor& x_in, GeluApprox approx) {
   if (approx == GeluApprox::Erf)
     return unary(
-        x, "gelu", [](auto v) { return 0.5 * v * (1 + std::erf(v * kInvSqrt2)); },
+        x_in, "gelu", [](auto v) { return 0.5 * v * (1 + std::erf(v * kInvSqrt2)); },
         [](auto v, auto) { return 0.5 * (1 + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5 * v * v); });
-  return unary(
-      x, "gelu",
-      [](auto v) { return 0.5 * v * (1 + std::tanh(kSqrt2OverPi * (v + kGeluC * v * v * v))); },
-      [](auto v, auto) {
-        double t = std::tanh(kSqrt2OverPi * (v + kGeluC * v * v * v));
-        return 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * kSqrt2OverPi * (1 + 3 * kGeluC * v * v);
-      });
+  check_float(x_in, "gelu");
+  Tensor x = contiguous(x_in).detach();
+  Tensor y = Tensor::empty(x.shape(), x.dtype()), t = Tensor::empty(x.shape(), x.dtype());
+  dispatch_float(x.dtype(), "gelu", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    gelu_tanh_kernel<T>(x.data<T>(), y.data<T>(), t.data<T>(), x.numel());
+  });
+  attach_backward(y, "gelu", {x_in}, [x, t](const Tensor& dy_in) {
+    Tensor dy = contiguous(dy_in), dx = Tensor::empty(x.shape(), x.dtype());
+    dispatch_float(x.dtype(), "gelu backward", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      gelu_tanh_backward_kernel<T>(x.data<T>(), t.data<T>(), dy.data<T>(), dx.data<T>(), x.numel());
+    });
+    return std::vector<Tensor>{dx};
+  });
+  return y;
 }
 
 }  // namespace moegrad
