@@ -153,84 +153,102 @@ Tensor ac_cluster_weights(const Tensor& x_in, const Tensor& labels, int64_t E, c
   return W;
 }
 
-Tensor ac_token_weights(const Tensor& W_in, const Tensor& index_in, const Tensor& mix_in) {
-  check_float(W_in, "ac_token_weights", "weights");
-  check_index(index_in, "ac_token_weights", "index");
-  MG_CHECK(W_in.dim() == 2, "ac_token_weights: weights must be [clusters, features], got ",
-           shape_str(W_in.shape()));
-  MG_CHECK(index_in.dim() == 1 || index_in.dim() == 2, "ac_token_weights: index must be [n] or [n, m], got ",
-           shape_str(index_in.shape()));
+Tensor ac_scale_gather(const Tensor& x_in, const Tensor& W_in, const Tensor& index_in, const Tensor& mix_in) {
+  const char* op = "ac_scale_gather";
+  check_float(x_in, op, "x");
+  check_float(W_in, op, "weights");
+  check_same_type(x_in, W_in, op);
+  check_index(index_in, op, "index");
+  MG_CHECK(W_in.dim() == 2, op, ": weights must be [clusters, features], got ", shape_str(W_in.shape()));
+  MG_CHECK(x_in.dim() == 2 && x_in.size(1) == W_in.size(1), op, ": x must be [n, ", W_in.size(1), "], got ",
+           shape_str(x_in.shape()));
+  MG_CHECK((index_in.dim() == 1 || index_in.dim() == 2) && index_in.size(0) == x_in.size(0), op,
+           ": index must be [", x_in.size(0), "] or [", x_in.size(0), ", m], got ", shape_str(index_in.shape()));
   Tensor index = index_in.dim() == 1 ? unsqueeze(index_in, 1) : index_in;
   const int64_t n = index.size(0), m = index.size(1), E = W_in.size(0), d = W_in.size(1);
   if (mix_in.defined()) {
-    check_float(mix_in, "ac_token_weights", "mix");
-    check_same_type(W_in, mix_in, "ac_token_weights");
-    MG_CHECK(mix_in.shape() == index.shape(), "ac_token_weights: mix must have the index's shape ",
-             shape_str(index.shape()), ", got ", shape_str(mix_in.shape()));
+    check_float(mix_in, op, "mix");
+    check_same_type(x_in, mix_in, op);
+    MG_CHECK(mix_in.shape() == index.shape(), op, ": mix must have the index's shape ", shape_str(index.shape()),
+             ", got ", shape_str(mix_in.shape()));
   } else {
-    MG_CHECK(m == 1, "ac_token_weights: mixing over ", m, " clusters needs mix weights");
+    MG_CHECK(m == 1, op, ": mixing over ", m, " clusters needs mix weights");
   }
   const std::vector<int64_t> idx = index.to_indices();
   for (size_t i = 0; i < idx.size(); ++i)
-    MG_CHECK(idx[i] >= 0 && idx[i] < E, "ac_token_weights: index ", idx[i], " at position ", i, " outside [0, ",
-             E, ")");
-  Tensor W = contiguous(W_in).detach();
+    MG_CHECK(idx[i] >= 0 && idx[i] < E, op, ": index ", idx[i], " at position ", i, " outside [0, ", E, ")");
+  Tensor x = contiguous(x_in).detach(), W = contiguous(W_in).detach();
   Tensor mix = mix_in.defined() ? contiguous(mix_in).detach() : Tensor();
-  Tensor w = Tensor::empty({n, d}, W.dtype());
-  dispatch_float(W.dtype(), "ac_token_weights", [&](auto tag) {
+  Tensor out = Tensor::empty({n, d}, x.dtype());
+  dispatch_float(x.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const T* wp = W.data<T>();
-    const T* mp = mix.defined() ? mix.data<T>() : nullptr;
-    T* out = w.data<T>();
+    const T *xp = x.data<T>(), *wp = W.data<T>(), *mp = mix.defined() ? mix.data<T>() : nullptr;
+    T* o = out.data<T>();
     parallel_for(n, grain_for(d * m), [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i)
-        for (int64_t f = 0; f < d; ++f) {
-          T acc = 0;
-          for (int64_t j = 0; j < m; ++j) acc += (mp ? mp[i * m + j] : T(1)) * wp[idx[i * m + j] * d + f];
-          out[i * d + f] = acc;
+      for (int64_t i = b; i < e; ++i) {
+        const T* row = wp + idx[i * m] * d;
+        const T s0 = mp ? mp[i * m] : T(1);
+        for (int64_t f = 0; f < d; ++f) o[i * d + f] = s0 * row[f];
+        for (int64_t j = 1; j < m; ++j) {
+          row = wp + idx[i * m + j] * d;
+          for (int64_t f = 0; f < d; ++f) o[i * d + f] += mp[i * m + j] * row[f];
         }
+        for (int64_t f = 0; f < d; ++f) o[i * d + f] *= xp[i * d + f];
+      }
     });
   });
-  std::vector<Tensor> inputs{W_in};
+  std::vector<Tensor> inputs{x_in, W_in};
   if (mix_in.defined()) inputs.push_back(mix_in);
-  attach_backward(w, "ac_token_weights", inputs, [W, mix, idx, n, m](const Tensor& dw_in) {
-    // dW[e] = Σ_{(i,j): idx_ij = e} mix_ij dw_i  (columns split between threads: sums in token order)
-    // dmix_ij = <dw_i, W[idx_ij]>
-    Tensor dw = contiguous(dw_in);
-    const int64_t E = W.size(0), d = W.size(1);
-    Tensor dW = Tensor::zeros({E, d}, W.dtype());
+  attach_backward(out, op, inputs, [x, W, mix, idx, n, m, need_x = x_in.requires_grad(),
+                                    need_w = W_in.requires_grad()](const Tensor& dy_in) {
+    Tensor dy = contiguous(dy_in);
+    const int64_t d = W.size(1);
+    Tensor dx = need_x ? Tensor::empty(x.shape(), x.dtype()) : Tensor();
+    Tensor dW = need_w ? Tensor::zeros(W.shape(), W.dtype()) : Tensor();
     Tensor dmix = mix.defined() ? Tensor::empty(mix.shape(), mix.dtype()) : Tensor();
-    dispatch_float(W.dtype(), "ac_token_weights backward", [&](auto tag) {
+    dispatch_float(x.dtype(), "ac_scale_gather backward", [&](auto tag) {
       using T = typename decltype(tag)::type;
-      const T* g = dw.data<T>();
-      const T* wp = W.data<T>();
-      const T* mp = mix.defined() ? mix.data<T>() : nullptr;
-      T* dwp = dW.data<T>();
-      parallel_for(d, grain_for(n * m), [&](int64_t f0, int64_t f1) {
-        for (int64_t i = 0; i < n; ++i)
-          for (int64_t j = 0; j < m; ++j) {
-            const T scale = mp ? mp[i * m + j] : T(1);
-            T* row = dwp + idx[i * m + j] * d;
-            for (int64_t f = f0; f < f1; ++f) row[f] += scale * g[i * d + f];
+      const T *g = dy.data<T>(), *xp = x.data<T>(), *wp = W.data<T>(), *mp = mix.defined() ? mix.data<T>() : nullptr;
+      // dx_i = dy_i ⊙ w_i and dmix_ij = <dy_i ⊙ x_i, W[idx_ij]>, per token
+      parallel_for(n, grain_for(d * m), [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+          const T* gi = g + i * d;
+          const T* xi = xp + i * d;
+          if (need_x) {
+            T* dxi = dx.data<T>() + i * d;
+            for (int64_t f = 0; f < d; ++f) {
+              T w = 0;
+              for (int64_t j = 0; j < m; ++j) w += (mp ? mp[i * m + j] : T(1)) * wp[idx[i * m + j] * d + f];
+              dxi[f] = gi[f] * w;
+            }
           }
-      });
-      if (mp) {
-        T* dm = dmix.data<T>();
-        parallel_for(n, grain_for(d * m), [&](int64_t b, int64_t e) {
-          for (int64_t i = b; i < e; ++i)
+          if (mp)
             for (int64_t j = 0; j < m; ++j) {
+              const T* row = wp + idx[i * m + j] * d;
               T dot = 0;
-              for (int64_t f = 0; f < d; ++f) dot += g[i * d + f] * wp[idx[i * m + j] * d + f];
-              dm[i * m + j] = dot;
+              for (int64_t f = 0; f < d; ++f) dot += gi[f] * xi[f] * row[f];
+              dmix.data<T>()[i * m + j] = dot;
+            }
+        }
+      });
+      // dW by columns: each column summed by one thread in token order
+      if (need_w) {
+        T* dwp = dW.data<T>();
+        parallel_for(d, grain_for(n * m), [&](int64_t f0, int64_t f1) {
+          for (int64_t i = 0; i < n; ++i)
+            for (int64_t j = 0; j < m; ++j) {
+              const T s = mp ? mp[i * m + j] : T(1);
+              T* row = dwp + idx[i * m + j] * d;
+              for (int64_t f = f0; f < f1; ++f) row[f] += s * g[i * d + f] * xp[i * d + f];
             }
         });
       }
     });
-    std::vector<Tensor> grads{dW};
+    std::vector<Tensor> grads{dx, dW};
     if (mix.defined()) grads.push_back(dmix);
     return grads;
   });
-  return w;
+  return out;
 }
 
 }  // namespace moegrad

@@ -17,8 +17,11 @@
 // through μ, s, the clip threshold and the scaling (the paper detaches W;
 // callers get that by passing x.detach()).
 //
-// ac_token_weights gathers each token's row: w_i = Σ_j mix_ij W[idx_ij]
-// (idx [n] or [n, m]; mix [n, m] or undefined for weight 1), the scale-gather.
+// ac_scale_gather scales each token by its cluster's row in one pass:
+// out_i = x_i ⊙ w_i with w_i = Σ_j mix_ij W[idx_ij] (idx [n] or [n, m]; mix
+// [n, m] or undefined for weight 1). Backward: dx_i = dy_i ⊙ w_i,
+// dW[e] = Σ_{idx_ij = e} mix_ij (dy_i ⊙ x_i) (columns split between threads,
+// sums in token order), dmix_ij = <dy_i ⊙ x_i, W[idx_ij]>.
 #pragma once
 #include "autograd/ops.h"
 
@@ -35,6 +38,6 @@ struct ACOptions {
 };
 
 Tensor ac_cluster_weights(const Tensor& x, const Tensor& labels, int64_t experts, const ACOptions& options);
-Tensor ac_token_weights(const Tensor& weights, const Tensor& index, const Tensor& mix = Tensor());
+Tensor ac_scale_gather(const Tensor& x, const Tensor& weights, const Tensor& index, const Tensor& mix = Tensor());
 
 }  // namespace moegrad

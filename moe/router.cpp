@@ -95,11 +95,11 @@ ACScale ac_token_scale(const Tensor& x, const Assignments& prev, int64_t experts
     out.W = ac_cluster_weights(x.detach(), labels, experts, options);
   }
   if (mix_m == 1) {
-    out.w = ac_token_weights(out.W, labels);
+    out.scaled = ac_scale_gather(x, out.W, labels);
   } else {
     Tensor mix_logits = narrow(prev.logits, 1, 0, mix_m);
     if (!differentiable) mix_logits = mix_logits.detach();
-    out.w = ac_token_weights(out.W, contiguous(narrow(prev.indices, 1, 0, mix_m)), softmax(mix_logits, -1));
+    out.scaled = ac_scale_gather(x, out.W, contiguous(narrow(prev.indices, 1, 0, mix_m)), softmax(mix_logits, -1));
   }
   return out;
 }
@@ -108,9 +108,8 @@ RouterOutput ACRouter::forward(const Tensor& x, const Assignments& prev) {
   MG_CHECK(!prev.defined() || prev.indices.dim() != 2 || prev.indices.size(1) >= ac.mix_m, "ACRouter: mixing over the top ",
            ac.mix_m, " needs at least that many previous choices, got ", prev.indices.size(1));
   ACScale scale = ac_token_scale(x, prev, config.experts, ac.stats, ac.mix_m, ac.differentiable, "ACRouter");
-  Tensor scaled = mul(x, scale.w);
-  RouterOutput out = route(gate_logits(scaled));
-  out.scaled_input = scaled;
+  RouterOutput out = route(gate_logits(scale.scaled));
+  out.scaled_input = scale.scaled;
   out.ac_weights = scale.W;
   return out;
 }

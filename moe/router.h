@@ -52,12 +52,12 @@ Tensor switch_balance_loss(const Tensor& logits, const Tensor& indices);
 Tensor router_z_loss(const Tensor& logits);
 
 // The AC scaling of tokens x [n, d] from the previous layer's assignments:
-// W [E, d] from the clusters of its top-1 labels, and each token's weights w
-// [n, d] = W[label], or mixed over its top-m with the softmax of their logits.
-// Detached unless `differentiable` (then x, W and the mixing logits carry
-// gradients; their dtypes must match).
+// W [E, d] from the clusters of its top-1 labels, and scaled = x ⊙ w with
+// w = W[label], or mixed over the top-m with the softmax of their logits.
+// W and the mixing weights are detached unless `differentiable` (x keeps its
+// gradient through the scaling either way; dtypes must match).
 struct ACScale {
-  Tensor W, w;
+  Tensor W, scaled;
 };
 ACScale ac_token_scale(const Tensor& x, const Assignments& previous, int64_t experts, const ACOptions& options,
                        int64_t mix_m, bool differentiable, const char* caller);

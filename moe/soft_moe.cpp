@@ -45,8 +45,7 @@ SoftMoEOutput SoftMoE::forward(const Tensor& x, const Assignments& previous) {
     const int64_t use = previous.defined() ? std::min(config.mix_k, previous.indices.size(1)) : 1;
     ACScale ac = ac_token_scale(reshape(xt, {n, d}), previous, E, config.ac, use, config.differentiable, "SoftMoE");
     ac_weights = ac.W;
-    Tensor w = ac.w;
-    xt = mul(xt, reshape(w, {b, m, d}));
+    xt = reshape(ac.scaled, {b, m, d});
   }
 
   Tensor logits = matmul(xt, phit);                          // [b, m, S]

@@ -115,25 +115,28 @@ TEST(ACWeights, GradcheckEdgeCases) {
   }
 }
 
-TEST(ACWeights, TokenWeightsGatherAndMix) {
+TEST(ACWeights, ScaleGatherValues) {
   Tensor W = Tensor::from_vector({1, 2, 3, 4, 5, 6}, {3, 2}, DType::Float64);
-  EXPECT_EQ(ac_token_weights(W, Tensor::from_indices({2, 0}, {2})).to_vector(), (std::vector<double>{5, 6, 1, 2}));
+  Tensor x = Tensor::from_vector({1, 10, 2, 20}, {2, 2}, DType::Float64);
+  EXPECT_EQ(ac_scale_gather(x, W, Tensor::from_indices({2, 0}, {2})).to_vector(), (std::vector<double>{5, 60, 2, 40}));
   Tensor mix = Tensor::from_vector({0.25, 0.75}, {1, 2}, DType::Float64);
-  EXPECT_EQ(ac_token_weights(W, Tensor::from_indices({0, 1}, {1, 2}), mix).to_vector(),
-            (std::vector<double>{2.5, 3.5}));
+  EXPECT_EQ(ac_scale_gather(narrow(x, 0, 0, 1), W, Tensor::from_indices({0, 1}, {1, 2}), mix).to_vector(),
+            (std::vector<double>{2.5, 35}));
 }
 
-TEST(ACWeights, GradcheckTokenWeights) {
-  Tensor W = leaf({4, 3}, 43), mix = leaf({5, 2}, 44);
+TEST(ACWeights, GradcheckScaleGather) {
+  Tensor x = leaf({5, 3}, 46), W = leaf({4, 3}, 43), mix = leaf({5, 2}, 44);
   Tensor idx = Tensor::from_indices({0, 1, 1, 1, 3, 0, 2, 3, 0, 3}, {5, 2});  // repeated pair (1, 1) on token 1
-  EXPECT_GRADCHECK([idx](const std::vector<Tensor>& in) { return ac_token_weights(in[0], idx, in[1]); }, {W, mix});
+  EXPECT_GRADCHECK([idx](const std::vector<Tensor>& in) { return ac_scale_gather(in[0], in[1], idx, in[2]); },
+                   {x, W, mix});
   Tensor labels = Tensor::from_indices({3, 3, 0, 2, 1}, {5});
-  EXPECT_GRADCHECK([labels](const std::vector<Tensor>& in) { return ac_token_weights(in[0], labels); }, {W});
-  // the whole AC scaling, end to end: x -> W -> w -> x ⊙ w
-  Tensor x = leaf({5, 3}, 45);
+  EXPECT_GRADCHECK([labels](const std::vector<Tensor>& in) {
+    return ac_scale_gather(transpose(in[0], 0, 1), in[1], labels);
+  }, {leaf({3, 5}, 47), W});
+  // the whole AC scaling, end to end: x -> W -> x ⊙ W[c]
   ACOptions o;
   EXPECT_GRADCHECK([labels, o](const std::vector<Tensor>& in) {
-    return mul(in[0], ac_token_weights(ac_cluster_weights(in[0], labels, 4, o), labels));
+    return ac_scale_gather(in[0], ac_cluster_weights(in[0], labels, 4, o), labels);
   }, {x});
 }
 
@@ -147,9 +150,11 @@ TEST(ACWeights, Errors) {
   bad.eps = 0;
   EXPECT_MG_ERROR(ac_cluster_weights(x, labels, 3, bad), "eps must be positive");
   EXPECT_MG_ERROR(ac_cluster_weights(x, labels, 0, ACOptions()), "number of clusters must be positive");
-  Tensor W = Tensor::zeros({3, 2});
-  EXPECT_MG_ERROR(ac_token_weights(W, Tensor::from_indices({0, 5}, {2})), "ac_token_weights: index 5 at position 1");
-  EXPECT_MG_ERROR(ac_token_weights(W, Tensor::from_indices({0, 1}, {1, 2})), "needs mix weights");
-  EXPECT_MG_ERROR(ac_token_weights(W, Tensor::from_indices({0, 1}, {1, 2}), Tensor::zeros({2, 1})),
+  Tensor W = Tensor::zeros({3, 2}), x2 = Tensor::zeros({2, 2});
+  EXPECT_MG_ERROR(ac_scale_gather(x2, W, Tensor::from_indices({0, 5}, {2})), "ac_scale_gather: index 5 at position 1");
+  EXPECT_MG_ERROR(ac_scale_gather(narrow(x2, 0, 0, 1), W, Tensor::from_indices({0, 1}, {1, 2})), "needs mix weights");
+  EXPECT_MG_ERROR(ac_scale_gather(narrow(x2, 0, 0, 1), W, Tensor::from_indices({0, 1}, {1, 2}), Tensor::zeros({2, 1})),
                   "mix must have the index's shape [1, 2]");
+  EXPECT_MG_ERROR(ac_scale_gather(Tensor::zeros({2, 3}), W, Tensor::from_indices({0, 1}, {2})), "x must be [n, 2]");
+  EXPECT_MG_ERROR(ac_scale_gather(x2, W, Tensor::from_indices({0, 1, 2}, {3})), "index must be [2] or [2, m]");
 }
