@@ -4,7 +4,9 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
+#include <type_traits>
 
 #include "tensor/error.h"
 
@@ -37,6 +39,24 @@ struct Device {
 };
 
 template <typename T> struct type_tag { using type = T; };
+
+// double -> T without undefined behaviour: out-of-range values saturate
+// (±inf for float, the limits for int64), NaN stays NaN for floats.
+template <typename T>
+T saturate_cast(double v) {
+  if constexpr (std::is_same_v<T, bool>) {
+    return v != 0;
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (v > std::numeric_limits<T>::max()) return std::numeric_limits<T>::infinity();
+    if (v < std::numeric_limits<T>::lowest()) return -std::numeric_limits<T>::infinity();
+    return static_cast<T>(v);
+  } else {
+    if (!(v == v)) return 0;
+    if (v >= 9.2233720368547758e18) return std::numeric_limits<T>::max();
+    if (v <= -9.2233720368547758e18) return std::numeric_limits<T>::min();
+    return static_cast<T>(v);
+  }
+}
 
 // Calls f(type_tag<T>{}) with T = float or double according to dtype; any other
 // dtype is an Error naming `op`.

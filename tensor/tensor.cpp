@@ -264,7 +264,7 @@ void Tensor::fill_(double value) const {
   check_cpu(*this, "Tensor::fill_");
   dispatch_all(dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
-    T v = static_cast<T>(value);
+    T v = saturate_cast<T>(value);
     T* base = static_cast<T*>(storage()->data()) + offset();
     if (is_contiguous()) {
       parallel_for(numel(), kParallelGrain, [&](int64_t b, int64_t e) {

@@ -128,3 +128,11 @@ TEST(Tensor, Errors) {
   EXPECT_MG_ERROR(Tensor().shape(), "undefined tensor");
   EXPECT_MG_ERROR(Tensor::rand({2}, 1.0, 0.0), "rand: low");
 }
+
+TEST(Tensor, OutOfRangeScalarsSaturate) {
+  // a double beyond float's range becomes ±inf rather than undefined behaviour
+  EXPECT_EQ(Tensor::full({1}, 1e300).item(), INFINITY);
+  EXPECT_EQ(Tensor::full({1}, -1e300).item(), -INFINITY);
+  EXPECT_EQ(Tensor::full({1}, 1e300, DType::Int64).to_indices()[0], std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(clamp(Tensor::full({2}, 3.0), -1e300, 1e300).to_vector(), (std::vector<double>{3, 3}));
+}

@@ -51,7 +51,7 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
            shape_str(mask.shape()), " does not broadcast to the input's shape ", shape_str(x.shape()));
   Tensor out = dispatch_float(x.dtype(), "masked_fill", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const T v = static_cast<T>(value);
+    const T v = saturate_cast<T>(value);
     return map_binary<T, T, bool>(x, mask, "masked_fill", [v](T xv, bool m) { return m ? v : xv; });
   });
   Tensor md = mask.detach();
@@ -79,7 +79,7 @@ Tensor clamp(const Tensor& x, double low, double high) {
   MG_CHECK(low <= high, "clamp: expected low <= high, got low ", low, " and high ", high);
   return dispatch_float(x.dtype(), "clamp", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const T lo = static_cast<T>(low), hi = static_cast<T>(high);
+    const T lo = saturate_cast<T>(low), hi = saturate_cast<T>(high);
     Tensor out = map_unary<T, T>(x, [lo, hi](T v) { return v < lo ? lo : (v > hi ? hi : v); });
     Tensor xd = x.detach();
     attach_backward(out, "clamp", {x}, [xd, lo, hi](const Tensor& dout) {
