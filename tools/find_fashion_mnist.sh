@@ -9,19 +9,7 @@ set -euo pipefail
 dir=/usr/share/datasets/fashion-mnist
 files="train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz"
 
-if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then
-  if [ "$(id -u)" -eq 0 ]; then
-    as_root=()
-  elif command -v sudo >/dev/null 2>&1; then
-    as_root=(sudo)
-  else
-    echo "find_fashion_mnist.sh: dataset-fashion-mnist is missing and there is neither root nor sudo to install it" >&2
-    exit 1
-  fi
-  echo "find_fashion_mnist.sh: installing dataset-fashion-mnist" >&2
-  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null
-fi
+"$(dirname "$0")/setup.sh" dataset-fashion-mnist
 
 for f in $files; do
   if [ ! -s "$dir/$f" ]; then

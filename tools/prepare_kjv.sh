@@ -20,19 +20,7 @@ if [ -s "$out/train.txt" ] && [ -s "$out/valid.txt" ] && [ -s "$out/test.txt" ];
   exit 0
 fi
 
-if ! command -v bible >/dev/null 2>&1 || ! dpkg -s bible-kjv >/dev/null 2>&1; then
-  if [ "$(id -u)" -eq 0 ]; then
-    as_root=()
-  elif command -v sudo >/dev/null 2>&1; then
-    as_root=(sudo)
-  else
-    echo "prepare_kjv.sh: the bible-kjv package is missing and there is neither root nor sudo to install it" >&2
-    exit 1
-  fi
-  echo "prepare_kjv.sh: installing bible-kjv"
-  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bible-kjv >/dev/null
-fi
+"$repo/tools/setup.sh" bible-kjv
 
 mkdir -p "$out"
 tmp="$(mktemp -d "$out/.prepare.XXXXXX")"
