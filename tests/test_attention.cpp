@@ -9,6 +9,7 @@
 #include "test_helpers.h"
 
 using namespace moegrad;
+using moegrad::testing::expect_near;
 using moegrad::testing::leaf;
 
 namespace {
@@ -108,11 +109,6 @@ RefAttention ref_attention(const MultiHeadAttention& a, const Tensor& x, const T
       r.y[bt * dim + j] = s;
     }
   return r;
-}
-
-void expect_near(const std::vector<double>& got, const std::vector<double>& want, double tol) {
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << "element " << i;
 }
 
 std::shared_ptr<MultiHeadAttention> make_attention(int64_t dim, int64_t heads, bool causal, bool elliptical,

@@ -17,6 +17,12 @@ inline Tensor leaf(const Shape& shape, uint64_t seed, double low = -1.0, double 
   return t;
 }
 
+// Element-wise |got - want| <= tol, with the failing element's position.
+inline void expect_near(const std::vector<double>& got, const std::vector<double>& want, double tol = 1e-12) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << "element " << i;
+}
+
 // Values of a tensor (any layout) as a flat vector.
 inline std::vector<double> values(const Tensor& t) { return t.to_vector(); }
 

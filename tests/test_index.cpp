@@ -9,6 +9,7 @@
 #include "test_helpers.h"
 
 using namespace moegrad;
+using moegrad::testing::expect_near;
 using moegrad::testing::leaf;
 
 namespace {
@@ -57,11 +58,6 @@ std::vector<double> naive_scatter_add(const Tensor& x, int64_t d, const Tensor& 
     out[flat(x.shape(), to)] += sv[flat(src.shape(), at)];
   });
   return out;
-}
-
-void expect_near(const std::vector<double>& got, const std::vector<double>& want, double tol = 1e-12) {
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << "element " << i;
 }
 
 }  // namespace

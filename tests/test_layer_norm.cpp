@@ -6,6 +6,7 @@
 #include "test_helpers.h"
 
 using namespace moegrad;
+using moegrad::testing::expect_near;
 using moegrad::testing::leaf;
 
 namespace {
@@ -24,11 +25,6 @@ std::vector<double> ref_layer_norm(const Tensor& x, const Tensor& w, const Tenso
           (v[r * D + i] - m) / std::sqrt(var + eps) * (w.defined() ? w.at({i}) : 1.0) + (b.defined() ? b.at({i}) : 0.0);
   }
   return out;
-}
-
-void expect_near(const std::vector<double>& got, const std::vector<double>& want, double tol) {
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << "element " << i;
 }
 
 Tensor randn64(const Shape& s, double stdev = 1.0) { return Tensor::randn(s, 0.5, stdev, DType::Float64); }

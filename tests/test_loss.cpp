@@ -6,6 +6,7 @@
 #include "test_helpers.h"
 
 using namespace moegrad;
+using moegrad::testing::expect_near;
 using moegrad::testing::leaf;
 
 namespace {
@@ -31,11 +32,6 @@ CeRef ref_cross_entropy(const Tensor& x, const std::vector<int64_t>& t, int64_t 
     for (int64_t j = 0; j < C; ++j) r.dlogits[i * C + j] = (std::exp(x.at({i, j}) - m) / s - (j == t[i])) / count;
   }
   return r;
-}
-
-void expect_near(const std::vector<double>& got, const std::vector<double>& want, double tol) {
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << "element " << i;
 }
 
 // Loss value and gradient of cross_entropy at x (a fresh float64 leaf).

@@ -4,6 +4,7 @@
 #include "test_helpers.h"
 
 using namespace moegrad;
+using moegrad::testing::expect_near;
 using moegrad::testing::leaf;
 
 // Naive C = A B for 2-d tensors of any layout.
@@ -16,11 +17,6 @@ static std::vector<double> naive_mm(const Tensor& a, const Tensor& b) {
       c.push_back(s);
     }
   return c;
-}
-
-static void expect_near(const std::vector<double>& a, const std::vector<double>& b, double tol) {
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], tol) << "at " << i;
 }
 
 TEST(Matmul, Values2dAllLayouts) {

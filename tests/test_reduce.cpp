@@ -4,6 +4,7 @@
 #include "test_helpers.h"
 
 using namespace moegrad;
+using moegrad::testing::expect_near;
 using moegrad::testing::leaf;
 
 // Naive reference: reduce x [A, B, C] over dim d with op.
@@ -23,11 +24,6 @@ static std::vector<double> naive(const Tensor& x, int d, bool take_max) {
         out.push_back(acc);
       }
   return out;
-}
-
-static void expect_near(const std::vector<double>& a, const std::vector<double>& b, double tol) {
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], tol) << "at " << i;
 }
 
 TEST(Reduce, ValuesAgainstLoops) {

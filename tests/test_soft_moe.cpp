@@ -9,6 +9,7 @@
 #include "test_helpers.h"
 
 using namespace moegrad;
+using moegrad::testing::expect_near;
 using moegrad::testing::leaf;
 
 namespace {
@@ -127,11 +128,6 @@ Assignments previous(int64_t n, int64_t cols, int64_t E, uint64_t seed) {
   std::vector<int64_t> idx(n * cols);
   for (int64_t i = 0; i < n * cols; ++i) idx[i] = (i * 7 + i / cols + static_cast<int64_t>(seed)) % E;
   return {Tensor::from_indices(idx, {n, cols}), leaf({n, cols}, seed)};
-}
-
-void expect_near(const std::vector<double>& a, const std::vector<double>& b, double tol) {
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], tol) << "at " << i;
 }
 
 // Checks a forward against the reference: y, L-derived D and C, the handed-on assignments.

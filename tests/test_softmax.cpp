@@ -6,6 +6,7 @@
 #include "test_helpers.h"
 
 using namespace moegrad;
+using moegrad::testing::expect_near;
 using moegrad::testing::leaf;
 
 namespace {
@@ -27,11 +28,6 @@ std::vector<double> ref_softmax(const Tensor& x, int64_t dim, bool log) {
     out.push_back(log ? v - std::log(s) : std::exp(v) / s);
   }
   return out;
-}
-
-void expect_near(const std::vector<double>& got, const std::vector<double>& want, double tol) {
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << "element " << i;
 }
 
 Tensor (*const kOps[])(const Tensor&, int64_t) = {softmax, log_softmax};
