@@ -211,16 +211,19 @@ Tensor ac_scale_gather(const Tensor& x_in, const Tensor& W_in, const Tensor& ind
       const T *g = dy.data<T>(), *xp = x.data<T>(), *wp = W.data<T>(), *mp = mix.defined() ? mix.data<T>() : nullptr;
       // dx_i = dy_i ⊙ w_i and dmix_ij = <dy_i ⊙ x_i, W[idx_ij]>, per token
       parallel_for(n, grain_for(d * m), [&](int64_t b, int64_t e) {
+        std::vector<T> w(d);
         for (int64_t i = b; i < e; ++i) {
           const T* gi = g + i * d;
           const T* xi = xp + i * d;
           if (need_x) {
-            T* dxi = dx.data<T>() + i * d;
-            for (int64_t f = 0; f < d; ++f) {
-              T w = 0;
-              for (int64_t j = 0; j < m; ++j) w += (mp ? mp[i * m + j] : T(1)) * wp[idx[i * m + j] * d + f];
-              dxi[f] = gi[f] * w;
+            std::fill(w.begin(), w.end(), T(0));
+            for (int64_t j = 0; j < m; ++j) {
+              const T* row = wp + idx[i * m + j] * d;
+              const T s = mp ? mp[i * m + j] : T(1);
+              for (int64_t f = 0; f < d; ++f) w[f] += s * row[f];
             }
+            T* dxi = dx.data<T>() + i * d;
+            for (int64_t f = 0; f < d; ++f) dxi[f] = gi[f] * w[f];
           }
           if (mp)
             for (int64_t j = 0; j < m; ++j) {
