@@ -112,10 +112,12 @@ template <typename T>
 using MutMap = Eigen::Map<RowMat<T>>;
 
 // Runs f(e) for every expert, load-balanced over threads (dynamic schedule;
-// each expert's work is sequential, so the result is deterministic).
+// each expert's work is sequential, so the result is deterministic). Small
+// layers (`work` operations in all) run on the calling thread: waking the
+// threads would cost more than the products.
 template <typename F>
-void for_each_expert(int64_t experts, F f) {
-#pragma omp parallel for schedule(dynamic, 1)
+void for_each_expert(int64_t experts, int64_t work, F f) {
+#pragma omp parallel for schedule(dynamic, 1) if (work > kParallelGrain)
   for (int64_t e = 0; e < experts; ++e) f(e);
 }
 
@@ -143,7 +145,7 @@ Tensor grouped_linear(const Tensor& xp_in, const Tensor& weight, const Tensor& b
   Tensor yp = Tensor::empty({plan->rows(), out_f}, xp.dtype());
   dispatch_float(xp.dtype(), "grouped_linear", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    for_each_expert(E, [&](int64_t e) {
+    for_each_expert(E, plan->rows() * in_f * out_f, [&](int64_t e) {
       const int64_t r0 = plan->offsets[e], n = plan->counts[e];
       if (n == 0) return;
       MutMap<T> y(yp.data<T>() + r0 * out_f, n, out_f);
@@ -163,7 +165,7 @@ Tensor grouped_linear(const Tensor& xp_in, const Tensor& weight, const Tensor& b
     Tensor db = has_bias ? Tensor::empty({E, out_f}, w.dtype()) : Tensor();
     dispatch_float(xp.dtype(), "grouped_linear backward", [&](auto tag) {
       using T = typename decltype(tag)::type;
-      for_each_expert(E, [&](int64_t e) {
+      for_each_expert(E, plan->rows() * in_f * out_f, [&](int64_t e) {
         const int64_t r0 = plan->offsets[e], n = plan->counts[e];
         MutMap<T> dW(dw.data<T>() + e * out_f * in_f, out_f, in_f);
         if (n == 0) {
