@@ -1,0 +1,630 @@
+// The language-model trainer (see lm_trainer.h): options, the training loop,
+// evaluation and exact-resume checkpoints.
+#include "examples/common/lm_trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "autograd/node.h"
+#include "examples/common/word_swap.h"
+#include "nn/checkpoint.h"
+
+namespace moegrad::lm {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const char* const kFormat = "moegrad-lm-checkpoint-1";
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+template <typename T>
+T parse_number(const char* program, const std::string& flag, const std::string& text) {
+  size_t used = 0;
+  T value{};
+  try {
+    if constexpr (std::is_same_v<T, int64_t>)
+      value = std::stoll(text, &used);
+    else
+      value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  MG_CHECK(!text.empty() && used == text.size(), program, ": --", flag, " expects ",
+           std::is_same_v<T, int64_t> ? "an integer" : "a number", ", got '", text, "'");
+  return value;
+}
+
+// Sums (tokens, dropped) or accumulates for averaging (losses, AC mean/std)
+// the routing statistics of one more batch into acc.
+void accumulate(std::vector<std::pair<int64_t, RoutingStats>>& acc,
+                const std::vector<std::pair<int64_t, RoutingStats>>& batch) {
+  if (acc.empty()) {
+    acc = batch;
+    return;
+  }
+  for (size_t i = 0; i < acc.size(); ++i) {
+    RoutingStats &a = acc[i].second;
+    const RoutingStats& s = batch[i].second;
+    for (size_t e = 0; e < a.tokens_per_expert.size(); ++e) a.tokens_per_expert[e] += s.tokens_per_expert[e];
+    a.dropped += s.dropped;
+    a.balance_loss += s.balance_loss, a.z_loss += s.z_loss;
+    a.ac_mean += s.ac_mean, a.ac_std += s.ac_std;
+    a.ac_min = std::min(a.ac_min, s.ac_min), a.ac_max = std::max(a.ac_max, s.ac_max);
+  }
+}
+
+// Rewrites a metrics file keeping the records up to `step` (those of a run
+// resumed from that step's checkpoint would otherwise appear twice).
+void truncate_metrics(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept;
+  for (std::string line; std::getline(in, line);) {
+    json r = json::parse(line, nullptr, false);  // a line cut short by a crash is dropped
+    if (r.is_object() && r["type"] != "final" && r["step"].is_number_integer() && r["step"].get<int64_t>() <= step)
+      kept += line + "\n";
+  }
+  const std::string tmp = path + ".tmp";
+  std::ofstream out(tmp, std::ios::trunc);
+  out << kept;
+  out.close();
+  std::error_code ec;
+  if (out.good()) fs::rename(tmp, path, ec);
+  MG_CHECK(out.good() && !ec, "train_lm: cannot rewrite ", path);
+}
+
+}  // namespace
+
+// ---- options ----
+
+std::vector<ConfigField> config_fields(LMTrainConfig& c) {
+  return {
+      {"data", &c.data, "folder with train.txt, valid.txt, test.txt", true},
+      {"level", &c.level, "byte | word", false},
+      {"min-count", &c.min_count, "word level: train words seen fewer times become <unk>", false},
+      {"arch", &c.arch, "architecture: s attention, g top-k MoE, c AC MoE, f dense FFN", false},
+      {"router", &c.router, "smoe (every c in --arch becomes g) | acmoe (--arch as given)", false},
+      {"dim", &c.dim, "model width", false},
+      {"heads", &c.heads, "attention heads", false},
+      {"experts", &c.experts, "experts per MoE layer", false},
+      {"k", &c.k, "experts per token", false},
+      {"expert-hidden", &c.expert_hidden, "hidden width of each expert", false},
+      {"ffn-hidden", &c.ffn_hidden, "hidden width of the dense FFN (f layers)", false},
+      {"seq-len", &c.seq_len, "tokens per sequence", false},
+      {"batch", &c.batch, "sequences per batch", false},
+      {"dropout", &c.dropout, "dropout probability", false},
+      {"capacity-factor", &c.capacity_factor, "expert capacity factor; 0: no capacity, no dropping", false},
+      {"gate", &c.gate, "router gate: linear | cosine", false},
+      {"ac-stat", &c.ac_stat, "AC dispersion: mad | variance", false},
+      {"ac-eps", &c.ac_eps, "AC: W = 1 / (s + eps)", false},
+      {"ac-clip", &c.ac_clip, "AC: W clipped at clip * mean(W); 0: no clip", false},
+      {"ac-scaling", &c.ac_scaling, "AC normalisation of W: feature | global", false},
+      {"ac-mix", &c.ac_mix, "AC: mix W over the previous layer's top-m experts", false},
+      {"ac-differentiable", &c.ac_differentiable, "AC: backpropagate through W (the paper detaches it)", false},
+      {"elliptical", &c.elliptical, "elliptical attention in the attention layers after the first", false},
+      {"norm", &c.norm, "pre | post layer norm", false},
+      {"optimizer", &c.optimizer, "adam | adamw", false},
+      {"lr", &c.lr, "peak learning rate", false},
+      {"min-lr", &c.min_lr, "cosine decay: the learning rate at the last step", false},
+      {"beta1", &c.beta1, "Adam beta1", false},
+      {"beta2", &c.beta2, "Adam beta2", false},
+      {"weight-decay", &c.weight_decay, "weight decay (Adam: L2 in the gradient; AdamW: decoupled)", false},
+      {"warmup", &c.warmup, "linear warm-up steps", false},
+      {"cosine", &c.cosine, "cosine decay from the end of warm-up to --min-lr at --steps", false},
+      {"clip-grad", &c.clip_grad, "max global gradient norm; 0: no clipping", false},
+      {"balance-coef", &c.balance_coef, "weight of the load-balance loss", false},
+      {"z-coef", &c.z_coef, "weight of the router z-loss", false},
+      {"attack-rate", &c.attack_rate, "word-swap attack: share of non-stopword words swapped", true},
+      {"attack-seed", &c.attack_seed, "word-swap attack seed (the same attacked text for every model)", true},
+      {"steps", &c.steps, "training steps in all (a resumed run continues to this step)", true},
+      {"seed", &c.seed, "seed of the initialisation, the batches and dropout", false},
+      {"threads", &c.threads, "OpenMP threads; 0: OpenMP's default", true},
+      {"log-every", &c.log_every, "steps between metric records (and plain progress lines)", true},
+      {"eval-every", &c.eval_every, "steps between validation evals; 0: only at the end", true},
+      {"eval-batches", &c.eval_batches, "validation batches per eval during training; 0: the whole split", true},
+      {"checkpoint-every", &c.checkpoint_every, "steps between checkpoints; 0: only at the end", true},
+      {"out", &c.out, "output folder (metrics.jsonl, checkpoint.safetensors)", true},
+      {"device", &c.device, "cpu (the CUDA backend is not built yet)", true},
+      {"resume", &c.resume, "continue from <out>/checkpoint.safetensors", true},
+      {"overwrite", &c.overwrite, "start afresh even though <out> holds a checkpoint", true},
+  };
+}
+
+void check_one_of(const std::string& value, const char* program, const char* flag,
+                  std::initializer_list<const char*> allowed) {
+  std::string list;
+  for (const char* a : allowed) {
+    if (value == a) return;
+    list += list.empty() ? a : std::string(" | ") + a;
+  }
+  throw Error(detail::cat(program, ": --", flag, " must be ", list, ", got '", value, "'"));
+}
+
+void parse_flags(const std::vector<ConfigField>& fields, const std::vector<std::string>& args, const char* program) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    MG_CHECK(arg.size() > 2 && arg.compare(0, 2, "--") == 0, program, ": expected a flag --name, got '", arg,
+             "' (see --help)");
+    const std::string name = arg.substr(2);
+    auto find = [&](const std::string& n) {
+      return std::find_if(fields.begin(), fields.end(), [&](const ConfigField& x) { return n == x.name; });
+    };
+    auto f = find(name);
+    if (f == fields.end() && name.rfind("no-", 0) == 0) f = find(name.substr(3));
+    MG_CHECK(f != fields.end(), program, ": unknown flag ", arg, " (see --help)");
+    std::visit(
+        [&](auto* v) {
+          using T = std::remove_pointer_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, bool>) {
+            *v = f->name == name;  // --flag or --no-flag
+          } else {
+            MG_CHECK(f->name == name, program, ": unknown flag ", arg, " (--no- is for on/off flags)");
+            MG_CHECK(i + 1 < args.size(), program, ": ", arg, " needs a value");
+            const std::string& text = args[++i];
+            if constexpr (std::is_same_v<T, std::string>)
+              *v = text;
+            else
+              *v = parse_number<T>(program, name, text);
+          }
+        },
+        f->value);
+  }
+}
+
+std::string flags_usage(const std::vector<ConfigField>& fields) {
+  std::string out;
+  for (const ConfigField& f : fields) {
+    std::string flag = std::string("  --") + f.name, def;
+    std::visit(
+        [&](auto* v) {
+          using T = std::remove_pointer_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, bool>) {
+            flag += std::string(" / --no-") + f.name;
+            def = std::string(" (default ") + (*v ? "on" : "off") + ")";
+          } else {
+            flag += std::is_same_v<T, std::string> ? " S" : std::is_same_v<T, int64_t> ? " N" : " X";
+            def = " (default " + json(*v).dump() + ")";
+          }
+        },
+        f.value);
+    flag.resize(std::max<size_t>(flag.size() + 1, 30), ' ');
+    out += flag + f.help + def + "\n";
+  }
+  return out;
+}
+
+json fields_to_json(const std::vector<ConfigField>& fields) {
+  json j = json::object();
+  for (const ConfigField& f : fields) std::visit([&](auto* v) { j[f.name] = *v; }, f.value);
+  return j;
+}
+
+json config_to_json(const LMTrainConfig& config) {
+  LMTrainConfig c = config;
+  return fields_to_json(config_fields(c));
+}
+
+LMTrainConfig parse_args(const std::vector<std::string>& args) {
+  LMTrainConfig c;
+  parse_flags(config_fields(c), args, "train_lm");
+  return c;
+}
+
+std::string usage() {
+  LMTrainConfig c;
+  return flags_usage(config_fields(c));
+}
+
+std::string effective_arch(const LMTrainConfig& c) {
+  std::string arch = c.arch;
+  if (c.router == "smoe") std::replace(arch.begin(), arch.end(), 'c', 'g');
+  return arch;
+}
+
+void validate(const LMTrainConfig& config) {
+  LMTrainConfig c = config;
+  for (const ConfigField& f : config_fields(c))
+    if (auto* d = std::get_if<double*>(&f.value))
+      MG_CHECK(std::isfinite(**d), "train_lm: --", f.name, " must be a finite number, got ", **d);
+  if (c.device == "cuda")
+    throw Error("train_lm: --device cuda: the CUDA backend is not built (cuda/ has no kernels yet); use --device cpu");
+  check_one_of(c.device, "train_lm", "device", {"cpu"});
+  check_one_of(c.level, "train_lm", "level", {"byte", "word"});
+  check_one_of(c.router, "train_lm", "router", {"smoe", "acmoe"});
+  check_one_of(c.gate, "train_lm", "gate", {"linear", "cosine"});
+  check_one_of(c.ac_stat, "train_lm", "ac-stat", {"mad", "variance"});
+  check_one_of(c.ac_scaling, "train_lm", "ac-scaling", {"feature", "global"});
+  check_one_of(c.norm, "train_lm", "norm", {"pre", "post"});
+  check_one_of(c.optimizer, "train_lm", "optimizer", {"adam", "adamw"});
+  auto at_least = [](int64_t v, int64_t low, const char* flag) {
+    MG_CHECK(v >= low, "train_lm: --", flag, " must be >= ", low, ", got ", v);
+  };
+  for (auto [v, flag] : {std::pair{c.dim, "dim"}, {c.heads, "heads"}, {c.experts, "experts"}, {c.k, "k"},
+                         {c.expert_hidden, "expert-hidden"}, {c.ffn_hidden, "ffn-hidden"}, {c.seq_len, "seq-len"},
+                         {c.batch, "batch"}, {c.steps, "steps"}, {c.log_every, "log-every"},
+                         {c.min_count, "min-count"}, {c.ac_mix, "ac-mix"}})
+    at_least(v, 1, flag);
+  for (auto [v, flag] : {std::pair{c.warmup, "warmup"}, {c.seed, "seed"}, {c.threads, "threads"},
+                         {c.eval_every, "eval-every"}, {c.eval_batches, "eval-batches"},
+                         {c.checkpoint_every, "checkpoint-every"}, {c.attack_seed, "attack-seed"}})
+    at_least(v, 0, flag);
+  MG_CHECK(c.k <= c.experts, "train_lm: --k must be <= --experts (", c.experts, "), got ", c.k);
+  MG_CHECK(c.ac_mix <= c.k, "train_lm: --ac-mix must be <= --k (", c.k, "), got ", c.ac_mix);
+  MG_CHECK(c.dim % c.heads == 0, "train_lm: --dim (", c.dim, ") must be a multiple of --heads (", c.heads, ")");
+  auto in_range = [](double v, double low, double high, bool high_open, const char* flag) {
+    MG_CHECK(v >= low && (high_open ? v < high : v <= high), "train_lm: --", flag, " must be in [", low, ", ", high,
+             high_open ? ")" : "]", ", got ", v);
+  };
+  const double inf = INFINITY;
+  in_range(c.dropout, 0, 1, true, "dropout");
+  in_range(c.beta1, 0, 1, true, "beta1");
+  in_range(c.beta2, 0, 1, true, "beta2");
+  in_range(c.attack_rate, 0, 1, false, "attack-rate");
+  in_range(c.min_lr, 0, c.lr, false, "min-lr");
+  for (auto [v, flag] : {std::pair{c.capacity_factor, "capacity-factor"}, {c.ac_clip, "ac-clip"},
+                         {c.weight_decay, "weight-decay"}, {c.clip_grad, "clip-grad"},
+                         {c.balance_coef, "balance-coef"}, {c.z_coef, "z-coef"}})
+    in_range(v, 0, inf, true, flag);
+  MG_CHECK(c.lr > 0, "train_lm: --lr must be > 0, got ", c.lr);
+  MG_CHECK(c.ac_eps > 0, "train_lm: --ac-eps must be > 0, got ", c.ac_eps);
+  const std::string arch = effective_arch(c);
+  try {
+    check_architecture(arch);
+  } catch (const Error& e) {
+    throw Error(std::string("train_lm: --arch: ") + e.what());
+  }
+  MG_CHECK(c.router == "smoe" || arch.find('c') != std::string::npos, "train_lm: --router acmoe needs an AC layer ",
+           "(c) in --arch, got '", arch, "'");
+  MG_CHECK(!(c.resume && c.overwrite), "train_lm: --resume and --overwrite exclude each other");
+}
+
+double lr_at(const LMTrainConfig& c, int64_t step) {
+  if (step <= c.warmup) return c.lr * static_cast<double>(step) / static_cast<double>(c.warmup);
+  if (!c.cosine) return c.lr;
+  const double progress =
+      std::min(1.0, static_cast<double>(step - c.warmup) / static_cast<double>(std::max<int64_t>(1, c.steps - c.warmup)));
+  return c.min_lr + (c.lr - c.min_lr) * 0.5 * (1 + std::cos(M_PI * progress));
+}
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  NoGradGuard no_grad;
+  double sq = 0;  // in double, in parameter order: the same for every thread count
+  for (const Tensor& p : params) {
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;
+    const Tensor c = contiguous(g);
+    dispatch_float(c.dtype(), "clip_grad_norm", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const T* d = c.data<T>();
+      for (int64_t i = 0; i < c.numel(); ++i) sq += static_cast<double>(d[i]) * static_cast<double>(d[i]);
+    });
+  }
+  const double norm = std::sqrt(sq);
+  if (max_norm > 0 && norm > max_norm && std::isfinite(norm)) {
+    const double scale = max_norm / norm;
+    for (const Tensor& p : params)
+      if (const Tensor g = p.grad(); g.defined()) g.copy_(mul(g, scale));
+  }
+  return norm;
+}
+
+// ---- the trainer ----
+
+LMTrainer::LMTrainer(const LMTrainConfig& config, std::FILE* log) : config_(config), log_(log) {
+  const LMTrainConfig& c = config_;
+  validate(c);
+#ifdef _OPENMP
+  if (c.threads > 0) omp_set_num_threads(static_cast<int>(c.threads));
+#endif
+  // Data: the vocabulary from train; the attack on the raw valid/test text.
+  const data::TextFiles files = data::read_text_folder(c.data);
+  data::WordVocabOptions vocab_options;
+  vocab_options.min_count = c.min_count;
+  tokenizer_ = data::make_tokenizer(c.level, files.train, vocab_options);
+  corpus_ = data::encode_corpus(files, *tokenizer_);
+  data::WordSwapOptions attack{c.attack_rate, static_cast<uint64_t>(c.attack_seed),
+                               c.level == "word" ? data::SwapLevel::Word : data::SwapLevel::Byte};
+  const data::WordSwapResult valid_attacked = data::word_swap(files.valid, attack);
+  const data::WordSwapResult test_attacked = data::word_swap(files.test, attack);
+  valid_ = data::eval_batches(corpus_.valid, c.batch, c.seq_len);
+  test_ = data::eval_batches(corpus_.test, c.batch, c.seq_len);
+  valid_attacked_ = data::eval_batches(tokenizer_->encode(valid_attacked.text), c.batch, c.seq_len);
+  test_attacked_ = data::eval_batches(tokenizer_->encode(test_attacked.text), c.batch, c.seq_len);
+
+  // Model and optimizer.
+  LMConfig mc;
+  mc.vocab = tokenizer_->vocab_size();
+  mc.max_len = c.seq_len;
+  mc.arch = effective_arch(c);
+  BlockConfig& b = mc.block;
+  b.dim = c.dim, b.heads = c.heads, b.ffn_hidden = c.ffn_hidden;
+  b.elliptical = c.elliptical, b.pre_norm = c.norm == "pre", b.dropout = c.dropout;
+  b.moe.hidden = c.expert_hidden, b.moe.experts = c.experts, b.moe.k = c.k;
+  b.moe.gate = c.gate == "cosine" ? GateKind::Cosine : GateKind::Linear;
+  b.moe.capacity_factor = c.capacity_factor;
+  b.moe.ac.stats = ACOptions{c.ac_stat == "variance" ? ACStat::Variance : ACStat::MAD, c.ac_eps, c.ac_clip,
+                             c.ac_scaling == "global" ? ACScaling::Global : ACScaling::PerFeature};
+  b.moe.ac.mix_m = c.ac_mix;
+  b.moe.ac.differentiable = c.ac_differentiable;
+  // The same seed gives SMoE and ACMoE the same initial weights (the AC router
+  // has no parameters of its own) and the same batches.
+  const uint64_t seed = static_cast<uint64_t>(c.seed);
+  Generator init_gen(random_bits(seed, 0));
+  model_ = std::make_shared<TransformerLM>(mc, InitOptions{DType::Float32, &init_gen});
+  batch_gen_ = Generator(random_bits(seed, 1));
+  const AdamOptions adam{c.lr, c.beta1, c.beta2, 1e-8, c.weight_decay};
+  if (c.optimizer == "adamw")
+    optimizer_ = std::make_unique<AdamW>(model_->parameters(), adam);
+  else
+    optimizer_ = std::make_unique<Adam>(model_->parameters(), adam);
+
+  // The output folder: a fresh run or a resumed one.
+  std::error_code ec;
+  fs::create_directories(c.out, ec);
+  MG_CHECK(fs::is_directory(c.out, ec), "train_lm: cannot create the output folder ", c.out);
+  const std::string ckpt = checkpoint_path();
+  if (c.resume) {
+    MG_CHECK(fs::exists(ckpt, ec), "train_lm: --resume: there is no checkpoint at ", ckpt);
+    load_checkpoint(ckpt);
+    truncate_metrics(metrics_path(), step_);
+  } else {
+    MG_CHECK(c.overwrite || !fs::exists(ckpt, ec), "train_lm: ", c.out, " already holds a checkpoint (", ckpt,
+             "); pass --resume to continue it or --overwrite to start afresh");
+    fs::remove(metrics_path(), ec);
+    fs::remove(ckpt, ec);  // --overwrite: a later --resume must not find the old run's checkpoint
+  }
+  metrics_ = std::make_unique<data::MetricsWriter>(metrics_path());
+
+  this->log(detail::cat("train_lm: ", mc.arch, " (router ", c.router, "), ", model_->num_parameters(),
+                        " parameters; ", c.level, " level, vocabulary ", tokenizer_->vocab_size(), "; train ",
+                        corpus_.train.size(), ", valid ", corpus_.valid.size(), ", test ", corpus_.test.size(),
+                        " tokens; attack swapped ", valid_attacked.swapped, " valid and ", test_attacked.swapped,
+                        " test words", c.resume ? detail::cat("; resumed at step ", step_) : std::string()));
+}
+
+std::string LMTrainer::checkpoint_path() const { return (fs::path(config_.out) / "checkpoint.safetensors").string(); }
+std::string LMTrainer::metrics_path() const { return (fs::path(config_.out) / "metrics.jsonl").string(); }
+const char* LMTrainer::metric_name() const { return config_.level == "byte" ? "bits/byte" : "perplexity"; }
+
+void LMTrainer::log(const std::string& line) {
+  if (progress_)
+    progress_->log(line);
+  else if (log_)
+    std::fprintf(log_, "%s\n", line.c_str());
+}
+
+void LMTrainer::train(int64_t until) {
+  const LMTrainConfig& c = config_;
+  const int64_t last = until > 0 ? std::min(until, c.steps) : c.steps;
+  if (step_ >= last) return;
+  std::unique_ptr<data::Progress> progress;
+  if (log_) {
+    data::ProgressOptions po;
+    po.total_steps = c.steps, po.start_step = step_, po.every = c.log_every, po.out = log_;
+    progress = std::make_unique<data::Progress>(po);
+  }
+  struct Finish {  // ends the progress line however train() is left
+    LMTrainer* t;
+    ~Finish() {
+      if (t->progress_) t->progress_->finish();
+      t->progress_ = nullptr;
+    }
+  } finish{this};
+  progress_ = progress.get();
+  auto stop_unless_finite = [&](double value, const char* what, int64_t step) {
+    MG_CHECK(std::isfinite(value), "train_lm: the ", what, " is ", value, " at step ", step,
+             "; training stopped. The last checkpoint (", checkpoint_path(),
+             ") is kept as it was; lower --lr or raise --warmup, and resume or restart");
+  };
+
+  model_->train();
+  double window_seconds = 0;
+  int64_t window_tokens = 0;
+  while (step_ < last) {
+    const int64_t step = step_ + 1;
+    const auto t0 = std::chrono::steady_clock::now();
+    const double lr = lr_at(c, step);
+    optimizer_->set_lr(lr);
+    const data::Batch batch = data::random_batch(corpus_.train, c.batch, c.seq_len, batch_gen_);
+    const LMOutput out = model_->forward(batch.inputs, batch.targets);
+    const Tensor total = out.loss + out.balance_loss * c.balance_coef + out.z_loss * c.z_coef;
+    const double loss = out.loss.item();
+    stop_unless_finite(total.item(), "loss", step);
+    optimizer_->zero_grad();
+    total.backward();
+    const double norm = clip_grad_norm(optimizer_->params(), c.clip_grad);
+    stop_unless_finite(norm, "gradient norm", step);
+    optimizer_->step();
+    step_ = step;
+    history_.push_back({step, loss, lr, norm});
+
+    const double seconds = seconds_since(t0);
+    window_seconds += seconds, train_seconds_ += seconds;
+    window_tokens += batch.tokens, train_tokens_ += batch.tokens;
+    if (progress) progress->update(step, loss, batch.tokens);
+    if (step % c.log_every == 0 || step == last) {
+      metrics_->write({{"type", "train"}, {"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
+                       {"tokens_per_s", window_tokens / window_seconds}});
+      window_seconds = 0, window_tokens = 0;
+    }
+    if ((c.eval_every > 0 && step % c.eval_every == 0) || step == c.steps) {
+      const EvalResult r = evaluate("valid", false, c.eval_batches);
+      json record = eval_json(r);
+      record["type"] = "eval", record["step"] = step, record["split"] = "valid";
+      metrics_->write(record);
+      char line[160];
+      std::snprintf(line, sizeof line, "eval step %lld: valid loss %.4f, %s %.4f (%lld batches)", (long long)step,
+                    r.loss, metric_name(), r.metric, (long long)r.batches);
+      log(line);
+    }
+    if ((c.checkpoint_every > 0 && step % c.checkpoint_every == 0) || step == c.steps) save_checkpoint();
+  }
+}
+
+EvalResult LMTrainer::evaluate(const std::string& split, bool attacked, int64_t max_batches) {
+  MG_CHECK(split == "valid" || split == "test", "LMTrainer::evaluate: split must be valid or test, got '", split, "'");
+  const std::vector<data::Batch>& batches =
+      split == "valid" ? (attacked ? valid_attacked_ : valid_) : (attacked ? test_attacked_ : test_);
+  const int64_t n = max_batches > 0 ? std::min<int64_t>(max_batches, batches.size()) : batches.size();
+  NoGradGuard no_grad;
+  const bool was_training = model_->training();
+  model_->eval();
+  EvalResult r;
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const data::Batch& b = batches[i];
+    total += model_->forward(b.inputs, b.targets).loss.item() * static_cast<double>(b.tokens);
+    r.tokens += b.tokens;
+    accumulate(r.routing, model_->routing_stats());
+  }
+  model_->train(was_training);
+  for (auto& [pos, s] : r.routing) {
+    s.balance_loss /= n, s.z_loss /= n, s.ac_mean /= n, s.ac_std /= n;
+  }
+  r.batches = n;
+  r.loss = total / static_cast<double>(r.tokens);
+  r.metric = config_.level == "byte" ? r.loss / std::log(2.0) : std::exp(r.loss);
+  return r;
+}
+
+json LMTrainer::eval_json(const EvalResult& r) const {
+  json layers = json::array();
+  for (const auto& [pos, s] : r.routing) {
+    json l = {{"layer", pos},         {"tokens_per_expert", s.tokens_per_expert}, {"dropped", s.dropped},
+              {"balance_loss", s.balance_loss}, {"z_loss", s.z_loss}};
+    if (model_->layers[pos]->moe && model_->layers[pos]->moe->config.use_ac) {
+      l["ac_mean"] = s.ac_mean, l["ac_std"] = s.ac_std, l["ac_min"] = s.ac_min, l["ac_max"] = s.ac_max;
+    }
+    layers.push_back(l);
+  }
+  return {{"loss", r.loss}, {"metric", r.metric}, {"tokens", r.tokens}, {"batches", r.batches}, {"layers", layers}};
+}
+
+FinalReport LMTrainer::final_report() {
+  FinalReport f;
+  f.valid = evaluate("valid", false, 0);
+  f.valid_attacked = evaluate("valid", true, 0);
+  f.test = evaluate("test", false, 0);
+  f.test_attacked = evaluate("test", true, 0);
+  f.tokens_per_second = train_seconds_ > 0 ? train_tokens_ / train_seconds_ : 0.0;
+  json record = {{"type", "final"}, {"step", step_}, {"metric", metric_name()},
+                 {"router", config_.router}, {"tokens_per_s", f.tokens_per_second}};
+  for (auto [name, r] : {std::pair{"valid", &f.valid}, {"valid_attacked", &f.valid_attacked}, {"test", &f.test},
+                         {"test_attacked", &f.test_attacked}}) {
+    json j = eval_json(*r);
+    j.erase("layers");
+    record[name] = j;
+  }
+  metrics_->write(record);
+  return f;
+}
+
+// ---- checkpoints ----
+
+void LMTrainer::save_checkpoint() const {
+  TensorMap tensors;
+  const auto named = model_->named_parameters();
+  const std::vector<ParamState>& state = optimizer_->state();
+  const std::vector<std::string>& buffers = optimizer_->buffer_names();
+  for (size_t i = 0; i < named.size(); ++i) {
+    const std::string& name = named[i].first;
+    tensors["model." + name] = named[i].second;
+    tensors["optim." + name + ".step"] = Tensor::from_indices({state[i].step}, {1});
+    for (size_t k = 0; k < state[i].buffers.size(); ++k)
+      tensors["optim." + name + "." + buffers[k]] = state[i].buffers[k];
+  }
+  json rng = {{"batch", {batch_gen_.seed(), batch_gen_.offset()}}};
+  for (const auto& [name, gen] : model_->named_generators()) rng["model." + name] = {gen->seed(), gen->offset()};
+  save_safetensors(checkpoint_path(), tensors,
+                   {{"format", kFormat},
+                    {"step", std::to_string(step_)},
+                    {"config", config_to_json(config_).dump()},
+                    {"vocab", tokenizer_->save()},
+                    {"rng", rng.dump()}});
+}
+
+void LMTrainer::load_checkpoint(const std::string& path) {
+  const SafetensorsFile file = load_safetensors(path);
+  const std::string where = "checkpoint " + path;
+  auto meta = [&](const char* key) -> const std::string& {
+    auto it = file.metadata.find(key);
+    MG_CHECK(it != file.metadata.end(), where, ": its metadata has no '", key, "'; not a train_lm checkpoint");
+    return it->second;
+  };
+  auto parse_json = [&](const char* key) {
+    json j = json::parse(meta(key), nullptr, false);
+    MG_CHECK(j.is_object(), where, ": its '", key, "' metadata is not a JSON object");
+    return j;
+  };
+  auto tensor = [&](const std::string& name) -> const Tensor& {
+    auto it = file.tensors.find(name);
+    MG_CHECK(it != file.tensors.end(), where, ": tensor '", name, "' is missing");
+    return it->second;
+  };
+  MG_CHECK(meta("format") == kFormat, where, ": format '", meta("format"), "', expected '", kFormat, "'");
+
+  // The config, except what may change on resume, must be the same.
+  const json saved = parse_json("config"), now = config_to_json(config_);
+  std::string diffs;
+  LMTrainConfig names;
+  for (const ConfigField& f : config_fields(names)) {
+    if (f.run_control) continue;
+    auto it = saved.find(f.name);
+    if (it == saved.end() || *it != now[f.name])
+      diffs += detail::cat(" --", f.name, " ", it == saved.end() ? "(missing)" : it->dump(), " there, ",
+                           now[f.name].dump(), " here;");
+  }
+  MG_CHECK(diffs.empty(), "config mismatch: ", where, " was written with different options:", diffs,
+           " resume with the checkpoint's options");
+  data::check_same_vocab(*tokenizer_, meta("vocab"), where);
+
+  const std::string& step_text = meta("step");
+  const int64_t step = std::all_of(step_text.begin(), step_text.end(), ::isdigit) && !step_text.empty() &&
+                               step_text.size() < 18 ? std::stoll(step_text) : -1;
+  MG_CHECK(step >= 0, where, ": step '", step_text, "' is not a step number");
+  MG_CHECK(step <= config_.steps, where, " is at step ", step, ", beyond --steps ", config_.steps);
+
+  TensorMap params;
+  for (const auto& [name, t] : file.tensors)
+    if (name.rfind("model.", 0) == 0) params[name.substr(6)] = t;
+  std::vector<ParamState> states;
+  for (const auto& [name, p] : model_->named_parameters()) {
+    ParamState st;
+    const Tensor& s = tensor("optim." + name + ".step");
+    MG_CHECK(s.dtype() == DType::Int64 && s.numel() == 1, where, ": 'optim.", name, ".step' must be one int64");
+    st.step = s.to_indices()[0];
+    if (st.step > 0)
+      for (const std::string& b : optimizer_->buffer_names()) st.buffers.push_back(tensor("optim." + name + "." + b));
+    states.push_back(st);
+  }
+  const json rng = parse_json("rng");
+  auto restore = [&](Generator& g, const std::string& name) {
+    auto it = rng.find(name);
+    MG_CHECK(it != rng.end() && it->is_array() && it->size() == 2 && (*it)[0].is_number_unsigned() &&
+                 (*it)[1].is_number_unsigned(),
+             where, ": no valid state for the random generator '", name, "'");
+    g.set_state((*it)[0].get<uint64_t>(), (*it)[1].get<uint64_t>());
+  };
+  try {
+    load_module_state(*model_, params);
+    optimizer_->load_state(states);
+  } catch (const Error& e) {
+    throw Error(where + ": " + e.what());
+  }
+  restore(batch_gen_, "batch");
+  for (const auto& [name, gen] : model_->named_generators()) restore(*gen, "model." + name);
+  step_ = step;
+}
+
+}  // namespace moegrad::lm

@@ -1,0 +1,180 @@
+// The language-model trainer behind examples/train_lm, usable from tests: a
+// corpus folder (train.txt, valid.txt, test.txt) at byte or word level, a
+// TransformerLM from an architecture string with the top-k (SMoE) or AC router,
+// Adam/AdamW with linear warm-up, optional cosine decay and clipping of the
+// global gradient norm, evaluation as bits per byte (byte level) or perplexity
+// (word level), clean and under the word-swap attack, JSONL metrics and
+// safetensors checkpoints that resume exactly.
+//
+// Every option is one entry of config_fields(), which gives its command-line
+// flag, its JSON name in the checkpoint and its help text.
+//
+// Files in the output folder:
+//   metrics.jsonl           one record per line: {"type":"train", step, loss, lr, ...} every log interval,
+//                           {"type":"eval", step, split, loss, metric, layers: [...]} every eval,
+//                           {"type":"final", ...} after the full evaluation
+//   checkpoint.safetensors  the latest checkpoint: parameters (model.<name>), Adam state
+//                           (optim.<name>.m / .v / .step), and in the metadata the step, every
+//                           RNG state, the vocabulary and the config
+#pragma once
+#include <cstdio>
+#include <initializer_list>
+#include <memory>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "examples/common/progress.h"
+#include "examples/common/text_data.h"
+#include "moe/transformer_lm.h"
+#include "nn/optim.h"
+
+namespace moegrad::lm {
+
+struct LMTrainConfig {
+  // data
+  std::string data = "data/kjv";  // folder with train.txt, valid.txt, test.txt
+  std::string level = "byte";     // byte | word
+  int64_t min_count = 1;          // word level: rarer train words become <unk>
+  // model
+  std::string arch = "sgsgsc";    // s attention, g top-k MoE, c AC MoE, f dense FFN
+  std::string router = "acmoe";   // smoe: every c becomes g; acmoe: arch as given (needs a c)
+  int64_t dim = 128, heads = 8, experts = 16, k = 2, expert_hidden = 128, ffn_hidden = 512;
+  int64_t seq_len = 256, batch = 8;
+  double dropout = 0.0, capacity_factor = 0.0;
+  std::string gate = "linear";     // linear | cosine
+  std::string ac_stat = "mad";     // mad | variance
+  double ac_eps = 1e-4, ac_clip = 10.0;
+  std::string ac_scaling = "feature";  // feature | global
+  int64_t ac_mix = 1;
+  bool ac_differentiable = false;
+  bool elliptical = false;
+  std::string norm = "pre";        // pre | post
+  // optimisation
+  std::string optimizer = "adam";  // adam | adamw
+  double lr = 1e-3, min_lr = 0.0, beta1 = 0.9, beta2 = 0.999, weight_decay = 0.0;
+  int64_t warmup = 100;
+  bool cosine = false;
+  double clip_grad = 1.0;          // max global gradient norm; 0: no clipping
+  double balance_coef = 0.01, z_coef = 0.0;
+  // evaluation
+  double attack_rate = 0.025;
+  int64_t attack_seed = 2025;
+  // the run (these may change when resuming)
+  int64_t steps = 1000, seed = 0, threads = 0;  // threads 0: OpenMP's default
+  int64_t log_every = 50, eval_every = 200, eval_batches = 20, checkpoint_every = 500;  // 0: never
+  std::string out = "runs/lm", device = "cpu";
+  bool resume = false, overwrite = false;
+};
+
+// One option: flag "--<name>" (a bool flag takes no value), JSON key <name>.
+struct ConfigField {
+  const char* name;
+  std::variant<std::string*, int64_t*, double*, bool*> value;
+  const char* help;
+  bool run_control;  // may differ between a checkpoint and the run resuming it
+};
+
+// ---- option tables, shared by the example programs ----
+// Sets fields from "--name value", "--flag" and "--no-flag" (bool fields)
+// arguments, without the program name; Error naming `program` and the flag on
+// an unknown flag, a missing value or a value of the wrong type.
+void parse_flags(const std::vector<ConfigField>& fields, const std::vector<std::string>& args, const char* program);
+// One line per field: the flag, the kind of value, the help and the current value as default.
+std::string flags_usage(const std::vector<ConfigField>& fields);
+// {name: value} of every field.
+nlohmann::json fields_to_json(const std::vector<ConfigField>& fields);
+// Error "<program>: --<flag> must be a | b, got '<value>'" unless value is one of allowed.
+void check_one_of(const std::string& value, const char* program, const char* flag,
+                  std::initializer_list<const char*> allowed);
+
+// ---- train_lm's options ----
+std::vector<ConfigField> config_fields(LMTrainConfig& config);
+nlohmann::json config_to_json(const LMTrainConfig& config);
+// parse_flags over the defaults.
+LMTrainConfig parse_args(const std::vector<std::string>& args);
+// Every flag with its default and help, one per line.
+std::string usage();
+// Error naming the option when a value is out of range or unknown.
+void validate(const LMTrainConfig& config);
+// The architecture actually trained: with router smoe every c becomes g.
+std::string effective_arch(const LMTrainConfig& config);
+// The learning rate of step (1-based): linear warm-up over `warmup` steps,
+// then constant, or with `cosine` a cosine decay to min_lr at `steps`.
+double lr_at(const LMTrainConfig& config, int64_t step);
+// Scales the gradients of params in place (no graph) so that their global L2
+// norm is at most max_norm (max_norm <= 0: no scaling); returns the norm
+// before scaling (NaN or Inf when a gradient is).
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
+
+struct EvalResult {
+  double loss = 0;    // mean cross-entropy per target token, in nats
+  double metric = 0;  // bits per byte (byte level) or perplexity (word level)
+  int64_t tokens = 0, batches = 0;
+  // per MoE layer (position in arch): routing statistics summed (tokens,
+  // dropped) or averaged (losses, AC mean/std; min/max over) over the batches
+  std::vector<std::pair<int64_t, RoutingStats>> routing;
+};
+
+struct StepRecord {
+  int64_t step = 0;
+  double loss = 0;       // the language-model cross-entropy of the batch
+  double lr = 0, grad_norm = 0;
+};
+
+struct FinalReport {
+  EvalResult valid, test, valid_attacked, test_attacked;
+  double tokens_per_second = 0;  // training tokens over training time (this process)
+};
+
+class LMTrainer {
+ public:
+  // Reads and tokenizes the data, applies the attack to valid/test, builds the
+  // model and optimizer, and with config.resume loads <out>/checkpoint.safetensors.
+  // log: progress and eval lines (nullptr: quiet).
+  explicit LMTrainer(const LMTrainConfig& config, std::FILE* log = stderr);
+
+  // Trains from step()+1 to `until` (<= 0: config.steps), evaluating and
+  // checkpointing on schedule and always checkpointing at config.steps.
+  // Error naming the step when the loss or the gradient norm is not finite
+  // (the last checkpoint is kept as it was).
+  void train(int64_t until = 0);
+  // Loss over the first max_batches (<= 0: all) eval batches of "valid" or "test".
+  EvalResult evaluate(const std::string& split, bool attacked, int64_t max_batches);
+  // Full evaluation of valid and test, clean and attacked; written to the metrics.
+  FinalReport final_report();
+
+  void save_checkpoint() const;
+  std::string checkpoint_path() const;
+  std::string metrics_path() const;
+  int64_t step() const { return step_; }
+  // The steps trained by this object, in order.
+  const std::vector<StepRecord>& history() const { return history_; }
+  TransformerLM& model() { return *model_; }
+  const data::Tokenizer& tokenizer() const { return *tokenizer_; }
+  const LMTrainConfig& config() const { return config_; }
+  const char* metric_name() const;  // "bits/byte" or "perplexity"
+
+ private:
+  void load_checkpoint(const std::string& path);
+  void log(const std::string& line);
+  nlohmann::json eval_json(const EvalResult& r) const;
+
+  LMTrainConfig config_;
+  std::FILE* log_;
+  std::unique_ptr<data::Tokenizer> tokenizer_;
+  data::TextCorpus corpus_;
+  std::vector<data::Batch> valid_, test_, valid_attacked_, test_attacked_;
+  std::shared_ptr<TransformerLM> model_;
+  std::unique_ptr<Optimizer> optimizer_;
+  Generator batch_gen_;
+  int64_t step_ = 0;
+  std::vector<StepRecord> history_;
+  std::unique_ptr<data::MetricsWriter> metrics_;
+  data::Progress* progress_ = nullptr;  // while train() runs
+  double train_seconds_ = 0;
+  int64_t train_tokens_ = 0;
+};
+
+}  // namespace moegrad::lm

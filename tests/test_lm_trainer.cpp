@@ -1,0 +1,386 @@
+// Tests of the language-model trainer (examples/common/lm_trainer) on a tiny
+// generated corpus with a tiny model: a resumed run equals the uninterrupted
+// one bit for bit, the schedule and gradient clipping, evaluation as bits per
+// byte / perplexity clean and attacked, the metrics file, the command line,
+// and every failure mode (missing data, empty file, vocabulary or config
+// mismatch on resume, corrupt or truncated checkpoint, NaN loss).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "examples/common/lm_trainer.h"
+#include "nn/checkpoint.h"
+#include "test_helpers.h"
+
+using namespace moegrad;
+using namespace moegrad::lm;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+}
+
+std::vector<json> records(const std::string& path, const std::string& type) {
+  std::vector<json> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    json j = json::parse(line);
+    if (j["type"] == type) out.push_back(j);
+  }
+  return out;
+}
+
+// `lines` lines of 6-10 words drawn from a small word list by a seeded generator.
+std::string sentences(int lines, uint64_t seed, const std::vector<std::string>& words) {
+  Generator gen(seed);
+  std::string text;
+  for (int i = 0; i < lines; ++i) {
+    const int64_t n = 6 + static_cast<int64_t>(random_bits(gen.seed(), gen.take(1)) % 5);
+    for (int64_t w = 0; w < n; ++w)
+      text += (w ? " " : "") + words[random_bits(gen.seed(), gen.take(1)) % words.size()];
+    text += " .\n";
+  }
+  return text;
+}
+
+const std::vector<std::string> kWords = {"the",  "lord",   "said", "unto",  "moses", "and",   "land",  "of",
+                                         "egypt", "people", "went", "house", "king",  "david", "city",  "water",
+                                         "bread", "day",    "night", "earth", "heaven", "sons", "gold", "river"};
+
+class LMTrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    root_ = (fs::path(::testing::TempDir()) / ("moegrad_lm_" + std::to_string(::getpid()) + "_" + info->name()))
+                .string();
+    fs::remove_all(root_);
+    data_ = root_ + "/data";
+    fs::create_directories(data_);
+    write_file(data_ + "/train.txt", sentences(120, 1, kWords));
+    write_file(data_ + "/valid.txt", sentences(20, 2, kWords));
+    write_file(data_ + "/test.txt", sentences(20, 3, kWords));
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  // A tiny Switch-style model with an AC layer, dropout on, checkpoints every 5 steps.
+  LMTrainConfig tiny(const std::string& out) const {
+    LMTrainConfig c;
+    c.data = data_, c.out = root_ + "/" + out;
+    c.arch = "sgsc", c.router = "acmoe";
+    c.dim = 16, c.heads = 2, c.experts = 4, c.k = 2, c.expert_hidden = 16, c.ffn_hidden = 16;
+    c.seq_len = 16, c.batch = 4, c.dropout = 0.1;
+    c.optimizer = "adamw", c.weight_decay = 0.01, c.lr = 3e-3, c.warmup = 3, c.cosine = true, c.min_lr = 3e-4;
+    c.steps = 20, c.log_every = 1, c.eval_every = 5, c.eval_batches = 2, c.checkpoint_every = 5;
+    return c;
+  }
+
+  std::string root_, data_;
+};
+
+}  // namespace
+
+TEST_F(LMTrainerTest, ResumeIsBitExact) {
+  const LMTrainConfig c = tiny("whole");
+  LMTrainer whole(c, nullptr);
+  whole.train();
+  ASSERT_EQ(whole.history().size(), 20u);
+
+  LMTrainConfig ci = tiny("interrupted");
+  {
+    LMTrainer first(ci, nullptr);
+    first.train(12);  // "killed" after step 12: the checkpoint of step 10 survives
+    EXPECT_EQ(first.step(), 12);
+  }
+  ci.resume = true;
+  LMTrainer resumed(ci, nullptr);
+  EXPECT_EQ(resumed.step(), 10);
+  resumed.train();
+  ASSERT_EQ(resumed.history().size(), 10u);
+  for (size_t i = 0; i < 10; ++i) {
+    const StepRecord &a = whole.history()[10 + i], &b = resumed.history()[i];
+    EXPECT_EQ(a.step, b.step);
+    EXPECT_EQ(a.loss, b.loss) << "step " << a.step;
+    EXPECT_EQ(a.grad_norm, b.grad_norm) << "step " << a.step;
+    EXPECT_EQ(a.lr, b.lr);
+  }
+  // The metrics file of the resumed run holds each step once, with the same losses.
+  const std::vector<json> a = records(whole.metrics_path(), "train"), b = records(resumed.metrics_path(), "train");
+  ASSERT_EQ(a.size(), 20u);
+  ASSERT_EQ(b.size(), 20u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i]["step"], b[i]["step"]);
+    EXPECT_EQ(a[i]["loss"].get<double>(), b[i]["loss"].get<double>());
+  }
+  EXPECT_EQ(records(resumed.metrics_path(), "eval").size(), 4u);
+  // And the final weights are the same bits.
+  const auto pa = whole.model().named_parameters(), pb = resumed.model().named_parameters();
+  for (size_t i = 0; i < pa.size(); ++i) EXPECT_EQ(pa[i].second.to_vector(), pb[i].second.to_vector()) << pa[i].first;
+}
+
+TEST_F(LMTrainerTest, CheckpointHoldsEverything) {
+  LMTrainer t(tiny("run"), nullptr);
+  t.train(5);
+  const SafetensorsFile f = load_safetensors(t.checkpoint_path());
+  EXPECT_EQ(f.metadata.at("step"), "5");
+  EXPECT_EQ(f.metadata.at("vocab"), t.tokenizer().save());
+  EXPECT_EQ(json::parse(f.metadata.at("config")), config_to_json(t.config()));
+  const json rng = json::parse(f.metadata.at("rng"));
+  EXPECT_TRUE(rng.contains("batch"));
+  for (const auto& [name, gen] : t.model().named_generators()) {
+    ASSERT_TRUE(rng.contains("model." + name)) << name;
+    EXPECT_EQ(rng["model." + name][1].get<uint64_t>(), gen->offset());
+  }
+  for (const auto& [name, p] : t.model().named_parameters()) {
+    EXPECT_EQ(f.tensors.at("model." + name).to_vector(), p.to_vector()) << name;
+    EXPECT_EQ(f.tensors.at("optim." + name + ".step").to_indices()[0], 5);
+    EXPECT_EQ(f.tensors.at("optim." + name + ".m").shape(), p.shape());
+    EXPECT_EQ(f.tensors.at("optim." + name + ".v").shape(), p.shape());
+  }
+}
+
+TEST_F(LMTrainerTest, SameSeedSameStartForBothRouters) {
+  LMTrainConfig c = tiny("ac");
+  LMTrainer ac(c, nullptr);
+  c.router = "smoe", c.out = root_ + "/smoe";
+  LMTrainer smoe(c, nullptr);
+  EXPECT_EQ(effective_arch(c), "sgsg");
+  const auto pa = ac.model().named_parameters(), pb = smoe.model().named_parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    EXPECT_EQ(pa[i].first, pb[i].first);
+    EXPECT_EQ(pa[i].second.to_vector(), pb[i].second.to_vector()) << pa[i].first;
+  }
+}
+
+TEST_F(LMTrainerTest, EvaluationMetricsAndRecords) {
+  LMTrainConfig c = tiny("byte");
+  c.steps = 10;
+  LMTrainer t(c, nullptr);
+  t.train();
+  const EvalResult v = t.evaluate("valid", false, 0);
+  EXPECT_EQ(v.tokens, static_cast<int64_t>(read_file(data_ + "/valid.txt").size()) - 1);  // every byte after the first
+  EXPECT_NEAR(v.metric, v.loss / std::log(2.0), 1e-12);
+  const EvalResult va = t.evaluate("valid", true, 0);
+  EXPECT_NE(va.tokens, v.tokens);  // "<unk>" replaces words of other lengths
+  EXPECT_EQ(t.evaluate("valid", false, 2).batches, 2);
+  ASSERT_EQ(v.routing.size(), 2u);  // the g and c layers
+  // No capacity: every position of every window (the last one padded) sends k = 2 slots.
+  const int64_t windows = (v.tokens + c.seq_len - 1) / c.seq_len;
+  for (const auto& [pos, stats] : v.routing) {
+    int64_t routed = 0;
+    for (int64_t n : stats.tokens_per_expert) routed += n;
+    EXPECT_EQ(routed, 2 * windows * c.seq_len) << "layer " << pos;
+  }
+  EXPECT_GT(v.routing[1].second.ac_max, 0.0);
+  EXPECT_MG_ERROR(t.evaluate("train", false, 0), "split must be valid or test");
+
+  const FinalReport f = t.final_report();
+  EXPECT_EQ(f.valid.loss, v.loss);
+  EXPECT_EQ(f.valid_attacked.loss, va.loss);
+  EXPECT_GT(f.tokens_per_second, 0);
+  // metrics.jsonl: a train record per step, evals at 5 and 10 with per-layer
+  // routing (AC statistics only for the c layer), and the final record.
+  EXPECT_EQ(records(t.metrics_path(), "train").size(), 10u);
+  const std::vector<json> evals = records(t.metrics_path(), "eval");
+  ASSERT_EQ(evals.size(), 2u);
+  EXPECT_EQ(evals[1]["step"], 10);
+  const json& layers = evals[1]["layers"];
+  ASSERT_EQ(layers.size(), 2u);
+  EXPECT_EQ(layers[0]["layer"], 1);
+  EXPECT_FALSE(layers[0].contains("ac_mean"));
+  EXPECT_EQ(layers[1]["tokens_per_expert"].size(), 4u);
+  for (const char* key : {"ac_mean", "ac_std", "ac_min", "ac_max", "balance_loss", "dropped"})
+    EXPECT_TRUE(layers[1].contains(key)) << key;
+  const std::vector<json> finals = records(t.metrics_path(), "final");
+  ASSERT_EQ(finals.size(), 1u);
+  EXPECT_EQ(finals[0]["test_attacked"]["loss"].get<double>(), f.test_attacked.loss);
+  EXPECT_EQ(finals[0]["metric"], "bits/byte");
+}
+
+TEST_F(LMTrainerTest, WordLevelPerplexity) {
+  LMTrainConfig c = tiny("word");
+  c.level = "word", c.steps = 3;
+  LMTrainer t(c, nullptr);
+  EXPECT_EQ(t.tokenizer().vocab_size(), static_cast<int64_t>(kWords.size()) + 3);  // + ".", <unk>, <eol>
+  t.train();
+  const EvalResult v = t.evaluate("valid", false, 0), va = t.evaluate("valid", true, 0);
+  EXPECT_NEAR(v.metric, std::exp(v.loss), 1e-9 * v.metric);
+  EXPECT_EQ(va.tokens, v.tokens);  // word level: a swapped word is still one token (<unk>)
+  EXPECT_NE(va.loss, v.loss);
+}
+
+TEST(LMTrainer, LearningRateSchedule) {
+  LMTrainConfig c;
+  c.lr = 1.0, c.warmup = 4, c.steps = 14;
+  EXPECT_DOUBLE_EQ(lr_at(c, 1), 0.25);
+  EXPECT_DOUBLE_EQ(lr_at(c, 4), 1.0);
+  EXPECT_DOUBLE_EQ(lr_at(c, 10), 1.0);
+  c.cosine = true, c.min_lr = 0.1;
+  EXPECT_DOUBLE_EQ(lr_at(c, 4), 1.0);
+  EXPECT_DOUBLE_EQ(lr_at(c, 9), 0.55);  // half-way: floor + (lr - floor) / 2
+  EXPECT_DOUBLE_EQ(lr_at(c, 14), 0.1);
+  EXPECT_DOUBLE_EQ(lr_at(c, 20), 0.1);  // past the end: stays at the floor
+}
+
+TEST(LMTrainer, ClipGradNorm) {
+  Tensor a = Tensor::zeros({2}).requires_grad_(), b = Tensor::zeros({1}, DType::Float64).requires_grad_();
+  Tensor unused = Tensor::zeros({3}).requires_grad_();
+  a.set_grad(Tensor::from_vector({3, 0}, {2}));
+  b.set_grad(Tensor::from_vector({4}, {1}, DType::Float64));
+  EXPECT_DOUBLE_EQ(clip_grad_norm({a, b, unused}, 10.0), 5.0);  // below the limit: unchanged
+  EXPECT_EQ(a.grad().to_vector(), (std::vector<double>{3, 0}));
+  EXPECT_DOUBLE_EQ(clip_grad_norm({a, b, unused}, 1.0), 5.0);
+  EXPECT_NEAR(a.grad().at({0}), 0.6, 1e-7);
+  EXPECT_NEAR(b.grad().at({0}), 0.8, 1e-15);
+  EXPECT_NEAR(clip_grad_norm({a, b}, 0.0), 1.0, 1e-7);  // 0: measure only
+  b.set_grad(Tensor::from_vector({NAN}, {1}, DType::Float64));
+  EXPECT_TRUE(std::isnan(clip_grad_norm({a, b}, 1.0)));
+}
+
+TEST(LMTrainer, CommandLine) {
+  const LMTrainConfig c = parse_args({"--dim", "64", "--lr", "2e-4", "--router", "smoe", "--cosine", "--out", "x"});
+  EXPECT_EQ(c.dim, 64);
+  EXPECT_EQ(c.lr, 2e-4);
+  EXPECT_EQ(c.router, "smoe");
+  EXPECT_TRUE(c.cosine);
+  EXPECT_EQ(c.out, "x");
+  EXPECT_EQ(c.heads, LMTrainConfig().heads);
+  EXPECT_MG_ERROR(parse_args({"--dimm", "64"}), "unknown flag --dimm");
+  EXPECT_MG_ERROR(parse_args({"--dim"}), "--dim needs a value");
+  EXPECT_MG_ERROR(parse_args({"--dim", "6x"}), "--dim expects an integer, got '6x'");
+  EXPECT_MG_ERROR(parse_args({"--lr", "fast"}), "--lr expects a number");
+  EXPECT_MG_ERROR(parse_args({"64"}), "expected a flag");
+  EXPECT_FALSE(parse_args({"--cosine", "--no-cosine"}).cosine);
+  EXPECT_MG_ERROR(parse_args({"--no-dim", "3"}), "--no- is for on/off flags");
+  EXPECT_NE(usage().find("--expert-hidden N"), std::string::npos);
+  EXPECT_NE(usage().find("--cosine / --no-cosine"), std::string::npos);
+
+  EXPECT_MG_ERROR(validate(parse_args({"--device", "cuda"})), "CUDA backend is not built");
+  EXPECT_MG_ERROR(validate(parse_args({"--device", "tpu"})), "--device must be cpu");
+  EXPECT_MG_ERROR(validate(parse_args({"--level", "char"})), "--level must be byte | word, got 'char'");
+  EXPECT_MG_ERROR(validate(parse_args({"--arch", "sgsg"})), "--router acmoe needs an AC layer");
+  EXPECT_MG_ERROR(validate(parse_args({"--arch", "scsg"})), "no earlier MoE layer");
+  EXPECT_MG_ERROR(validate(parse_args({"--dim", "0"})), "--dim must be >= 1");
+  EXPECT_MG_ERROR(validate(parse_args({"--dim", "100"})), "multiple of --heads");
+  EXPECT_MG_ERROR(validate(parse_args({"--dropout", "1"})), "--dropout must be in [0, 1)");
+  EXPECT_MG_ERROR(validate(parse_args({"--lr", "nan"})), "--lr must be a finite number");
+  EXPECT_MG_ERROR(validate(parse_args({"--k", "20"})), "--k must be <= --experts");
+  EXPECT_MG_ERROR(validate(parse_args({"--resume", "--overwrite"})), "exclude each other");
+  validate(parse_args({"--arch", "sgsg", "--router", "smoe"}));
+}
+
+// ---- failure modes ----
+
+TEST_F(LMTrainerTest, MissingDataFolder) {
+  LMTrainConfig c = tiny("run");
+  c.data = root_ + "/no_such_folder";
+  EXPECT_MG_ERROR(LMTrainer(c, nullptr), "no_such_folder does not exist");
+}
+
+TEST_F(LMTrainerTest, EmptyFile) {
+  write_file(data_ + "/valid.txt", "");
+  EXPECT_MG_ERROR(LMTrainer(tiny("run"), nullptr), "valid.txt is empty");
+}
+
+TEST_F(LMTrainerTest, ResumeNeedsACheckpointAndAFreshRunKeepsOne) {
+  LMTrainConfig c = tiny("run");
+  c.resume = true;
+  EXPECT_MG_ERROR(LMTrainer(c, nullptr), "there is no checkpoint at");
+  c.resume = false;
+  LMTrainer(c, nullptr).train(5);
+  EXPECT_MG_ERROR(LMTrainer(c, nullptr), "already holds a checkpoint");
+  c.overwrite = true;
+  EXPECT_EQ(LMTrainer(c, nullptr).step(), 0);
+}
+
+TEST_F(LMTrainerTest, VocabularyMismatchOnResume) {
+  LMTrainConfig c = tiny("run");
+  c.level = "word";
+  LMTrainer(c, nullptr).train(5);
+  write_file(data_ + "/train.txt", sentences(120, 1, {"in", "the", "beginning", "god", "created"}));
+  c.resume = true;
+  EXPECT_MG_ERROR(LMTrainer(c, nullptr), "vocabulary mismatch");
+}
+
+TEST_F(LMTrainerTest, ConfigMismatchOnResume) {
+  LMTrainConfig c = tiny("run");
+  LMTrainer(c, nullptr).train(5);
+  c.resume = true;
+  c.dim = 32, c.lr = 1e-3;
+  try {
+    LMTrainer t(c, nullptr);
+    ADD_FAILURE() << "expected a config mismatch";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("config mismatch"), std::string::npos) << m;
+    EXPECT_NE(m.find("--dim 16 there, 32 here"), std::string::npos) << m;
+    EXPECT_NE(m.find("--lr"), std::string::npos) << m;
+  }
+  // What only controls the run may change: more steps, another eval schedule.
+  c = tiny("run");
+  c.resume = true, c.steps = 30, c.eval_every = 7;
+  EXPECT_EQ(LMTrainer(c, nullptr).step(), 5);
+}
+
+TEST_F(LMTrainerTest, CorruptOrTruncatedCheckpoint) {
+  LMTrainConfig c = tiny("run");
+  LMTrainer(c, nullptr).train(5);
+  c.resume = true;
+  const std::string path = c.out + "/checkpoint.safetensors";
+  const std::string good = read_file(path);
+
+  write_file(path, good.substr(0, good.size() / 2));
+  EXPECT_MG_ERROR(LMTrainer(c, nullptr), "checkpoint.safetensors");
+  std::string corrupt = good;
+  for (size_t i = 8; i < 40; ++i) corrupt[i] = '#';  // the JSON header
+  write_file(path, corrupt);
+  EXPECT_MG_ERROR(LMTrainer(c, nullptr), "checkpoint.safetensors");
+  // A valid safetensors file that is no train_lm checkpoint, and one without an optimizer state.
+  LMTrainer other(tiny("other"), nullptr);
+  save_module(path, other.model());
+  EXPECT_MG_ERROR(LMTrainer(c, nullptr), "not a train_lm checkpoint");
+  write_file(path, good);
+  SafetensorsFile f = load_safetensors(path);
+  f.tensors.erase("optim.head.weight.m");
+  save_safetensors(path, f.tensors, f.metadata);
+  EXPECT_MG_ERROR(LMTrainer(c, nullptr), "tensor 'optim.head.weight.m' is missing");
+  f.tensors.erase("model.head.weight");
+  f.tensors["optim.head.weight.m"] = f.tensors.at("optim.head.weight.v");
+  save_safetensors(path, f.tensors, f.metadata);
+  EXPECT_MG_ERROR(LMTrainer(c, nullptr), "'head.weight' is missing");
+  write_file(path, good);
+  EXPECT_EQ(LMTrainer(c, nullptr).step(), 5);
+}
+
+TEST_F(LMTrainerTest, NonFiniteLossStopsAndKeepsTheCheckpoint) {
+  LMTrainConfig c = tiny("run");
+  LMTrainer t(c, nullptr);
+  t.train(5);
+  const std::string saved = read_file(t.checkpoint_path());
+  t.model().head->weight.data<float>()[0] = NAN;
+  EXPECT_MG_ERROR(t.train(), "the loss is nan at step 6");
+  EXPECT_EQ(t.step(), 5);
+  EXPECT_EQ(read_file(t.checkpoint_path()), saved);
+  c.resume = true;
+  EXPECT_EQ(LMTrainer(c, nullptr).step(), 5);
+
+  // An absurd learning rate blows the weights up within a few steps.
+  LMTrainConfig wild = tiny("wild");
+  wild.lr = 1e30, wild.min_lr = 0, wild.warmup = 0, wild.clip_grad = 0;
+  LMTrainer w(wild, nullptr);
+  EXPECT_MG_ERROR(w.train(), "training stopped");
+  EXPECT_LT(w.step(), 5);
+}
