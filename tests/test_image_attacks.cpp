@@ -288,7 +288,8 @@ TEST(ImageTrainer, FlagErrors) {
   invalid({"--lr", "0"}, "train_image: --lr must be > 0");
   invalid({"--lr", "nan"}, "train_image: --lr must be a finite number");
   invalid({"--eps", "1,-2"}, "train_image: --eps values must be in [0, 255], got -2");
-  invalid({"--eps", "1,,2"}, "train_image: --eps expects a number, got ''");
+  invalid({"--eps", "1,,2"}, "train_image: --eps expects numbers separated by commas, got '' in '1,,2'");
+  invalid({"--eps", "1,2x"}, "train_image: --eps expects numbers separated by commas, got '2x'");
   invalid({"--arch", "scsg"}, "train_image: --arch: architecture 'scsg'");
   invalid({"--pgd-step", "0"}, "train_image: --pgd-step must be > 0");
   data::ImageTrainConfig c = tiny_config("topk");

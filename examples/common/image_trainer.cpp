@@ -16,32 +16,6 @@ using nlohmann::json;
 
 namespace {
 
-void check_one_of(const std::string& value, const char* flag, std::initializer_list<const char*> allowed) {
-  std::string list;
-  for (const char* a : allowed) {
-    if (value == a) return;
-    list += list.empty() ? a : std::string(" | ") + a;
-  }
-  throw Error(detail::cat("train_image: --", flag, " must be ", list, ", got '", value, "'"));
-}
-
-template <typename T>
-T parse_number(const std::string& flag, const std::string& text) {
-  size_t used = 0;
-  T value{};
-  try {
-    if constexpr (std::is_same_v<T, int64_t>)
-      value = std::stoll(text, &used);
-    else
-      value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  MG_CHECK(!text.empty() && used == text.size(), "train_image: --", flag, " expects ",
-           std::is_same_v<T, int64_t> ? "an integer" : "a number", ", got '", text, "'");
-  return value;
-}
-
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -127,67 +101,18 @@ std::vector<lm::ConfigField> config_fields(ImageTrainConfig& c) {
 
 json config_to_json(const ImageTrainConfig& config) {
   ImageTrainConfig c = config;
-  json j = json::object();
-  for (const lm::ConfigField& f : config_fields(c)) std::visit([&](auto* v) { j[f.name] = *v; }, f.value);
-  return j;
+  return lm::fields_to_json(config_fields(c));
 }
 
 ImageTrainConfig parse_image_args(const std::vector<std::string>& args) {
   ImageTrainConfig c;
-  const std::vector<lm::ConfigField> fields = config_fields(c);
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    MG_CHECK(arg.size() > 2 && arg.compare(0, 2, "--") == 0, "train_image: expected a flag --name, got '", arg,
-             "' (see --help)");
-    std::string name = arg.substr(2);
-    const bool negated = name.rfind("no-", 0) == 0;
-    auto find = [&](const std::string& n) {
-      return std::find_if(fields.begin(), fields.end(), [&](const lm::ConfigField& x) { return n == x.name; });
-    };
-    auto f = find(name);
-    if (f == fields.end() && negated) f = find(name.substr(3));
-    MG_CHECK(f != fields.end(), "train_image: unknown flag ", arg, " (see --help)");
-    std::visit(
-        [&](auto* v) {
-          using T = std::remove_pointer_t<decltype(v)>;
-          if constexpr (std::is_same_v<T, bool>) {
-            *v = f->name == name;  // --flag or --no-flag
-          } else {
-            MG_CHECK(f->name == name, "train_image: unknown flag ", arg, " (--no- is for on/off flags)");
-            MG_CHECK(i + 1 < args.size(), "train_image: ", arg, " needs a value");
-            const std::string& text = args[++i];
-            if constexpr (std::is_same_v<T, std::string>)
-              *v = text;
-            else
-              *v = parse_number<T>(name, text);
-          }
-        },
-        f->value);
-  }
+  lm::parse_flags(config_fields(c), args, "train_image");
   return c;
 }
 
 std::string image_usage() {
   ImageTrainConfig c;
-  std::string out;
-  for (const lm::ConfigField& f : config_fields(c)) {
-    std::string flag = std::string("  --") + f.name, def;
-    std::visit(
-        [&](auto* v) {
-          using T = std::remove_pointer_t<decltype(v)>;
-          if constexpr (std::is_same_v<T, bool>) {
-            flag += std::string(" / --no-") + f.name;
-            def = std::string(" (default ") + (*v ? "on" : "off") + ")";
-          } else {
-            flag += std::is_same_v<T, std::string> ? " S" : std::is_same_v<T, int64_t> ? " N" : " X";
-            def = " (default " + json(*v).dump() + ")";
-          }
-        },
-        f.value);
-    flag.resize(std::max<size_t>(flag.size() + 1, 30), ' ');
-    out += flag + f.help + def + "\n";
-  }
-  return out;
+  return lm::flags_usage(config_fields(c));
 }
 
 std::string effective_arch(const ImageTrainConfig& c) {
@@ -201,7 +126,15 @@ std::vector<double> epsilons(const ImageTrainConfig& c) {
   std::vector<double> out;
   std::stringstream in(c.eps);
   for (std::string item; std::getline(in, item, ',');) {
-    const double e = parse_number<double>("eps", item);
+    size_t used = 0;
+    double e = NAN;
+    try {
+      e = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    MG_CHECK(!item.empty() && used == item.size(), "train_image: --eps expects numbers separated by commas, got '",
+             item, "' in '", c.eps, "'");
     MG_CHECK(std::isfinite(e) && e >= 0 && e <= 255, "train_image: --eps values must be in [0, 255], got ", e);
     out.push_back(e);
   }
@@ -213,8 +146,8 @@ void validate(const ImageTrainConfig& config) {
   for (const lm::ConfigField& f : config_fields(c))
     if (auto* d = std::get_if<double*>(&f.value))
       MG_CHECK(std::isfinite(**d), "train_image: --", f.name, " must be a finite number, got ", **d);
-  check_one_of(c.moe, "moe", {"topk", "soft"});
-  check_one_of(c.attack_grad, "attack-grad", {"detached", "full"});
+  lm::check_one_of(c.moe, "train_image", "moe", {"topk", "soft"});
+  lm::check_one_of(c.attack_grad, "train_image", "attack-grad", {"detached", "full"});
   for (auto [v, flag] : {std::pair{c.blocks, "blocks"}, {c.dim, "dim"}, {c.heads, "heads"},
                          {c.expert_hidden, "expert-hidden"}, {c.experts, "experts"}, {c.k, "k"}, {c.slots, "slots"},
                          {c.patch, "patch"}, {c.batch, "batch"}, {c.pgd_steps, "pgd-steps"},

@@ -8,7 +8,8 @@
 // The architecture is `blocks` pairs of attention and MoE: the first MoE
 // layer is g and, with AC, every later one is c ("sgsc" for 2 blocks), without
 // AC all are g ("sgsg"); --arch overrides it. Every option is a ConfigField
-// (examples/common/lm_trainer.h): flag --<name>, JSON key <name>, help text.
+// (examples/common/lm_trainer.h): flag --<name>, JSON key <name>, help text,
+// parsed by lm::parse_flags.
 #pragma once
 #include <cstdio>
 #include <nlohmann/json_fwd.hpp>
@@ -49,8 +50,7 @@ struct ImageTrainConfig {
 
 std::vector<lm::ConfigField> config_fields(ImageTrainConfig& config);
 nlohmann::json config_to_json(const ImageTrainConfig& config);
-// "--name value", "--flag" and, for a bool flag, "--no-flag"; Error naming the
-// flag on an unknown flag, a missing value or a value of the wrong type.
+// lm::parse_flags over the defaults: "--name value", "--flag", "--no-flag".
 ImageTrainConfig parse_image_args(const std::vector<std::string>& args);
 std::string image_usage();
 // Error naming the option when a value is out of range or unknown.
