@@ -9,7 +9,9 @@
 # Add new build or test dependencies to PACKAGES.
 set -euo pipefail
 
-PACKAGES="build-essential cmake libeigen3-dev libgtest-dev nlohmann-json3-dev zlib1g-dev"
+# bible-kjv: the text of the main job (tools/prepare_kjv.sh); python3-matplotlib:
+# its plot (tools/plot_curves.py, run with /usr/bin/python3).
+PACKAGES="build-essential cmake libeigen3-dev libgtest-dev nlohmann-json3-dev zlib1g-dev bible-kjv python3-matplotlib"
 
 wanted=("$@")
 [ ${#wanted[@]} -eq 0 ] && read -r -a wanted <<< "$PACKAGES"
