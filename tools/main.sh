@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
 
-steps=2000
+steps=3000
 seed=0
 threads="$(nproc)"
 out=runs/main
