@@ -7,7 +7,6 @@
 //   train_lm --data data/kjv --router acmoe --steps 2000 --out runs/acmoe
 //   train_lm ... --resume        continues from runs/acmoe/checkpoint.safetensors
 #include <cstdio>
-#include <cstring>
 
 #include "examples/common/lm_trainer.h"
 
