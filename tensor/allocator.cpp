@@ -1,10 +1,10 @@
-// CPU caching allocator: 64-byte aligned blocks, free lists per size class.
+// The caching allocator shared by the devices (free lists per device and size
+// class) and the CPU allocator on top of it: 64-byte aligned blocks.
 #include "tensor/allocator.h"
 
 #include <cstdlib>
-#include <map>
-#include <mutex>
-#include <vector>
+
+#include "tensor/backend.h"
 
 namespace moegrad {
 
@@ -17,69 +17,82 @@ size_t allocation_size_class(size_t nbytes) {
   return (nbytes + step - 1) / step * step;
 }
 
+void* CachingAllocator::allocate_on(int device, size_t nbytes) {
+  check_device(device);
+  const size_t size = allocation_size_class(nbytes);
+  std::lock_guard<std::mutex> lock(mutex_);
+  void* ptr = nullptr;
+  auto it = free_.find({device, size});
+  if (it != free_.end() && !it->second.empty()) {
+    ptr = it->second.back();
+    it->second.pop_back();
+    stats_.cache_hits++;
+    stats_.bytes_cached -= static_cast<int64_t>(size);
+  } else {
+    ptr = system_allocate(device, size);
+    if (!ptr) {
+      release_locked();
+      ptr = system_allocate(device, size);
+    }
+    if (!ptr) out_of_memory(device, size, nbytes, stats_.bytes_in_use);
+    stats_.system_allocs++;
+  }
+  stats_.bytes_in_use += static_cast<int64_t>(size);
+  if (stats_.bytes_in_use > stats_.peak_bytes_in_use) stats_.peak_bytes_in_use = stats_.bytes_in_use;
+  return ptr;
+}
+
+void CachingAllocator::deallocate_on(int device, void* ptr, size_t nbytes) {
+  if (!ptr) return;
+  const size_t size = allocation_size_class(nbytes);
+  std::lock_guard<std::mutex> lock(mutex_);
+  free_[{device, size}].push_back(ptr);
+  stats_.bytes_in_use -= static_cast<int64_t>(size);
+  stats_.bytes_cached += static_cast<int64_t>(size);
+}
+
+AllocatorStats CachingAllocator::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stats_;
+}
+
+void CachingAllocator::reset_peak() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  stats_.peak_bytes_in_use = stats_.bytes_in_use;
+}
+
+void CachingAllocator::release_cache() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  release_locked();
+}
+
+void CachingAllocator::release_locked() {
+  for (auto it = free_.begin(); it != free_.end(); it = free_.erase(it)) {
+    const auto [device, size] = it->first;
+    std::vector<void*>& blocks = it->second;
+    while (!blocks.empty()) {  // popped first, so a throwing system_free leaves the lists consistent
+      void* p = blocks.back();
+      blocks.pop_back();
+      stats_.bytes_cached -= static_cast<int64_t>(size);
+      system_free(device, p);
+    }
+  }
+}
+
 namespace {
 
-class CpuCachingAllocator final : public Allocator {
+// 64-byte aligned blocks from aligned_alloc; one device.
+class CpuCachingAllocator final : public CachingAllocator {
  public:
   ~CpuCachingAllocator() override { release_cache(); }
 
-  void* allocate(size_t nbytes) override {
-    size_t size = allocation_size_class(nbytes);
-    std::lock_guard<std::mutex> lock(mutex_);
-    void* ptr = nullptr;
-    auto it = free_.find(size);
-    if (it != free_.end() && !it->second.empty()) {
-      ptr = it->second.back();
-      it->second.pop_back();
-      stats_.cache_hits++;
-      stats_.bytes_cached -= static_cast<int64_t>(size);
-    } else {
-      ptr = std::aligned_alloc(64, size);
-      if (!ptr) {
-        release_locked();
-        ptr = std::aligned_alloc(64, size);
-      }
-      MG_CHECK(ptr, "cpu allocator: out of memory allocating ", size, " bytes");
-      stats_.system_allocs++;
-    }
-    stats_.bytes_in_use += static_cast<int64_t>(size);
-    if (stats_.bytes_in_use > stats_.peak_bytes_in_use) stats_.peak_bytes_in_use = stats_.bytes_in_use;
-    return ptr;
+ protected:
+  void check_device(int) override {}
+  void* system_allocate(int, size_t size) override { return std::aligned_alloc(64, size); }
+  void system_free(int, void* ptr) override { std::free(ptr); }
+  [[noreturn]] void out_of_memory(int, size_t size, size_t, int64_t) override {
+    throw Error(detail::cat("cpu allocator: out of memory allocating ", size, " bytes"));
   }
-
-  void deallocate(void* ptr, size_t nbytes) override {
-    if (!ptr) return;
-    size_t size = allocation_size_class(nbytes);
-    std::lock_guard<std::mutex> lock(mutex_);
-    free_[size].push_back(ptr);
-    stats_.bytes_in_use -= static_cast<int64_t>(size);
-    stats_.bytes_cached += static_cast<int64_t>(size);
-  }
-
-  AllocatorStats stats() const override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return stats_;
-  }
-  void reset_peak() override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stats_.peak_bytes_in_use = stats_.bytes_in_use;
-  }
-  void release_cache() override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    release_locked();
-  }
-
- private:
-  void release_locked() {
-    for (auto& [size, blocks] : free_)
-      for (void* p : blocks) std::free(p);
-    free_.clear();
-    stats_.bytes_cached = 0;
-  }
-
-  mutable std::mutex mutex_;
-  std::map<size_t, std::vector<void*>> free_;
-  AllocatorStats stats_;
 };
 
 Allocator* registry[2] = {nullptr, nullptr};
@@ -89,6 +102,7 @@ Allocator* registry[2] = {nullptr, nullptr};
 Allocator& allocator_for(DeviceType type) {
   static CpuCachingAllocator* cpu = new CpuCachingAllocator();  // never destroyed: tensors may outlive main
   if (type == DeviceType::CPU) return registry[0] ? *registry[0] : *cpu;
+  if (!registry[1]) cuda_backend();  // the backend registers its allocator on first use
   MG_CHECK(registry[1], "allocator: the CUDA backend is not built into this moegrad");
   return *registry[1];
 }

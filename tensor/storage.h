@@ -10,8 +10,8 @@ namespace moegrad {
 class Storage {
  public:
   Storage(size_t nbytes, Device device)
-      : nbytes_(nbytes), device_(device), data_(allocator_for(device.type).allocate(nbytes)) {}
-  ~Storage() { allocator_for(device_.type).deallocate(data_, nbytes_); }
+      : nbytes_(nbytes), device_(device), data_(allocator_for(device.type).allocate_on(device.index, nbytes)) {}
+  ~Storage() { allocator_for(device_.type).deallocate_on(device_.index, data_, nbytes_); }
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
 

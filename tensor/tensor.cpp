@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "tensor/backend.h"
 #include "tensor/random.h"
 #include "tensor/strided.h"
 
@@ -44,8 +45,24 @@ static void check_shape(const Shape& shape, const char* op) {
   for (int64_t s : shape) MG_CHECK(s >= 0, op, ": negative size in shape ", shape_str(shape));
 }
 
+// The CUDA backend for an op that needs it; Error naming op when this build
+// has none.
+static DeviceBackend& need_cuda(const char* op, Device from, Device to) {
+  DeviceBackend* b = cuda_backend();
+  MG_CHECK(b, op, ": ", from.str(), " -> ", to.str(), " needs the CUDA backend, which this build does not have");
+  return *b;
+}
+
+static void check_device(Device device, const char* op) {
+  if (device.is_cuda())
+    need_cuda(op, Device::cpu(), device).check_device(device, op);
+  else
+    MG_CHECK(device.index == 0, op, ": the CPU is device index 0, got cpu index ", device.index);
+}
+
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   check_shape(shape, "empty");
+  check_device(device, "Tensor::empty");
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), device);
   impl->shape = shape;
@@ -155,6 +172,7 @@ static void check_cpu(const Tensor& t, const char* op) {
 
 double Tensor::item() const {
   MG_CHECK(numel() == 1, "Tensor::item: expected one element, got shape ", shape_str(shape()));
+  if (!device().is_cpu()) return to(Device::cpu()).item();
   return at(Shape(dim(), 0));
 }
 
@@ -198,9 +216,11 @@ Tensor Tensor::to(DType target) const {
 
 Tensor Tensor::to(Device target) const {
   if (target == device()) return *this;
-  MG_CHECK(false, "Tensor::to: copying from ", device().str(), " to ", target.str(),
-           " needs the CUDA backend, which this build does not have");
-  return Tensor();
+  need_cuda("Tensor::to", device(), target);
+  check_device(target, "Tensor::to");
+  Tensor out = empty(shape(), dtype(), target);
+  out.copy_(*this);
+  return out;
 }
 
 Tensor Tensor::as_strided(const Shape& new_shape, const Shape& new_strides, int64_t new_offset) const {
@@ -234,11 +254,47 @@ static bool broadcastable_to(const Shape& from, const Shape& to) {
   return true;
 }
 
+// copy_ when either side is on a device: on one device the backend's kernel
+// does it (through a temporary when src shares dst's storage); across devices
+// src is first made a contiguous tensor of dst's shape and dtype on its own
+// device, then its bytes are copied, landing in a temporary when dst is not
+// contiguous.
+static void device_copy(const Tensor& dst, const Tensor& src) {
+  if (dst.numel() == 0) return;
+  DeviceBackend& be = need_cuda("Tensor::copy_", src.device(), dst.device());
+  if (dst.device() == src.device()) {
+    if (dst.storage() == src.storage()) {
+      if (dst.raw_data() == src.raw_data() && dst.dtype() == src.dtype() && dst.shape() == src.shape() &&
+          dst.strides() == src.strides())
+        return;
+      Tensor tmp = Tensor::empty(src.shape(), src.dtype(), src.device());
+      be.copy(tmp, src);
+      be.copy(dst, tmp);
+      return;
+    }
+    be.copy(dst, src);
+    return;
+  }
+  Tensor staged = src;
+  if (!(src.is_contiguous() && src.shape() == dst.shape() && src.dtype() == dst.dtype())) {
+    staged = Tensor::empty(dst.shape(), dst.dtype(), src.device());
+    staged.copy_(src);
+  }
+  const size_t nbytes = static_cast<size_t>(dst.numel()) * dtype_size(dst.dtype());
+  if (dst.is_contiguous()) {
+    be.copy_bytes(dst.raw_data(), dst.device(), staged.raw_data(), staged.device(), nbytes);
+    return;
+  }
+  Tensor landed = Tensor::empty(dst.shape(), dst.dtype(), dst.device());
+  be.copy_bytes(landed.raw_data(), landed.device(), staged.raw_data(), staged.device(), nbytes);
+  dst.copy_(landed);
+}
+
 void Tensor::copy_(const Tensor& src) const {
-  check_cpu(*this, "Tensor::copy_");
-  check_cpu(src, "Tensor::copy_");
+  MG_CHECK(src.defined(), "Tensor::copy_: the source is an undefined tensor");
   MG_CHECK(broadcastable_to(src.shape(), shape()), "Tensor::copy_: source of shape ", shape_str(src.shape()),
            " does not broadcast to ", shape_str(shape()));
+  if (!device().is_cpu() || !src.device().is_cpu()) return device_copy(*this, src);
   if (dtype() == src.dtype() && is_contiguous() && src.is_contiguous() && src.shape() == shape()) {
     if (raw_data() != src.raw_data()) std::memmove(raw_data(), src.raw_data(), numel() * dtype_size(dtype()));
     return;
@@ -261,7 +317,10 @@ void Tensor::copy_(const Tensor& src) const {
 }
 
 void Tensor::fill_(double value) const {
-  check_cpu(*this, "Tensor::fill_");
+  if (!device().is_cpu()) {
+    if (numel() > 0) need_cuda("Tensor::fill_", device(), device()).fill(*this, value);
+    return;
+  }
   dispatch_all(dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     T v = saturate_cast<T>(value);

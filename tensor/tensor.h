@@ -69,11 +69,11 @@ class Tensor {
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
   bool same(const Tensor& o) const { return impl_ == o.impl_; }
 
-  // --- element access (CPU) ---
+  // --- element access (CPU; item, to_vector and to_indices also copy from a device) ---
   // Pointer to the first element of this view; T must match the dtype.
   template <typename T> T* data() const;
   void* raw_data() const;
-  double item() const;                       // numel() == 1
+  double item() const;                       // numel() == 1; copies from a device
   double at(const Shape& index) const;       // one element, any dtype, as double
   std::vector<double> to_vector() const;     // all elements in row-major order
   std::vector<int64_t> to_indices() const;   // int64 tensor -> values

@@ -1,0 +1,87 @@
+// What the elementwise, copy and reduction kernels share: the element offsets
+// of a few strided operands over one shape (dims of size 1 dropped and dims
+// that are contiguous for every operand merged, at most 8 left; int64
+// indexing), grid-stride loop sizes, and the launch check.
+#pragma once
+#include <algorithm>
+#include <array>
+#include <vector>
+
+#include "cuda/runtime.h"
+
+namespace moegrad::cuda {
+
+constexpr int kMaxKernelDims = 8;
+constexpr int kThreads = 256;
+
+// Offsets of N operands at flat (row-major) element i of a shape.
+template <int N>
+struct Offsets {
+  int ndim = 0;
+  int64_t sizes[kMaxKernelDims] = {};
+  int64_t strides[N][kMaxKernelDims] = {};
+
+  __device__ void at(int64_t i, int64_t (&off)[N]) const {
+    if (ndim == 1) {
+#pragma unroll
+      for (int k = 0; k < N; ++k) off[k] = i * strides[k][0];
+      return;
+    }
+#pragma unroll
+    for (int k = 0; k < N; ++k) off[k] = 0;
+    for (int d = ndim - 1; d >= 0; --d) {
+      const int64_t q = i / sizes[d], r = i - q * sizes[d];
+      i = q;
+#pragma unroll
+      for (int k = 0; k < N; ++k) off[k] += r * strides[k][d];
+    }
+  }
+};
+
+// Offsets over `shape` where operand k has strides[k] (a broadcast dim has
+// stride 0). Error naming op when more than 8 dims remain after merging.
+template <int N>
+Offsets<N> make_offsets(const Shape& shape, const std::array<const Shape*, N>& strides, const char* op) {
+  // groups of merged dims, innermost first: size and each operand's stride
+  std::vector<int64_t> sizes;
+  std::vector<std::array<int64_t, N>> st;
+  for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
+    if (shape[d] == 1) continue;
+    std::array<int64_t, N> s;
+    for (int k = 0; k < N; ++k) s[k] = (*strides[k])[d];
+    bool merge = !sizes.empty();
+    for (int k = 0; merge && k < N; ++k) merge = s[k] == st.back()[k] * sizes.back();
+    if (merge) {
+      sizes.back() *= shape[d];
+    } else {
+      sizes.push_back(shape[d]);
+      st.push_back(s);
+    }
+  }
+  MG_CHECK(sizes.size() <= static_cast<size_t>(kMaxKernelDims), op, ": the CUDA kernels take at most ",
+           kMaxKernelDims, " dimensions after merging contiguous ones; shape ", shape_str(shape), " leaves ",
+           sizes.size());
+  Offsets<N> o;
+  o.ndim = static_cast<int>(sizes.size());
+  for (int g = 0; g < o.ndim; ++g) {
+    const int d = o.ndim - 1 - g;  // outermost first
+    o.sizes[d] = sizes[g];
+    for (int k = 0; k < N; ++k) o.strides[k][d] = st[g][k];
+  }
+  return o;
+}
+
+// Blocks for a grid-stride loop over n items (n > 0).
+inline unsigned grid_for(int64_t n) {
+  return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535));
+}
+
+// Error naming the kernel when its launch failed.
+inline void check_launch(const char* kernel) { MG_CUDA_CHECK(cudaGetLastError(), " launching ", kernel); }
+
+}  // namespace moegrad::cuda
+
+// for (int64_t i = first of this thread; i < n; i += all threads)
+#define MG_GRID_STRIDE(i, n)                                                                    \
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);        \
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
