@@ -9,7 +9,9 @@
 // every output element is exercised. For each element x_j of each checked
 // input, numeric = (L(x_j + eps) - L(x_j - eps)) / (2 eps); the element passes
 // when |analytic - numeric| <= atol + rtol * |numeric|. The function must be
-// deterministic (pass a fixed Generator to dropout inside it).
+// deterministic (pass a fixed Generator to dropout inside it). Inputs may live
+// on a CUDA device: their elements are then perturbed one at a time in place
+// on the device, and R is copied to the output's device.
 #pragma once
 #include <functional>
 #include <string>

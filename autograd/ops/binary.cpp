@@ -1,6 +1,7 @@
 // add, sub, mul, div with NumPy broadcasting, their scalar forms, and the
 // unrecorded in-place accumulate add_. Backward: the upstream gradient times
 // the local derivative, summed back down to each input's shape (sum_to).
+// CUDA tensors go to the kernels of cuda/pointwise.cu.
 #include "autograd/ops/pointwise.h"
 
 namespace moegrad {
@@ -21,9 +22,15 @@ const char* binary_name(BinaryOp op) {
 
 Tensor binary_forward(BinaryOp op, const Tensor& a, const Tensor& b) {
   const char* name = binary_name(op);
-  check_float(a, name, "first input");
-  check_float(b, name, "second input");
+  check_float_any_device(a, name, "first input");
+  check_float_any_device(b, name, "second input");
   check_same_type(a, b, name);
+#ifdef MOEGRAD_WITH_CUDA
+  if (a.device().is_cuda()) {
+    const CudaBinaryOp cop[] = {CudaBinaryOp::Add, CudaBinaryOp::Sub, CudaBinaryOp::Mul, CudaBinaryOp::Div};
+    return cuda_binary(cop[static_cast<int>(op)], a, b, broadcast_shapes(a.shape(), b.shape(), name));
+  }
+#endif
   return dispatch_float(a.dtype(), name, [&](auto tag) {
     using T = typename decltype(tag)::type;
     switch (op) {
@@ -97,8 +104,14 @@ struct ScalarBackward : Node {
 };
 
 Tensor scalar_op(ScalarOp op, const Tensor& x, double alpha, double beta, const char* name) {
-  check_float(x, name);
-  Tensor out = dispatch_float(x.dtype(), name, [&](auto tag) {
+  check_float_any_device(x, name);
+  Tensor out;
+#ifdef MOEGRAD_WITH_CUDA
+  if (x.device().is_cuda())
+    out = cuda_unary(op == ScalarOp::Affine ? CudaUnaryOp::Affine : CudaUnaryOp::Reciprocal, x, alpha, beta);
+  else
+#endif
+  out = dispatch_float(x.dtype(), name, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T a = static_cast<T>(alpha), c = static_cast<T>(beta);
     if (op == ScalarOp::Affine) return map_unary<T, T>(x, [=](T v) { return a * v + c; });
@@ -127,10 +140,15 @@ Tensor rsub(double a, const Tensor& b) { return scalar_op(ScalarOp::Affine, b, -
 Tensor rdiv(double a, const Tensor& b) { return scalar_op(ScalarOp::Reciprocal, b, a, 0.0, "rdiv"); }
 
 void add_(const Tensor& acc, const Tensor& x, double alpha) {
-  check_float(acc, "add_", "accumulator");
-  check_float(x, "add_", "addend");
+  check_float_any_device(acc, "add_", "accumulator");
+  check_float_any_device(x, "add_", "addend");
+  MG_CHECK(acc.device() == x.device(), "add_: devices differ: accumulator on ", acc.device().str(), ", addend on ",
+           x.device().str());
   MG_CHECK(broadcast_shapes(acc.shape(), x.shape(), "add_") == acc.shape(), "add_: addend of shape ",
            shape_str(x.shape()), " does not broadcast to the accumulator's shape ", shape_str(acc.shape()));
+#ifdef MOEGRAD_WITH_CUDA
+  if (acc.device().is_cuda()) return cuda_add_(acc, x.dtype() == acc.dtype() ? x : x.to(acc.dtype()), alpha);
+#endif
   dispatch_float(acc.dtype(), "add_", [&](auto tag) {
     using T = typename decltype(tag)::type;
     Tensor xs = x.dtype() == acc.dtype() ? x : x.to(acc.dtype());

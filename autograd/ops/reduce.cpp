@@ -4,10 +4,12 @@
 // one contiguous row; when the reduced dims are the leading dims of a
 // contiguous tensor (a bias gradient), columns are summed without a copy.
 // Each output element is reduced by one thread in a fixed order, so results
-// do not depend on the thread count.
+// do not depend on the thread count. CUDA tensors take the same plan with the
+// kernels of cuda/reduce.cu (also fixed-order, so deterministic).
 #include <numeric>
 
 #include "autograd/ops/util.h"
+#include "cuda/reduce.h"
 #include "tensor/parallel.h"
 
 namespace moegrad {
@@ -59,6 +61,15 @@ Tensor rows_view(const Tensor& x, const ReducePlan& p) {
 
 Tensor sum_forward(const Tensor& x, const ReducePlan& p) {
   Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
+#ifdef MOEGRAD_WITH_CUDA
+  if (x.device().is_cuda()) {
+    if (leading_reduction(x, p))
+      cuda_sum_columns(x, p.row_len, p.rows, out);
+    else
+      cuda_sum_rows(rows_view(x, p), p.rows, p.row_len, out);
+    return out;
+  }
+#endif
   dispatch_float(x.dtype(), "sum", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using Acc = double;
@@ -112,7 +123,7 @@ Tensor expand_back(const Tensor& dout, const Shape& keep_shape, const Shape& in_
 }  // namespace
 
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  check_float(x, "sum");
+  check_float_any_device(x, "sum");
   ReducePlan p = plan_reduce(x, dims, keepdim, "sum");
   Tensor out = sum_forward(x, p);
   Shape keep = p.keep_shape, in_shape = x.shape();
@@ -125,7 +136,7 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 Tensor sum(const Tensor& x) { return sum(x, {}, false); }
 
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  check_float(x, "mean");
+  check_float_any_device(x, "mean");
   ReducePlan p = plan_reduce(x, dims, keepdim, "mean");
   MG_CHECK(p.row_len > 0, "mean: reducing over an empty dimension of shape ", shape_str(x.shape()));
   Tensor out;
@@ -150,6 +161,12 @@ static std::pair<Tensor, Tensor> max_rows(const Tensor& x, const ReducePlan& p, 
   Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
   Tensor arg = Tensor::empty(p.out_shape, DType::Int64, x.device());
   Tensor xr = rows_view(x, p);
+#ifdef MOEGRAD_WITH_CUDA
+  if (x.device().is_cuda()) {
+    cuda_max_rows(xr, p.rows, p.row_len, out, arg);
+    return {out, arg};
+  }
+#endif
   dispatch_float(x.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* xp = xr.data<T>();
@@ -171,7 +188,7 @@ static std::pair<Tensor, Tensor> max_rows(const Tensor& x, const ReducePlan& p, 
 }
 
 Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  check_float(x, "max");
+  check_float_any_device(x, "max");
   ReducePlan p = plan_reduce(x, dims, keepdim, "max");
   auto [out, arg] = max_rows(x, p, "max");
   Shape in_shape = x.shape();
@@ -183,11 +200,15 @@ Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
     for (size_t i = 0; i < perm.size(); ++i) perm_shape[i] = in_shape[perm[i]];
     Tensor g = Tensor::zeros(perm_shape, dout.dtype(), dout.device());
     Tensor d = contiguous(dout);
-    const int64_t* a = arg.data<int64_t>();
+#ifdef MOEGRAD_WITH_CUDA
+    if (d.device().is_cuda()) cuda_scatter_rows(d, arg, rows, n, g);
+    else
+#endif
     dispatch_float(dout.dtype(), "max backward", [&](auto tag) {
       using T = typename decltype(tag)::type;
       T* gp = g.data<T>();
       const T* dp = d.data<T>();
+      const int64_t* a = arg.data<int64_t>();
       for (int64_t r = 0; r < rows; ++r) gp[r * n + a[r]] = dp[r];
     });
     std::vector<int64_t> inverse(perm.size());
@@ -198,14 +219,14 @@ Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 }
 
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
-  check_float(x, "argmax");
+  check_float_any_device(x, "argmax");
   MG_CHECK(x.dim() > 0, "argmax: needs at least one dimension");
   ReducePlan p = plan_reduce(x, {dim}, keepdim, "argmax");
   return max_rows(x, p, "argmax").second;
 }
 
 Tensor sum_to(const Tensor& x, const Shape& shape) {
-  check_float(x, "sum_to");
+  check_float_any_device(x, "sum_to");
   if (x.shape() == shape) return x;
   MG_CHECK(broadcast_shapes(shape, x.shape(), "sum_to") == x.shape(), "sum_to: ", shape_str(x.shape()),
            " is not a broadcast of ", shape_str(shape));

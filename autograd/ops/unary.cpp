@@ -7,6 +7,9 @@
 //   gelu (erf):  Φ(x) + x φ(x)
 //   gelu (tanh): 0.5(1 + t) + 0.5 x (1 - t²) √(2/π)(1 + 3·0.044715 x²),
 //                t = tanh(√(2/π)(x + 0.044715 x³))
+// On CUDA each op is one kernel forward and one fused dx = dout · f'(x, y)
+// backward (cuda/pointwise.cu, the same formulas); GELU's tanh form recomputes
+// t there instead of saving it.
 #include <Eigen/Core>
 #include <cmath>
 
@@ -16,15 +19,27 @@ namespace moegrad {
 
 namespace {
 
-constexpr double kSqrt2OverPi = 0.7978845608028654;
-constexpr double kInvSqrt2 = 0.7071067811865476;
-constexpr double kInvSqrt2Pi = 0.3989422804014327;
-constexpr double kGeluC = 0.044715;
+#ifdef MOEGRAD_WITH_CUDA
+Tensor cuda_unary_op(const Tensor& x, const char* op, CudaUnaryOp code, double p) {
+  Tensor y = cuda_unary(code, x, p);
+  Tensor xd = x.detach(), yd = y.detach();
+  attach_backward(y, op, {x}, [xd, yd, code, p](const Tensor& dout) {
+    return std::vector<Tensor>{cuda_unary_backward(code, dout, xd, yd, p)};
+  });
+  return y;
+}
+#endif
 
-// y = fwd(x); dx = dout * grad(x, y). fwd and grad are generic lambdas.
+// y = fwd(x); dx = dout * grad(x, y). fwd and grad are generic lambdas; `code`
+// (with the parameter p) names the same op for the CUDA kernels.
 template <typename Fwd, typename Grad>
-Tensor unary(const Tensor& x, const char* op, Fwd fwd, Grad grad) {
-  check_float(x, op);
+Tensor unary(const Tensor& x, const char* op, CudaUnaryOp code, double p, Fwd fwd, Grad grad) {
+  check_float_any_device(x, op);
+#ifdef MOEGRAD_WITH_CUDA
+  if (x.device().is_cuda()) return cuda_unary_op(x, op, code, p);
+#else
+  (void)code, (void)p;
+#endif
   Tensor y = dispatch_float(x.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     return map_unary<T, T>(x, [&](T v) { return static_cast<T>(fwd(v)); });
@@ -43,7 +58,10 @@ Tensor unary(const Tensor& x, const char* op, Fwd fwd, Grad grad) {
 }  // namespace
 
 Tensor neg(const Tensor& x) {
-  check_float(x, "neg");
+  check_float_any_device(x, "neg");
+#ifdef MOEGRAD_WITH_CUDA
+  if (x.device().is_cuda()) return cuda_unary_op(x, "neg", CudaUnaryOp::Neg, 0.0);
+#endif
   Tensor y = dispatch_float(x.dtype(), "neg", [&](auto tag) {
     using T = typename decltype(tag)::type;
     return map_unary<T, T>(x, [](T v) { return -v; });
@@ -53,39 +71,41 @@ Tensor neg(const Tensor& x) {
 }
 
 Tensor exp(const Tensor& x) {
-  return unary(x, "exp", [](auto v) { return std::exp(v); }, [](auto, auto y) { return y; });
+  return unary(x, "exp", CudaUnaryOp::Exp, 0, [](auto v) { return std::exp(v); }, [](auto, auto y) { return y; });
 }
 
 Tensor log(const Tensor& x) {
-  return unary(x, "log", [](auto v) { return std::log(v); }, [](auto v, auto) { return 1 / v; });
+  return unary(x, "log", CudaUnaryOp::Log, 0, [](auto v) { return std::log(v); }, [](auto v, auto) { return 1 / v; });
 }
 
 Tensor sqrt(const Tensor& x) {
-  return unary(x, "sqrt", [](auto v) { return std::sqrt(v); }, [](auto, auto y) { return 0.5 / y; });
+  return unary(x, "sqrt", CudaUnaryOp::Sqrt, 0, [](auto v) { return std::sqrt(v); },
+               [](auto, auto y) { return 0.5 / y; });
 }
 
 Tensor pow(const Tensor& x, double p) {
-  return unary(x, "pow", [p](auto v) { return std::pow(v, static_cast<decltype(v)>(p)); },
+  return unary(x, "pow", CudaUnaryOp::Pow, p, [p](auto v) { return std::pow(v, static_cast<decltype(v)>(p)); },
                // p = 0 is constant: its gradient is 0, also at x = 0 where x^(p-1) is inf
                [p](auto v, auto) { return p == 0 ? 0 : p * std::pow(v, static_cast<decltype(v)>(p - 1)); });
 }
 
 Tensor abs(const Tensor& x) {
-  return unary(x, "abs", [](auto v) { return std::abs(v); },
+  return unary(x, "abs", CudaUnaryOp::Abs, 0, [](auto v) { return std::abs(v); },
                [](auto v, auto) { return v > 0 ? 1.0 : (v < 0 ? -1.0 : 0.0); });
 }
 
 Tensor relu(const Tensor& x) {
-  return unary(x, "relu", [](auto v) { return v > 0 ? v : decltype(v)(0); },
+  return unary(x, "relu", CudaUnaryOp::Relu, 0, [](auto v) { return v > 0 ? v : decltype(v)(0); },
                [](auto v, auto) { return v > 0 ? 1.0 : 0.0; });
 }
 
 Tensor tanh(const Tensor& x) {
-  return unary(x, "tanh", [](auto v) { return std::tanh(v); }, [](auto, auto y) { return 1 - y * y; });
+  return unary(x, "tanh", CudaUnaryOp::Tanh, 0, [](auto v) { return std::tanh(v); },
+               [](auto, auto y) { return 1 - y * y; });
 }
 
 Tensor sigmoid(const Tensor& x) {
-  return unary(x, "sigmoid", [](auto v) { return 1 / (1 + std::exp(-v)); },
+  return unary(x, "sigmoid", CudaUnaryOp::Sigmoid, 0, [](auto v) { return 1 / (1 + std::exp(-v)); },
                [](auto, auto y) { return y * (1 - y); });
 }
 
@@ -117,9 +137,12 @@ static void gelu_tanh_backward_kernel(const T* x, const T* t, const T* dy, T* dx
 Tensor gelu(const Tensor& x_in, GeluApprox approx) {
   if (approx == GeluApprox::Erf)
     return unary(
-        x_in, "gelu", [](auto v) { return 0.5 * v * (1 + std::erf(v * kInvSqrt2)); },
+        x_in, "gelu", CudaUnaryOp::GeluErf, 0, [](auto v) { return 0.5 * v * (1 + std::erf(v * kInvSqrt2)); },
         [](auto v, auto) { return 0.5 * (1 + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5 * v * v); });
-  check_float(x_in, "gelu");
+  check_float_any_device(x_in, "gelu");
+#ifdef MOEGRAD_WITH_CUDA
+  if (x_in.device().is_cuda()) return cuda_unary_op(x_in, "gelu", CudaUnaryOp::GeluTanh, 0.0);
+#endif
   Tensor x = contiguous(x_in).detach();
   Tensor y = Tensor::empty(x.shape(), x.dtype()), t = Tensor::empty(x.shape(), x.dtype());
   dispatch_float(x.dtype(), "gelu", [&](auto tag) {
