@@ -66,6 +66,8 @@ TEST(CudaRuntime, CachingAllocatorReusesBlocks) {
   EXPECT_NE(&a, &allocator_for(DeviceType::CPU));
 }
 
+namespace {
+
 // The layouts a copy must handle: contiguous, permuted, strided, broadcast
 // (stride 0), offset, 0-d and empty.
 std::vector<Tensor> layouts(const Tensor& x) {
@@ -77,6 +79,8 @@ std::vector<Tensor> layouts(const Tensor& x) {
           x.as_strided({}, {}, 7),
           slice(x, 0, 3, 3)};
 }
+
+}  // namespace
 
 TEST(CudaRuntime, RoundTripEveryDtypeAndLayout) {
   MG_SKIP_WITHOUT_CUDA();
