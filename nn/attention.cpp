@@ -161,9 +161,15 @@ AttentionOutput MultiHeadAttention::forward(const Tensor& x, const Tensor& prev_
     // m: [B, H, 1, Dh] broadcast over tokens, or [B, H, T, Dh] per token when causal
     if (elliptical) q = mul(q, elliptical_metric(v, prev_values, causal));
   }
-  Tensor scores = mul(matmul(q, transpose(k, 2, 3)), 1.0 / std::sqrt(static_cast<double>(dh)));
-  Tensor probs = drop->forward(masked_softmax(scores, causal));
-  Tensor out = reshape(permute(matmul(probs, v), {0, 2, 1, 3}), {nb, nt, dim});  // heads side by side
+  const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
+  Tensor heads_out;
+  if (drop->p > 0 && training()) {  // dropout on the probabilities needs them whole
+    Tensor probs = drop->forward(masked_softmax(mul(matmul(q, transpose(k, 2, 3)), scale), causal));
+    heads_out = matmul(probs, v);
+  } else {
+    heads_out = fused_attention(q, k, v, scale, causal);
+  }
+  Tensor out = reshape(permute(heads_out, {0, 2, 1, 3}), {nb, nt, dim});  // heads side by side
   return {proj->forward(out), v};
 }
 

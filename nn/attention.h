@@ -23,6 +23,13 @@ Tensor masked_softmax(const Tensor& scores, bool causal);
 // (DESIGN.md's mean over all tokens would leak them into a language model).
 Tensor elliptical_metric(const Tensor& v, const Tensor& v_prev, bool causal = false);
 
+// softmax(scale · q kᵀ) v, causal or not, without building the [T, S]
+// scores of the whole sequence (nn/fused_attention.cpp): q [B, H, T, Dh],
+// k and v [B, H, S, Dh] -> [B, H, T, Dh]; causal needs S >= T and masks key
+// s > t + (S - T) as masked_softmax does. Hand-written backward that
+// recomputes the probabilities from the saved log-sum-exp of each row.
+Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal);
+
 struct AttentionOutput {
   Tensor y;       // [B, T, dim]
   Tensor values;  // v [B, H, T, Dh], to hand on to the next (elliptical) attention layer

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Runs every benchmark case with moegrad (build/moegrad_bench) and with
+PyTorch (bench/torch_peer.py) side by side, the same threads for both, and
+prints one table: throughput of each, their ratio, and the peak memory of
+each. Each case runs in a fresh process per implementation, `--rounds` times
+in alternating order (moegrad first, then PyTorch first, ...); each process
+reports the median of its timed runs after warm-up, and the table shows the
+median over the rounds. Raw results go to --json.
+
+    bench/compare.py [--build-dir build] [--threads 2] [--rounds 1] [--cases train_step,gemm,...]
+                     [--json bench_results.json]
+
+tools/bench.sh installs what this needs and builds moegrad_bench first.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# (case, flags for both programs, timing flags): warm-up runs, timed runs,
+# calls per timed run (small cases repeat so that one run is well above the
+# clock's resolution and the process's noise).
+CASES = [
+    ("train_step", ["--router", "smoe"], ["--warmup", "2", "--reps", "7"]),
+    ("train_step", ["--router", "acmoe"], ["--warmup", "2", "--reps", "7"]),
+    ("moe_layer", ["--tokens", "512"], ["--warmup", "3", "--reps", "7", "--inner", "5"]),
+    ("moe_layer", ["--tokens", "2048"], ["--warmup", "3", "--reps", "7", "--inner", "2"]),
+    ("moe_layer", ["--tokens", "8192"], ["--warmup", "2", "--reps", "5"]),
+    ("ac_router", ["--tokens", "2048"], ["--warmup", "3", "--reps", "7", "--inner", "10"]),
+    ("gemm", ["--size", "128"], ["--warmup", "20", "--reps", "7", "--inner", "200"]),
+    ("gemm", ["--size", "512"], ["--warmup", "5", "--reps", "7", "--inner", "10"]),
+    ("gemm", ["--size", "2048"], ["--warmup", "2", "--reps", "5"]),
+    ("attention", [], ["--warmup", "3", "--reps", "7"]),
+]
+
+
+def run(cmd, env):
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"compare.py: {' '.join(cmd)} failed ({p.returncode}):\n{p.stderr.strip()}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build-dir", default="build")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
+    ap.add_argument("--json", default="", help="write every raw result here")
+    a = ap.parse_args()
+    wanted = set(filter(None, a.cases.split(",")))
+    unknown = wanted - {c for c, _, _ in CASES}
+    if unknown:
+        sys.exit(f"compare.py: unknown case(s) {sorted(unknown)}; known: {sorted({c for c, _, _ in CASES})}")
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS=str(a.threads))
+    threads = ["--threads", str(a.threads)]
+    programs = {
+        "moegrad": [os.path.join(a.build_dir, "moegrad_bench")],
+        "pytorch": ["/usr/bin/python3", os.path.join(HERE, "torch_peer.py")],
+    }
+    rows, raw = [], []
+    for case, flags, timing in CASES:
+        if wanted and case not in wanted:
+            continue
+        results = {"moegrad": [], "pytorch": []}
+        for r in range(a.rounds):
+            order = ["moegrad", "pytorch"] if r % 2 == 0 else ["pytorch", "moegrad"]
+            for impl in order:
+                res = run(programs[impl] + [case] + flags + timing + threads, env)
+                results[impl].append(res)
+                raw.append(res)
+        rows.append({impl: {"per_s": statistics.median(x["per_s"] for x in rs),
+                            "ms": statistics.median(x["median_ms"] for x in rs),
+                            "peak": max(x["peak_mib"] for x in rs), "unit": rs[0]["unit"], "case": rs[0]["case"]}
+                     for impl, rs in results.items()})
+        print(f"  {rows[-1]['moegrad']['case']}: done", file=sys.stderr, flush=True)
+
+    print(f"\nmoegrad vs PyTorch {torch_version()} on the CPU, {a.threads} threads each; "
+          f"throughput at the median of each process's timed runs, median of {a.rounds} round(s)\n")
+    print("| case | unit | moegrad | PyTorch | moegrad / PyTorch | moegrad ms | PyTorch ms "
+          "| moegrad peak MiB | PyTorch peak MiB |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for row in rows:
+        m, t = row["moegrad"], row["pytorch"]
+        rate = (lambda v: f"{v:.1f}") if m["unit"] == "GFLOP/s" else (lambda v: f"{v:.0f}")
+        print(f"| {m['case']} | {m['unit']} | {rate(m['per_s'])} | {rate(t['per_s'])} | {m['per_s'] / t['per_s']:.2f} "
+              f"| {m['ms']:.3f} | {t['ms']:.3f} | {m['peak']:.0f} | {t['peak']:.0f} |")
+    by_case = {row["moegrad"]["case"]: row for row in rows}
+    if "train_step/smoe" in by_case and "train_step/acmoe" in by_case:
+        print()
+        for impl, name in [("moegrad", "moegrad"), ("pytorch", "PyTorch")]:
+            s, c = by_case["train_step/smoe"][impl]["ms"], by_case["train_step/acmoe"][impl]["ms"]
+            print(f"{name}: the AC router adds {100 * (c - s) / s:+.1f}% to the training step over smoe")
+    if raw and a.json:
+        with open(a.json, "w") as f:
+            json.dump({"threads": a.threads, "rounds": a.rounds, "results": raw}, f, indent=1)
+
+
+def torch_version():
+    p = subprocess.run(["/usr/bin/python3", "-c", "import torch; print(torch.__version__)"], capture_output=True,
+                       text=True)
+    return p.stdout.strip() or "?"
+
+
+if __name__ == "__main__":
+    main()

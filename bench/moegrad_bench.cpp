@@ -1,0 +1,147 @@
+// moegrad's side of the PyTorch comparison (bench/compare.py runs it beside
+// bench/torch_peer.py, which implements the same cases). One case per run;
+// prints one JSON line (bench/bench_util.h): the median of --reps timed runs
+// after --warmup, throughput at the median, and the peak resident memory
+// above the process's size before the case built anything.
+//
+//   moegrad_bench train_step [--router smoe|acmoe] [--batch 8] [--seq 256] [--dim 128] [--heads 8]
+//                            [--experts 16] [--k 2] [--hidden 128] [--moe-layers 4]
+//   moegrad_bench moe_layer  [--tokens 2048] [--dim 128] [--experts 16] [--k 2] [--hidden 128]
+//   moegrad_bench ac_router  [--tokens 2048] [--dim 128] [--experts 16] [--k 2]
+//   moegrad_bench gemm       [--size 512]
+//   moegrad_bench attention  [--batch 8] [--seq 256] [--dim 128] [--heads 8]
+// Every case also takes --threads (default 2), --warmup (3), --reps (7), --inner (1:
+// calls per timed run; the time reported is per call).
+//
+// train_step: a Switch-style byte LM, attention and MoE sublayers alternating
+// (smoe "sgsg...", acmoe "sgsc...": AC on every MoE layer after the first),
+// forward, cross-entropy + 0.01 balance loss, backward, Adam. moe_layer: one
+// top-k MoE layer forward+backward. ac_router: the AC router alone (W from
+// the previous layer's labels, x ⊙ W[c], gate, top-k, softmax, balance loss)
+// forward+backward. gemm: float32 A·B, square. attention: causal multi-head
+// self-attention (qkv and output projections included) forward+backward.
+#include <omp.h>
+
+#include <string>
+
+#include "bench/bench_util.h"
+#include "autograd/node.h"
+#include "moe/transformer_lm.h"
+#include "nn/optim.h"
+
+using namespace moegrad;
+
+namespace {
+
+// The flags, and the timing and report of one case.
+struct Bench {
+  int argc;
+  char** argv;
+  bench::PeakMemory mem;
+  long get(const char* name, long fallback) const { return bench::flag_int(argc, argv, name, fallback); }
+  std::string str(const char* name, const char* fallback) const { return bench::flag(argc, argv, name, fallback); }
+  template <typename F>
+  int run(const std::string& name, double items, const char* unit, F&& step) {
+    bench::Timing t = bench::time_runs(static_cast<int>(get("--warmup", 3)), static_cast<int>(get("--reps", 7)),
+                                       static_cast<int>(get("--inner", 1)), step);
+    bench::print_result("moegrad", name, t, items, unit, mem.mib());
+    return 0;
+  }
+};
+
+int train_step(Bench& b, Generator& gen) {
+  const std::string router = b.str("--router", "smoe");
+  MG_CHECK(router == "smoe" || router == "acmoe", "moegrad_bench: --router must be smoe or acmoe, got ", router);
+  const long B = b.get("--batch", 8), T = b.get("--seq", 256), L = b.get("--moe-layers", 4);
+  LMConfig mc;
+  mc.vocab = 256, mc.max_len = T;
+  mc.arch = "sg";
+  for (long i = 1; i < L; ++i) mc.arch += router == "acmoe" ? "sc" : "sg";
+  mc.block.dim = b.get("--dim", 128), mc.block.heads = b.get("--heads", 8);
+  mc.block.moe.hidden = b.get("--hidden", 128), mc.block.moe.experts = b.get("--experts", 16);
+  mc.block.moe.k = b.get("--k", 2);
+  TransformerLM model(mc, InitOptions{DType::Float32, &gen});
+  Adam opt(model.parameters(), AdamOptions{1e-3});
+  Tensor ids = Tensor::rand({B, T}, 0, 256, DType::Float32, &gen).to(DType::Int64);
+  Tensor targets = Tensor::rand({B, T}, 0, 256, DType::Float32, &gen).to(DType::Int64);
+  return b.run("train_step/" + router, double(B * T), "tokens/s", [&] {
+    opt.zero_grad();
+    LMOutput o = model.forward(ids, targets);
+    add(o.loss, mul(o.balance_loss, 0.01)).backward();
+    opt.step();
+  });
+}
+
+MoEConfig moe_config(const Bench& b) {
+  MoEConfig mc;
+  mc.dim = b.get("--dim", 128), mc.hidden = b.get("--hidden", 128), mc.experts = b.get("--experts", 16);
+  mc.k = b.get("--k", 2);
+  return mc;
+}
+
+int moe_layer(Bench& b, Generator& gen) {
+  const long n = b.get("--tokens", 2048);
+  MoELayer layer(moe_config(b), InitOptions{DType::Float32, &gen});
+  Tensor x = Tensor::randn({n, layer.config.dim}, 0, 1, DType::Float32, &gen).requires_grad_();
+  return b.run("moe_layer/n=" + std::to_string(n), double(n), "tokens/s", [&] {
+    layer.zero_grad(), x.zero_grad();
+    MoEOutput o = layer.forward(x);
+    add(sum(o.y), mul(o.balance_loss, 0.01)).backward();
+  });
+}
+
+int ac_router(Bench& b, Generator& gen) {
+  const long n = b.get("--tokens", 2048);
+  const MoEConfig mc = moe_config(b);
+  ACRouter router(RouterConfig{mc.dim, mc.experts, mc.k, GateKind::Linear}, ACConfig{},
+                  InitOptions{DType::Float32, &gen});
+  Tensor x = Tensor::randn({n, mc.dim}, 0, 1, DType::Float32, &gen).requires_grad_();
+  // The previous layer's assignments: the top-k of random logits.
+  TopK prev = topk(Tensor::randn({n, mc.experts}, 0, 1, DType::Float32, &gen), mc.k, -1);
+  return b.run("ac_router/n=" + std::to_string(n), double(n), "tokens/s", [&] {
+    router.zero_grad(), x.zero_grad();
+    RouterOutput o = router.forward(x, Assignments{prev.indices, prev.values});
+    add(sum(o.scores), mul(o.balance_loss, 0.01)).backward();
+  });
+}
+
+int gemm(Bench& b, Generator& gen) {
+  const long n = b.get("--size", 512);
+  Tensor A = Tensor::randn({n, n}, 0, 1, DType::Float32, &gen), B = Tensor::randn({n, n}, 0, 1, DType::Float32, &gen);
+  return b.run("gemm/n=" + std::to_string(n), 2.0 * n * n * n / 1e9, "GFLOP/s", [&] { matmul(A, B); });
+}
+
+int attention(Bench& b, Generator& gen) {
+  const long B = b.get("--batch", 8), T = b.get("--seq", 256), d = b.get("--dim", 128), H = b.get("--heads", 8);
+  MultiHeadAttention attn(d, H, /*causal=*/true, 0.0, InitOptions{DType::Float32, &gen});
+  Tensor x = Tensor::randn({B, T, d}, 0, 1, DType::Float32, &gen).requires_grad_();
+  return b.run("attention/B=" + std::to_string(B) + ",T=" + std::to_string(T), double(B * T), "tokens/s", [&] {
+    attn.zero_grad(), x.zero_grad();
+    sum(attn.forward(x).y).backward();
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || argv[1][0] == '-') {
+    std::fprintf(stderr, "usage: moegrad_bench train_step|moe_layer|ac_router|gemm|attention [flags]\n");
+    return 2;
+  }
+  try {
+    Bench b{argc, argv, {}};
+    omp_set_num_threads(static_cast<int>(b.get("--threads", 2)));
+    Generator gen(0);
+    const std::string c = argv[1];
+    if (c == "train_step") return train_step(b, gen);
+    if (c == "moe_layer") return moe_layer(b, gen);
+    if (c == "ac_router") return ac_router(b, gen);
+    if (c == "gemm") return gemm(b, gen);
+    if (c == "attention") return attention(b, gen);
+    std::fprintf(stderr, "moegrad_bench: unknown case '%s'\n", c.c_str());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "moegrad_bench: %s\n", e.what());
+    return 1;
+  }
+}

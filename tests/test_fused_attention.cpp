@@ -1,0 +1,100 @@
+// fused_attention: against the composition it replaces (masked_softmax of the
+// scaled scores times v) causal and not, T < S, several query blocks, strided
+// inputs; float32 against float64; independent of the thread count;
+// gradchecks across block boundaries; errors.
+#include <omp.h>
+
+#include <cmath>
+
+#include "nn/attention.h"
+#include "test_helpers.h"
+
+using namespace moegrad;
+using moegrad::testing::expect_near;
+using moegrad::testing::leaf;
+
+namespace {
+
+Tensor composed(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal) {
+  return matmul(masked_softmax(mul(matmul(q, transpose(k, 2, 3)), scale), causal), v);
+}
+
+}  // namespace
+
+TEST(FusedAttention, MatchesComposition) {
+  for (bool causal : {false, true})
+    for (auto [nt, ns] : {std::pair<int64_t, int64_t>{70, 70}, {37, 75}, {1, 1}, {5, 3}}) {
+      if (causal && ns < nt) continue;
+      Tensor q = leaf({2, 3, nt, 5}, 1), k = leaf({2, 3, ns, 5}, 2), v = leaf({2, 3, ns, 5}, 3);
+      expect_near(fused_attention(q, k, v, 0.7, causal).to_vector(), composed(q, k, v, 0.7, causal).to_vector(),
+                  1e-12);
+    }
+}
+
+TEST(FusedAttention, StridedInputs) {
+  // q, k, v as the attention module makes them: views of a [B, T, 3, H, Dh] tensor
+  Tensor parts = permute(leaf({2, 40, 3, 2, 4}, 4), {2, 0, 3, 1, 4});
+  auto part = [&](int64_t i) { return squeeze(narrow(parts, 0, i, 1), 0); };
+  Tensor q = part(0), k = part(1), v = part(2);
+  ASSERT_FALSE(q.is_contiguous());
+  expect_near(fused_attention(q, k, v, 0.5, true).to_vector(), composed(q, k, v, 0.5, true).to_vector(), 1e-12);
+}
+
+TEST(FusedAttention, Float32AgreesWithFloat64) {
+  Tensor q = leaf({1, 2, 50, 8}, 5, -2, 2), k = leaf({1, 2, 50, 8}, 6, -2, 2), v = leaf({1, 2, 50, 8}, 7);
+  const std::vector<double> want = fused_attention(q, k, v, 0.35, true).to_vector();
+  const std::vector<double> got =
+      fused_attention(q.to(DType::Float32), k.to(DType::Float32), v.to(DType::Float32), 0.35, true).to_vector();
+  expect_near(got, want, 1e-5);
+}
+
+TEST(FusedAttention, SameResultForAnyThreadCount) {
+  Tensor q = leaf({2, 4, 45, 6}, 8).requires_grad_(), k = leaf({2, 4, 45, 6}, 9).requires_grad_();
+  Tensor v = leaf({2, 4, 45, 6}, 10).requires_grad_();
+  auto run = [&](int threads) {
+    omp_set_num_threads(threads);
+    q.zero_grad(), k.zero_grad(), v.zero_grad();
+    Tensor y = fused_attention(q, k, v, 0.4, true);
+    sum(mul(y, y)).backward();
+    std::vector<double> all = y.to_vector();
+    for (const Tensor& t : {q.grad(), k.grad(), v.grad()}) {
+      std::vector<double> g = t.to_vector();
+      all.insert(all.end(), g.begin(), g.end());
+    }
+    return all;
+  };
+  const int before = omp_get_max_threads();
+  const std::vector<double> one = run(1), two = run(2);
+  omp_set_num_threads(before);
+  ASSERT_EQ(one.size(), two.size());
+  for (size_t i = 0; i < one.size(); ++i) ASSERT_EQ(one[i], two[i]) << "element " << i << " of " << one.size();
+}
+
+TEST(FusedAttention, GradcheckAcrossQueryBlocks) {
+  // 34 queries: two blocks of the kernel, the second partial
+  for (bool causal : {true, false}) {
+    Tensor q = leaf({1, 1, 34, 2}, 11).requires_grad_(), k = leaf({1, 1, 35, 2}, 12).requires_grad_();
+    Tensor v = leaf({1, 1, 35, 2}, 13).requires_grad_();
+    EXPECT_GRADCHECK([causal](const std::vector<Tensor>& in) { return fused_attention(in[0], in[1], in[2], 0.8, causal); },
+                     {q, k, v});
+  }
+}
+
+TEST(FusedAttention, GradcheckOnlySomeInputs) {
+  Tensor q = leaf({1, 1, 6, 2}, 14).requires_grad_(), k = leaf({1, 1, 6, 2}, 15), v = leaf({1, 1, 6, 2}, 16);
+  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return fused_attention(in[0], in[1], in[2], 1.0, true); },
+                   {q, k, v});
+}
+
+TEST(FusedAttention, Errors) {
+  Tensor q = leaf({1, 2, 4, 3}, 17), k = leaf({1, 2, 4, 3}, 18);
+  EXPECT_MG_ERROR(fused_attention(q, k, leaf({1, 2, 5, 3}, 19), 1.0, false), "to match q");
+  EXPECT_MG_ERROR(fused_attention(q, leaf({1, 2, 4, 2}, 20), leaf({1, 2, 4, 2}, 21), 1.0, false), "to match q");
+  EXPECT_MG_ERROR(fused_attention(leaf({2, 4, 3}, 22), k, k, 1.0, false), "expected q [B, H, T, Dh]");
+  EXPECT_MG_ERROR(fused_attention(q, leaf({1, 2, 3, 3}, 23), leaf({1, 2, 3, 3}, 24), 1.0, true), "S >= T");
+  EXPECT_MG_ERROR(fused_attention(q, k, k.to(DType::Float32), 1.0, false), "dtypes differ");
+  EXPECT_MG_ERROR(fused_attention(q, k, k, NAN, false), "scale must be finite");
+  EXPECT_MG_ERROR(fused_attention(q.to(DType::Int64), k, k, 1.0, false), "float32 or float64");
+  EXPECT_MG_ERROR(fused_attention(leaf({1, 2, 4, 0}, 25), leaf({1, 2, 4, 0}, 26), leaf({1, 2, 4, 0}, 27), 1.0, false),
+                  "Dh >= 1");
+}
