@@ -20,6 +20,7 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+OPENBLAS_OPENMP = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
 
 # (case, flags for both programs, timing flags): warm-up runs, timed runs,
 # calls per timed run (small cases repeat so that one run is well above the
@@ -59,10 +60,19 @@ def main():
         sys.exit(f"compare.py: unknown case(s) {sorted(unknown)}; known: {sorted({c for c, _, _ in CASES})}")
 
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS=str(a.threads))
+    # PyTorch gets OpenBLAS's OpenMP build as its BLAS, which shares PyTorch's
+    # OpenMP threads; the pthread build (Debian's default) adds its own threads
+    # and oversubscribes the cores (MoE layer at n=2048: 117 ms instead of 48).
+    torch_env = dict(env)
+    if os.path.isdir(OPENBLAS_OPENMP):
+        torch_env["LD_LIBRARY_PATH"] = OPENBLAS_OPENMP + os.pathsep + env.get("LD_LIBRARY_PATH", "")
+    else:
+        print(f"compare.py: {OPENBLAS_OPENMP} is missing (package libopenblas0-openmp); PyTorch uses the "
+              "system's libblas", file=sys.stderr)
     threads = ["--threads", str(a.threads)]
     programs = {
-        "moegrad": [os.path.join(a.build_dir, "moegrad_bench")],
-        "pytorch": ["/usr/bin/python3", os.path.join(HERE, "torch_peer.py")],
+        "moegrad": ([os.path.join(a.build_dir, "moegrad_bench")], env),
+        "pytorch": (["/usr/bin/python3", os.path.join(HERE, "torch_peer.py")], torch_env),
     }
     rows, raw = [], []
     for case, flags, timing in CASES:
@@ -72,7 +82,8 @@ def main():
         for r in range(a.rounds):
             order = ["moegrad", "pytorch"] if r % 2 == 0 else ["pytorch", "moegrad"]
             for impl in order:
-                res = run(programs[impl] + [case] + flags + timing + threads, env)
+                cmd, impl_env = programs[impl]
+                res = run(cmd + [case] + flags + timing + threads, impl_env)
                 results[impl].append(res)
                 raw.append(res)
         rows.append({impl: {"per_s": statistics.median(x["per_s"] for x in rs),
@@ -81,7 +92,7 @@ def main():
                      for impl, rs in results.items()})
         print(f"  {rows[-1]['moegrad']['case']}: done", file=sys.stderr, flush=True)
 
-    print(f"\nmoegrad vs PyTorch {torch_version()} on the CPU, {a.threads} threads each; "
+    print(f"\nmoegrad vs PyTorch {torch_version(torch_env)} (BLAS: {blas_of(torch_env)}) on the CPU, {a.threads} threads each; "
           f"throughput at the median of each process's timed runs, median of {a.rounds} round(s)\n")
     print("| case | unit | moegrad | PyTorch | moegrad / PyTorch | moegrad ms | PyTorch ms "
           "| moegrad peak MiB | PyTorch peak MiB |")
@@ -102,10 +113,18 @@ def main():
             json.dump({"threads": a.threads, "rounds": a.rounds, "results": raw}, f, indent=1)
 
 
-def torch_version():
+def torch_version(env):
     p = subprocess.run(["/usr/bin/python3", "-c", "import torch; print(torch.__version__)"], capture_output=True,
-                       text=True)
+                       text=True, env=env)
     return p.stdout.strip() or "?"
+
+
+def blas_of(env):
+    """The BLAS library that PyTorch loads under env (from its memory map)."""
+    code = ("import torch; print(next((l.split()[-1] for l in open('/proc/self/maps') "
+            "if 'blas' in l.split()[-1]), '?'))")
+    p = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True, env=env)
+    return os.path.basename(os.path.dirname(p.stdout.strip())) + "/" + os.path.basename(p.stdout.strip())
 
 
 if __name__ == "__main__":

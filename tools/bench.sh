@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmarks against PyTorch: installs what they need (tools/setup.sh, and
-# Debian's python3-torch with OpenBLAS as its BLAS), builds bench/moegrad_bench
+# Debian's python3-torch with OpenBLAS (OpenMP build) as its BLAS), builds bench/moegrad_bench
 # (Release) in build/, then runs bench/compare.py, which prints the table of
 # moegrad vs PyTorch, side by side with the same threads. Takes a few minutes.
 #
@@ -20,9 +20,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-# libopenblas0-pthread makes OpenBLAS the libblas.so.3 that Debian's torch calls.
+# libopenblas0-openmp: the OpenBLAS that compare.py hands to PyTorch (see there).
 ./tools/setup.sh
-./tools/setup.sh python3-torch libopenblas0-pthread
+./tools/setup.sh python3-torch libopenblas0-openmp
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j"$(nproc)" --target moegrad_bench
 /usr/bin/python3 bench/compare.py --build-dir "$build" --json "$build/bench_results.json" ${args[@]+"${args[@]}"}

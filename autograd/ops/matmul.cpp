@@ -58,10 +58,10 @@ void set_eigen_cache_sizes() {
 }
 
 // Products of at least this many multiply-adds are split by rows of C over
-// the threads, each block one single-threaded Eigen GEMM; Eigen's own
-// threading scales worse on 2 cores (2048²: 112 -> 105 ms; at 512² Eigen's
-// own is faster, hence the threshold).
-constexpr int64_t kRowSplitWork = int64_t{1} << 29;
+// the threads, each block one single-threaded Eigen GEMM: on 2 cores Eigen's
+// own threading loses to it at every size measured (bench/compare.py, float32
+// square: 128: 0.062 -> 0.029 ms, 512: 1.6 -> 1.56 ms, 2048: 112 -> 106 ms).
+constexpr int64_t kRowSplitWork = int64_t{1} << 20;
 
 template <typename T, typename A, typename B>
 void gemm(const A& a, const B& b, T* c, int64_t m, int64_t n) {
