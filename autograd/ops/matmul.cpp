@@ -59,7 +59,7 @@ void set_eigen_cache_sizes() {
 
 // Products of at least this many multiply-adds are split by rows of C over
 // the threads, each block one single-threaded Eigen GEMM: on 2 cores Eigen's
-// own threading loses to it at every size measured (bench/compare.py, float32
+// own threading is no faster at any size measured (bench/compare.py, float32
 // square: 128: 0.062 -> 0.029 ms, 512: 1.6 -> 1.56 ms, 2048: 112 -> 106 ms).
 constexpr int64_t kRowSplitWork = int64_t{1} << 20;
 
