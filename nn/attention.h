@@ -28,7 +28,13 @@ Tensor elliptical_metric(const Tensor& v, const Tensor& v_prev, bool causal = fa
 // k and v [B, H, S, Dh] -> [B, H, T, Dh]; causal needs S >= T and masks key
 // s > t + (S - T) as masked_softmax does. Hand-written backward that
 // recomputes the probabilities from the saved log-sum-exp of each row.
+// q, k, v may be strided views: rows whose Dh elements are adjacent are read
+// in place.
 Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal);
+// The same from a packed projection qkv [B, T, 3·dim] (q, k, v side by side,
+// each [B, T, heads, Dh] as MultiHeadAttention splits them) to [B, T, dim]
+// with the heads side by side: no copies of q, k, v and one packed gradient.
+Tensor fused_self_attention(const Tensor& qkv, int64_t heads, double scale, bool causal);
 
 struct AttentionOutput {
   Tensor y;       // [B, T, dim]

@@ -8,11 +8,16 @@
 // FlashAttention does):
 //   P = exp(scale · q kᵀ − lse),  D_t = Σ_d dO_td O_td,
 //   dV += Pᵀ dO,  dP = dO Vᵀ,  dS = P ⊙ (dP − D) · scale,  dQ = dS K,  dK += dSᵀ Q.
+// The kernels read and write strided rows in place (Layout), so the
+// attention module hands them its packed qkv projection [B, T, 3·dim] and
+// gets [B, T, dim] back (fused_self_attention): no copies of q, k, v, no
+// head permutes, one packed dqkv in the backward.
 // Parallel over (sample, head): each thread owns whole rows of dK and dV, so
 // the result does not depend on the thread count.
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "autograd/ops/util.h"
 #include "nn/attention.h"
@@ -22,7 +27,7 @@ namespace moegrad {
 
 namespace {
 
-constexpr int64_t kBlock = 48;
+constexpr int64_t kBlock = 32;
 
 // Scratch with Eigen's alignment: its reductions (max, sum) peel by address,
 // so a buffer at an arbitrary address would change the summation order.
@@ -31,10 +36,20 @@ using Scratch = Eigen::Matrix<T, Eigen::Dynamic, 1>;
 template <typename T>
 using Mat = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
 template <typename T>
-using CMat = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+using RowsOf = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0, Eigen::OuterStride<>>;
+template <typename T>
+using CRowsOf =
+    Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0, Eigen::OuterStride<>>;
+
+// Where head (b, h)'s rows of a logical [B, H, rows, Dh] operand lie, in
+// elements from its base pointer; the Dh elements of a row are adjacent.
+struct Layout {
+  int64_t batch, head, row;
+  int64_t at(int64_t b, int64_t h) const { return b * batch + h * head; }
+};
 
 struct Dims {
-  int64_t heads_total, nt, ns, dh;  // B·H, queries, keys, head width
+  int64_t nb, nh, nt, ns, dh;  // samples, heads, queries, keys, head width
   bool causal;
   double scale;
   // Keys visible to query t (causal: t + (S - T) + 1 of them).
@@ -42,16 +57,27 @@ struct Dims {
 };
 
 template <typename T>
-void forward_kernel(const Dims& d, const T* q, const T* k, const T* v, T* o, T* lse) {
-  parallel_for(d.heads_total, 1, [&](int64_t b, int64_t e) {
+struct Operand {
+  T* p;
+  Layout l;
+  // rows [r0, r0 + n) of head (b, h)
+  auto rows(int64_t b, int64_t h, int64_t r0, int64_t n, int64_t dh) const {
+    using M = std::conditional_t<std::is_const_v<T>, CRowsOf<std::remove_const_t<T>>, RowsOf<T>>;
+    return M(p + l.at(b, h) + r0 * l.row, n, dh, Eigen::OuterStride<>(l.row));
+  }
+};
+
+template <typename T>
+void forward_kernel(const Dims& d, Operand<const T> q, Operand<const T> k, Operand<const T> v, Operand<T> o, T* lse) {
+  parallel_for(d.nb * d.nh, 1, [&](int64_t s, int64_t e) {
     Scratch<T> scratch(kBlock * d.ns);
-    for (int64_t h = b; h < e; ++h) {
-      CMat<T> K(k + h * d.ns * d.dh, d.ns, d.dh), V(v + h * d.ns * d.dh, d.ns, d.dh);
+    for (int64_t bh = s; bh < e; ++bh) {
+      const int64_t b = bh / d.nh, h = bh % d.nh;
       for (int64_t t0 = 0; t0 < d.nt; t0 += kBlock) {
         const int64_t rows = std::min(kBlock, d.nt - t0), keys = d.kept(t0 + rows - 1);
-        CMat<T> Q(q + (h * d.nt + t0) * d.dh, rows, d.dh);
         Mat<T> S(scratch.data(), rows, keys);
-        S.noalias() = (Q * K.topRows(keys).transpose()) * static_cast<T>(d.scale);
+        S.noalias() = (q.rows(b, h, t0, rows, d.dh) * k.rows(b, h, 0, keys, d.dh).transpose()) *
+                      static_cast<T>(d.scale);
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t n = d.kept(t0 + r);
           auto row = S.row(r);
@@ -60,28 +86,28 @@ void forward_kernel(const Dims& d, const T* q, const T* k, const T* v, T* o, T* 
           const T sum = row.head(n).sum();
           row.head(n) /= sum;
           row.tail(keys - n).setZero();
-          lse[h * d.nt + t0 + r] = m + std::log(sum);
+          lse[bh * d.nt + t0 + r] = m + std::log(sum);
         }
-        Mat<T>(o + (h * d.nt + t0) * d.dh, rows, d.dh).noalias() = S * V.topRows(keys);
+        o.rows(b, h, t0, rows, d.dh).noalias() = S * v.rows(b, h, 0, keys, d.dh);
       }
     }
   });
 }
 
 template <typename T>
-void backward_kernel(const Dims& d, const T* q, const T* k, const T* v, const T* o, const T* lse, const T* dout,
-                     T* dq, T* dk, T* dv) {
-  parallel_for(d.heads_total, 1, [&](int64_t b, int64_t e) {
+void backward_kernel(const Dims& d, Operand<const T> q, Operand<const T> k, Operand<const T> v, Operand<const T> o,
+                     const T* lse, Operand<const T> dout, Operand<T> dq, Operand<T> dk, Operand<T> dv) {
+  parallel_for(d.nb * d.nh, 1, [&](int64_t s, int64_t e) {
     Scratch<T> p_buf(kBlock * d.ns), dp_buf(kBlock * d.ns);
-    for (int64_t h = b; h < e; ++h) {
-      const int64_t kv = h * d.ns * d.dh;
-      CMat<T> K(k + kv, d.ns, d.dh), V(v + kv, d.ns, d.dh);
-      Mat<T> dK(dk + kv, d.ns, d.dh), dV(dv + kv, d.ns, d.dh);
+    for (int64_t bh = s; bh < e; ++bh) {
+      const int64_t b = bh / d.nh, h = bh % d.nh;
+      auto K = k.rows(b, h, 0, d.ns, d.dh), V = v.rows(b, h, 0, d.ns, d.dh);
+      auto dK = dk.rows(b, h, 0, d.ns, d.dh), dV = dv.rows(b, h, 0, d.ns, d.dh);
       dK.setZero(), dV.setZero();
       for (int64_t t0 = 0; t0 < d.nt; t0 += kBlock) {
         const int64_t rows = std::min(kBlock, d.nt - t0), keys = d.kept(t0 + rows - 1);
-        const int64_t qo = (h * d.nt + t0) * d.dh;
-        CMat<T> Q(q + qo, rows, d.dh), O(o + qo, rows, d.dh), dO(dout + qo, rows, d.dh);
+        auto Q = q.rows(b, h, t0, rows, d.dh), O = o.rows(b, h, t0, rows, d.dh);
+        auto dO = dout.rows(b, h, t0, rows, d.dh);
         Mat<T> P(p_buf.data(), rows, keys), dP(dp_buf.data(), rows, keys);
         P.noalias() = (Q * K.topRows(keys).transpose()) * static_cast<T>(d.scale);
         dP.noalias() = dO * V.topRows(keys).transpose();
@@ -89,36 +115,103 @@ void backward_kernel(const Dims& d, const T* q, const T* k, const T* v, const T*
           const int64_t n = d.kept(t0 + r);
           const T D = dO.row(r).dot(O.row(r));
           auto pr = P.row(r);
-          pr.head(n) = (pr.head(n).array() - lse[h * d.nt + t0 + r]).exp();
+          pr.head(n) = (pr.head(n).array() - lse[bh * d.nt + t0 + r]).exp();
           pr.tail(keys - n).setZero();
           // dP becomes dS = P ⊙ (dP − D) · scale (0 where masked, as P is)
           dP.row(r).array() = pr.array() * (dP.row(r).array() - D) * static_cast<T>(d.scale);
         }
         dV.topRows(keys).noalias() += P.transpose() * dO;
-        Mat<T>(dq + qo, rows, d.dh).noalias() = dP * K.topRows(keys);
+        dq.rows(b, h, t0, rows, d.dh).noalias() = dP * K.topRows(keys);
         dK.topRows(keys).noalias() += dP.transpose() * Q;
       }
     }
   });
 }
 
+// The saved operands of one call: tensors (kept alive) and where q, k, v,
+// the output and the gradients lie in them.
+struct Saved {
+  Tensor qs, ks, vs, out;  // q's, k's, v's storage views (may be one tensor) and the output
+  Layout lq, lk, lv, lo;
+  int64_t q0 = 0, k0 = 0, v0 = 0;  // element offsets of q, k, v in their tensors
+};
+
+template <typename T>
+Operand<const T> cop(const Tensor& t, int64_t off, Layout l) {
+  return {t.data<T>() + off, l};
+}
+
+void run_forward(const Dims& d, const Saved& s, Tensor& lse) {
+  dispatch_float(s.out.dtype(), "fused_attention", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    forward_kernel<T>(d, cop<T>(s.qs, s.q0, s.lq), cop<T>(s.ks, s.k0, s.lk), cop<T>(s.vs, s.v0, s.lv),
+                      Operand<T>{s.out.data<T>(), s.lo}, lse.data<T>());
+  });
+}
+
+// dq, dk, dv with their offsets and layouts (dq, dk, dv may be one tensor).
+struct Grads {
+  Tensor dq, dk, dv;
+  Layout lq, lk, lv;
+  int64_t q0 = 0, k0 = 0, v0 = 0;
+};
+
+void run_backward(const Dims& d, const Saved& s, const Tensor& lse, const Tensor& dout, Layout ldo, Grads& g) {
+  dispatch_float(s.out.dtype(), "fused_attention", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    backward_kernel<T>(d, cop<T>(s.qs, s.q0, s.lq), cop<T>(s.ks, s.k0, s.lk), cop<T>(s.vs, s.v0, s.lv),
+                       cop<T>(s.out, 0, s.lo), lse.data<T>(), cop<T>(dout, 0, ldo),
+                       Operand<T>{g.dq.data<T>() + g.q0, g.lq}, Operand<T>{g.dk.data<T>() + g.k0, g.lk},
+                       Operand<T>{g.dv.data<T>() + g.v0, g.lv});
+  });
+}
+
+// Layout of a [B, H, rows, Dh] tensor from its strides.
+Layout layout_of(const Tensor& t) { return {t.strides()[0], t.strides()[1], t.strides()[2]}; }
+Layout contiguous_layout(int64_t nh, int64_t rows, int64_t dh) { return {nh * rows * dh, rows * dh, dh}; }
+
+// Backward of both entry points: packed (fused_self_attention) returns one
+// dqkv laid out as the input; otherwise dq, dk, dv [B, H, rows, Dh].
 struct FusedAttentionBackward : Node {
   Dims dims;
-  Tensor q, k, v, out, lse;
-  const char* name() const override { return "fused_attention"; }
+  Saved saved;
+  Tensor lse;
+  bool packed = false;
+  const char* name() const override { return packed ? "fused_self_attention" : "fused_attention"; }
   std::vector<Tensor> backward(const Tensor& dout_in) override {
     Tensor dout = contiguous(dout_in);
-    Tensor dq = Tensor::empty(q.shape(), q.dtype()), dk = Tensor::empty(k.shape(), k.dtype());
-    Tensor dv = Tensor::empty(v.shape(), v.dtype());
-    dispatch_float(q.dtype(), "fused_attention", [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      backward_kernel<T>(dims, q.data<T>(), k.data<T>(), v.data<T>(), out.data<T>(), lse.data<T>(), dout.data<T>(),
-                         dq.data<T>(), dk.data<T>(), dv.data<T>());
-    });
-    return {dq, dk, dv};
+    Grads g;
+    if (packed) {
+      g.dq = g.dk = g.dv = Tensor::empty(saved.qs.shape(), lse.dtype());
+      g.lq = g.lk = g.lv = saved.lq;
+      g.q0 = saved.q0, g.k0 = saved.k0, g.v0 = saved.v0;
+    } else {
+      g.dq = Tensor::empty({dims.nb, dims.nh, dims.nt, dims.dh}, lse.dtype());
+      g.dk = Tensor::empty({dims.nb, dims.nh, dims.ns, dims.dh}, lse.dtype());
+      g.dv = Tensor::empty({dims.nb, dims.nh, dims.ns, dims.dh}, lse.dtype());
+      g.lq = contiguous_layout(dims.nh, dims.nt, dims.dh);
+      g.lk = g.lv = contiguous_layout(dims.nh, dims.ns, dims.dh);
+    }
+    run_backward(dims, saved, lse, dout, saved.lo, g);
+    if (packed) return {g.dq};
+    return {g.dq, g.dk, g.dv};
   }
-  void release() override { q = k = v = out = lse = Tensor(); }
+  void release() override { saved = Saved(), lse = Tensor(); }
 };
+
+// Runs the forward and records the backward; sv.out is the output.
+Tensor attend(const Dims& d, Saved sv, bool packed, const std::vector<Tensor>& inputs) {
+  Tensor lse = Tensor::empty({d.nb, d.nh, d.nt}, sv.out.dtype());
+  if (sv.out.numel() > 0) run_forward(d, sv, lse);
+  Tensor out = sv.out;
+  if (any_requires_grad(inputs)) {
+    auto node = std::make_shared<FusedAttentionBackward>();
+    node->dims = d, node->saved = sv, node->lse = lse, node->packed = packed;
+    node->saved.out = out.detach();  // not `out` itself: its grad_fn is this node
+    attach_node(out, node, inputs);
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -140,22 +233,35 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, double
            ": a causal mask needs S >= T (else a query sees no key), got q ", shape_str(q.shape()), " and k ",
            shape_str(k.shape()));
   MG_CHECK(std::isfinite(scale), op, ": scale must be finite, got ", scale);
-  Dims d{q.size(0) * q.size(1), q.size(2), k.size(2), q.size(3), causal, scale};
-  Tensor qc = contiguous(q.detach()), kc = contiguous(k.detach()), vc = contiguous(v.detach());
-  Tensor out = Tensor::empty(q.shape(), q.dtype());
-  Tensor lse = Tensor::empty({q.size(0), q.size(1), q.size(2)}, q.dtype());
-  if (out.numel() > 0)
-    dispatch_float(q.dtype(), op, [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      forward_kernel<T>(d, qc.data<T>(), kc.data<T>(), vc.data<T>(), out.data<T>(), lse.data<T>());
-    });
-  if (any_requires_grad({q, k, v})) {
-    auto node = std::make_shared<FusedAttentionBackward>();
-    node->dims = d;
-    node->q = qc, node->k = kc, node->v = vc, node->out = out.detach(), node->lse = lse;
-    attach_node(out, node, {q, k, v});
-  }
-  return out;
+  const Dims d{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), causal, scale};
+  // Rows are read in place when a row's elements are adjacent.
+  auto rows_view = [](const Tensor& t) { return t.strides()[3] == 1 ? t.detach() : contiguous(t.detach()); };
+  Saved sv;
+  sv.qs = rows_view(q), sv.ks = rows_view(k), sv.vs = rows_view(v);
+  sv.lq = layout_of(sv.qs), sv.lk = layout_of(sv.ks), sv.lv = layout_of(sv.vs);
+  sv.out = Tensor::empty(q.shape(), q.dtype());
+  sv.lo = contiguous_layout(d.nh, d.nt, d.dh);
+  return attend(d, sv, false, {q, k, v});
+}
+
+Tensor fused_self_attention(const Tensor& qkv, int64_t heads, double scale, bool causal) {
+  const char* op = "fused_self_attention";
+  check_float(qkv, op, "qkv");
+  MG_CHECK(heads >= 1, op, ": heads must be positive, got ", heads);
+  MG_CHECK(qkv.dim() == 3 && qkv.size(2) % (3 * heads) == 0 && qkv.size(2) > 0, op,
+           ": expected qkv [B, T, 3 * dim] with dim a positive multiple of heads=", heads, ", got ",
+           shape_str(qkv.shape()));
+  MG_CHECK(std::isfinite(scale), op, ": scale must be finite, got ", scale);
+  const int64_t nb = qkv.size(0), nt = qkv.size(1), dim = qkv.size(2) / 3;
+  const Dims d{nb, heads, nt, nt, dim / heads, causal, scale};
+  Saved sv;
+  sv.qs = sv.ks = sv.vs = contiguous(qkv.detach());
+  // token t of head h: q at [b, t, h·Dh], k at [b, t, dim + h·Dh], v at [b, t, 2·dim + h·Dh]
+  sv.lq = sv.lk = sv.lv = Layout{nt * 3 * dim, d.dh, 3 * dim};
+  sv.q0 = 0, sv.k0 = dim, sv.v0 = 2 * dim;
+  sv.out = Tensor::empty({nb, nt, dim}, qkv.dtype());  // heads side by side
+  sv.lo = Layout{nt * dim, d.dh, dim};
+  return attend(d, sv, true, {qkv});
 }
 
 }  // namespace moegrad

@@ -1,7 +1,8 @@
 // fused_attention: against the composition it replaces (masked_softmax of the
 // scaled scores times v) causal and not, T < S, several query blocks, strided
 // inputs; float32 against float64; independent of the thread count;
-// gradchecks across block boundaries; errors.
+// gradchecks across block boundaries; errors. fused_self_attention (packed
+// qkv): against fused_attention on the split heads, gradcheck, errors.
 #include <omp.h>
 
 #include <cmath>
@@ -84,6 +85,52 @@ TEST(FusedAttention, GradcheckOnlySomeInputs) {
   Tensor q = leaf({1, 1, 6, 2}, 14).requires_grad_(), k = leaf({1, 1, 6, 2}, 15), v = leaf({1, 1, 6, 2}, 16);
   EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return fused_attention(in[0], in[1], in[2], 1.0, true); },
                    {q, k, v});
+}
+
+// q, k, v of a packed [B, T, 3·dim] projection, as MultiHeadAttention splits it.
+std::vector<Tensor> split_heads(const Tensor& qkv, int64_t heads) {
+  const int64_t nb = qkv.size(0), nt = qkv.size(1), dh = qkv.size(2) / 3 / heads;
+  Tensor parts = permute(reshape(qkv, {nb, nt, 3, heads, dh}), {2, 0, 3, 1, 4});
+  std::vector<Tensor> out;
+  for (int64_t i = 0; i < 3; ++i) out.push_back(squeeze(narrow(parts, 0, i, 1), 0));
+  return out;
+}
+
+Tensor merged_heads(const Tensor& y) {  // [B, H, T, Dh] -> [B, T, H·Dh]
+  return reshape(permute(y, {0, 2, 1, 3}), {y.size(0), y.size(2), y.size(1) * y.size(3)});
+}
+
+TEST(FusedSelfAttention, MatchesSplitHeads) {
+  for (bool causal : {true, false}) {
+    Tensor qkv = leaf({2, 70, 3 * 12}, 30);
+    std::vector<Tensor> h = split_heads(qkv, 3);
+    expect_near(fused_self_attention(qkv, 3, 0.6, causal).to_vector(),
+                merged_heads(composed(h[0], h[1], h[2], 0.6, causal)).to_vector(), 1e-12);
+  }
+}
+
+TEST(FusedSelfAttention, GradcheckAcrossQueryBlocks) {
+  Tensor qkv = leaf({1, 34, 3 * 4}, 31).requires_grad_();
+  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return fused_self_attention(in[0], 2, 0.9, true); }, {qkv});
+}
+
+TEST(FusedSelfAttention, GradientMatchesSplitHeads) {
+  Tensor qkv = leaf({2, 40, 3 * 8}, 32).requires_grad_();
+  Tensor w = leaf({2, 40, 8}, 33);
+  sum(mul(fused_self_attention(qkv, 2, 0.5, true), w)).backward();
+  const std::vector<double> fused = qkv.grad().to_vector();
+  qkv.zero_grad();
+  std::vector<Tensor> h = split_heads(qkv, 2);
+  sum(mul(merged_heads(composed(h[0], h[1], h[2], 0.5, true)), w)).backward();
+  expect_near(fused, qkv.grad().to_vector(), 1e-12);
+}
+
+TEST(FusedSelfAttention, Errors) {
+  EXPECT_MG_ERROR(fused_self_attention(leaf({2, 4, 10}, 34), 2, 1.0, true), "multiple of heads=2");
+  EXPECT_MG_ERROR(fused_self_attention(leaf({4, 12}, 35), 2, 1.0, true), "expected qkv [B, T, 3 * dim]");
+  EXPECT_MG_ERROR(fused_self_attention(leaf({2, 4, 12}, 36), 0, 1.0, true), "heads must be positive");
+  EXPECT_MG_ERROR(fused_self_attention(leaf({2, 4, 12}, 37), 2, INFINITY, true), "scale must be finite");
+  EXPECT_MG_ERROR(fused_self_attention(leaf({2, 4, 12}, 38).to(DType::Int64), 2, 1.0, true), "float32 or float64");
 }
 
 TEST(FusedAttention, Errors) {
