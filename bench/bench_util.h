@@ -24,7 +24,7 @@ struct Timing {
 
 // warmup untimed calls, then reps timed runs of `inner` calls each (time per call).
 template <typename F>
-Timing time_runs(int warmup, int reps, int inner, F f) {
+Timing time_runs(int warmup, int reps, int inner, F&& f) {
   for (int i = 0; i < warmup; ++i) f();
   Timing t;
   for (int i = 0; i < reps; ++i) {

@@ -6,6 +6,7 @@
 //
 //   moegrad_bench train_step [--router smoe|acmoe] [--batch 8] [--seq 256] [--dim 128] [--heads 8]
 //                            [--experts 16] [--k 2] [--hidden 128] [--moe-layers 4]
+//   moegrad_bench ac_overhead [the flags of train_step but --router]
 //   moegrad_bench moe_layer  [--tokens 2048] [--dim 128] [--experts 16] [--k 2] [--hidden 128]
 //   moegrad_bench ac_router  [--tokens 2048] [--dim 128] [--experts 16] [--k 2]
 //   moegrad_bench gemm       [--size 512]
@@ -15,7 +16,9 @@
 //
 // train_step: a Switch-style byte LM, attention and MoE sublayers alternating
 // (smoe "sgsg...", acmoe "sgsc...": AC on every MoE layer after the first),
-// forward, cross-entropy + 0.01 balance loss, backward, Adam. moe_layer: one
+// forward, cross-entropy + 0.01 balance loss, backward, Adam. ac_overhead:
+// the smoe and the acmoe step alternating in one process, their medians and
+// the AC router's share (the noise of two processes is larger). moe_layer: one
 // top-k MoE layer forward+backward. ac_router: the AC router alone (W from
 // the previous layer's labels, x ⊙ W[c], gate, top-k, softmax, balance loss)
 // forward+backward. gemm: float32 A·B, square. attention: causal multi-head
@@ -49,27 +52,63 @@ struct Bench {
   }
 };
 
-int train_step(Bench& b, Generator& gen) {
-  const std::string router = b.str("--router", "smoe");
-  MG_CHECK(router == "smoe" || router == "acmoe", "moegrad_bench: --router must be smoe or acmoe, got ", router);
-  const long B = b.get("--batch", 8), T = b.get("--seq", 256), L = b.get("--moe-layers", 4);
-  LMConfig mc;
-  mc.vocab = 256, mc.max_len = T;
-  mc.arch = "sg";
-  for (long i = 1; i < L; ++i) mc.arch += router == "acmoe" ? "sc" : "sg";
-  mc.block.dim = b.get("--dim", 128), mc.block.heads = b.get("--heads", 8);
-  mc.block.moe.hidden = b.get("--hidden", 128), mc.block.moe.experts = b.get("--experts", 16);
-  mc.block.moe.k = b.get("--k", 2);
-  TransformerLM model(mc, InitOptions{DType::Float32, &gen});
-  Adam opt(model.parameters(), AdamOptions{1e-3});
-  Tensor ids = Tensor::rand({B, T}, 0, 256, DType::Float32, &gen).to(DType::Int64);
-  Tensor targets = Tensor::rand({B, T}, 0, 256, DType::Float32, &gen).to(DType::Int64);
-  return b.run("train_step/" + router, double(B * T), "tokens/s", [&] {
+// One training step of the byte LM of train_step, ready to repeat.
+struct LMStep {
+  TransformerLM model;
+  Adam opt;
+  Tensor ids, targets;
+  LMStep(const LMConfig& mc, long B, Generator& gen)
+      : model(mc, InitOptions{DType::Float32, &gen}), opt(model.parameters(), AdamOptions{1e-3}) {
+    ids = Tensor::rand({B, mc.max_len}, 0, 256, DType::Float32, &gen).to(DType::Int64);
+    targets = Tensor::rand({B, mc.max_len}, 0, 256, DType::Float32, &gen).to(DType::Int64);
+  }
+  void operator()() {
     opt.zero_grad();
     LMOutput o = model.forward(ids, targets);
     add(o.loss, mul(o.balance_loss, 0.01)).backward();
     opt.step();
-  });
+  }
+};
+
+LMConfig lm_config(const Bench& b, const std::string& router) {
+  MG_CHECK(router == "smoe" || router == "acmoe", "moegrad_bench: --router must be smoe or acmoe, got ", router);
+  LMConfig mc;
+  mc.vocab = 256, mc.max_len = b.get("--seq", 256);
+  mc.arch = "sg";
+  for (long i = 1; i < b.get("--moe-layers", 4); ++i) mc.arch += router == "acmoe" ? "sc" : "sg";
+  mc.block.dim = b.get("--dim", 128), mc.block.heads = b.get("--heads", 8);
+  mc.block.moe.hidden = b.get("--hidden", 128), mc.block.moe.experts = b.get("--experts", 16);
+  mc.block.moe.k = b.get("--k", 2);
+  return mc;
+}
+
+int train_step(Bench& b, Generator& gen) {
+  const std::string router = b.str("--router", "smoe");
+  const long B = b.get("--batch", 8);
+  LMStep step(lm_config(b, router), B, gen);
+  return b.run("train_step/" + router, double(B * step.model.config.max_len), "tokens/s", step);
+}
+
+// The AC router's cost in the training step, measured in one process: the
+// smoe and the acmoe model step in turn, so both see the same machine state.
+int ac_overhead(Bench& b, Generator& gen) {
+  const long B = b.get("--batch", 8);
+  // The same seed gives both the same weights and data (AC adds no parameters).
+  (void)gen;
+  Generator gen_s(0), gen_a(0);
+  LMStep smoe(lm_config(b, "smoe"), B, gen_s), acmoe(lm_config(b, "acmoe"), B, gen_a);
+  const int warmup = static_cast<int>(b.get("--warmup", 3)), reps = static_cast<int>(b.get("--reps", 7));
+  for (int i = 0; i < warmup; ++i) smoe(), acmoe();
+  bench::Timing ts, ta;
+  for (int i = 0; i < reps; ++i) {
+    ts.ms.push_back(bench::time_runs(0, 1, 1, smoe).ms[0]);
+    ta.ms.push_back(bench::time_runs(0, 1, 1, acmoe).ms[0]);
+  }
+  std::printf("{\"impl\": \"moegrad\", \"case\": \"ac_overhead\", \"smoe_ms\": %.4f, \"acmoe_ms\": %.4f, "
+              "\"overhead_pct\": %.2f, \"median_ms\": %.4f, \"per_s\": %.6g, \"unit\": \"tokens/s\", \"peak_mib\": %.1f}\n",
+              ts.median(), ta.median(), 100 * (ta.median() - ts.median()) / ts.median(), ta.median(),
+              B * smoe.model.config.max_len / (ta.median() / 1000), b.mem.mib());
+  return 0;
 }
 
 MoEConfig moe_config(const Bench& b) {
@@ -125,7 +164,7 @@ int attention(Bench& b, Generator& gen) {
 
 int main(int argc, char** argv) {
   if (argc < 2 || argv[1][0] == '-') {
-    std::fprintf(stderr, "usage: moegrad_bench train_step|moe_layer|ac_router|gemm|attention [flags]\n");
+    std::fprintf(stderr, "usage: moegrad_bench train_step|ac_overhead|moe_layer|ac_router|gemm|attention [flags]\n");
     return 2;
   }
   try {
@@ -134,6 +173,7 @@ int main(int argc, char** argv) {
     Generator gen(0);
     const std::string c = argv[1];
     if (c == "train_step") return train_step(b, gen);
+    if (c == "ac_overhead") return ac_overhead(b, gen);
     if (c == "moe_layer") return moe_layer(b, gen);
     if (c == "ac_router") return ac_router(b, gen);
     if (c == "gemm") return gemm(b, gen);

@@ -174,9 +174,26 @@ def time_runs(fn, warmup, reps, inner, device):
     return times
 
 
+def lm_step(a, router, device):
+    """One training step of the byte LM (forward, loss + 0.01 balance, backward, Adam)."""
+    arch = "sg" + ("sc" if router == "acmoe" else "sg") * (a.moe_layers - 1)
+    model = LM(arch, 256, a.seq, a.dim, a.heads, a.hidden, a.experts, a.k).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    ids = torch.randint(0, 256, (a.batch, a.seq), device=device)
+    targets = torch.randint(0, 256, (a.batch, a.seq), device=device)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss, balance = model(ids, targets)
+        (loss + 0.01 * balance).backward()
+        opt.step()
+
+    return step
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("case", choices=["train_step", "moe_layer", "ac_router", "gemm", "attention"])
+    p.add_argument("case", choices=["train_step", "ac_overhead", "moe_layer", "ac_router", "gemm", "attention"])
     for name, default in [("batch", 8), ("seq", 256), ("dim", 128), ("heads", 8), ("experts", 16), ("k", 2),
                           ("hidden", 128), ("moe-layers", 4), ("tokens", 2048), ("size", 512), ("threads", 2),
                           ("warmup", 3), ("reps", 7), ("inner", 1)]:
@@ -190,19 +207,27 @@ def main():
     torch.manual_seed(0)
 
     if a.case == "train_step":
-        arch = "sg" + ("sc" if a.router == "acmoe" else "sg") * (a.moe_layers - 1)
-        model = LM(arch, 256, a.seq, a.dim, a.heads, a.hidden, a.experts, a.k).to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        ids = torch.randint(0, 256, (a.batch, a.seq), device=device)
-        targets = torch.randint(0, 256, (a.batch, a.seq), device=device)
-
-        def step():
-            opt.zero_grad(set_to_none=True)
-            loss, balance = model(ids, targets)
-            (loss + 0.01 * balance).backward()
-            opt.step()
-
+        step = lm_step(a, a.router, device)
         name, items, unit = "train_step/" + a.router, a.batch * a.seq, "tokens/s"
+    elif a.case == "ac_overhead":
+        # the smoe and the acmoe step alternating in one process (as moegrad_bench)
+        # the same seed: the same weights and data for both (AC adds no parameters)
+        torch.manual_seed(0)
+        smoe = lm_step(a, "smoe", device)
+        torch.manual_seed(0)
+        acmoe = lm_step(a, "acmoe", device)
+        for _ in range(a.warmup):
+            smoe(), acmoe()
+        ts, ta = [], []
+        for _ in range(a.reps):
+            ts += time_runs(smoe, 0, 1, 1, device)
+            ta += time_runs(acmoe, 0, 1, 1, device)
+        ms, ma = sorted(ts)[len(ts) // 2], sorted(ta)[len(ta) // 2]
+        print(json.dumps({"impl": "pytorch", "case": "ac_overhead", "smoe_ms": round(ms, 4), "acmoe_ms": round(ma, 4),
+                          "overhead_pct": round(100 * (ma - ms) / ms, 2), "median_ms": round(ma, 4),
+                          "per_s": a.batch * a.seq / (ma / 1000), "unit": "tokens/s",
+                          "peak_mib": round(peak.mib(), 1)}), flush=True)
+        return
     elif a.case in ("moe_layer", "ac_router"):
         x = torch.randn(a.tokens, a.dim, device=device, requires_grad=True)
         if a.case == "moe_layer":
