@@ -2,7 +2,8 @@
 // Operands are mapped in place when their last two dims are row-major or
 // column-major with unit inner stride (so transposed views used in backward
 // cost no copy). [..., m, k] x [k, n] with a contiguous left operand becomes
-// one [B*m, k] x [k, n] GEMM. Backward: dA = dC Bᵀ, dB = Aᵀ dC, each summed
+// one [B*m, k] x [k, n] GEMM. CUDA tensors go to cuBLAS (cuda/gemm.h), the
+// batch dims flattened into one stride where they allow it. Backward: dA = dC Bᵀ, dB = Aᵀ dC, each summed
 // over the batch dims that were broadcast.
 #include <omp.h>
 
@@ -11,6 +12,9 @@
 
 #include "autograd/ops/util.h"
 #include "tensor/strided.h"
+#ifdef MOEGRAD_WITH_CUDA
+#include "cuda/gemm.h"
+#endif
 
 namespace moegrad {
 
@@ -97,6 +101,40 @@ Tensor mappable(const Tensor& t) {
   return m.row_major() || m.col_major() ? t : contiguous(t).detach();
 }
 
+#ifdef MOEGRAD_WITH_CUDA
+// A [batch..., r, c] operand as a [nbatch, r, c] view with one batch stride
+// (0 where it broadcasts), or, when its batch dims cannot be flattened into
+// one stride, a contiguous copy of its broadcast.
+Tensor as_batched(const Tensor& t, const Shape& batch) {
+  const int64_t nd = t.dim(), r = t.shape()[nd - 2], c = t.shape()[nd - 1], nbatch = shape_numel(batch);
+  const Shape tb(t.shape().begin(), t.shape().end() - 2);
+  const Shape bs = broadcast_strides(tb, Shape(t.strides().begin(), t.strides().end() - 2), batch);
+  int64_t stride = 0, expect = -1;
+  bool flat = true;
+  for (int64_t d = static_cast<int64_t>(batch.size()) - 1; d >= 0 && flat; --d) {
+    if (batch[d] == 1) continue;
+    if (expect >= 0 && bs[d] != expect) flat = false;
+    if (expect < 0) stride = bs[d];
+    expect = bs[d] * batch[d];
+  }
+  if (flat) return t.as_strided({nbatch, r, c}, {stride, t.strides()[nd - 2], t.strides()[nd - 1]}, t.offset());
+  Shape full = batch;
+  full.push_back(r);
+  full.push_back(c);
+  Tensor copy = contiguous(expand(t, full));
+  return copy.as_strided({nbatch, r, c}, {r * c, c, 1}, copy.offset());
+}
+
+// out [batch..., m, n] = a · b on a CUDA device, through cuBLAS (cuda/gemm.h).
+void cuda_matmul(const Tensor& a_in, const Tensor& b_in, const Shape& batch, const Tensor& out) {
+  NoGradGuard no_grad;  // the copies below are not part of the graph
+  Tensor a = mappable(a_in.detach()), b = mappable(b_in.detach());
+  const int64_t m = out.shape()[out.dim() - 2], n = out.shape().back();
+  if (batch.empty()) return cuda_gemm(a, b, out);
+  cuda_gemm(as_batched(a, batch), as_batched(b, batch), out.as_strided({shape_numel(batch), m, n}, {m * n, n, 1}, 0));
+}
+#endif
+
 // Batched product of a [..., m, k] and b [..., k, n] (both >= 2-d).
 Tensor matmul_nd(const Tensor& a_in, const Tensor& b_in) {
   const int64_t k = a_in.shape().back();
@@ -115,6 +153,12 @@ Tensor matmul_nd(const Tensor& a_in, const Tensor& b_in) {
     out.fill_(0.0);
     return out;
   }
+#ifdef MOEGRAD_WITH_CUDA
+  if (out.device().is_cuda()) {
+    cuda_matmul(a_in, b_in, batch, out);
+    return out;
+  }
+#endif
 
   // [..., m, k] x [k, n] with a row-major-collapsible left operand: one GEMM
   if (b_in.dim() == 2 && a_in.is_contiguous()) {
@@ -167,8 +211,8 @@ Tensor matmul_nd(const Tensor& a_in, const Tensor& b_in) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
-  check_float(a, "matmul", "first operand");
-  check_float(b, "matmul", "second operand");
+  check_float_any_device(a, "matmul", "first operand");
+  check_float_any_device(b, "matmul", "second operand");
   check_same_type(a, b, "matmul");
   MG_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: operands must be at least 1-d, got ", shape_str(a.shape()), " x ",
            shape_str(b.shape()));
