@@ -135,7 +135,7 @@ std::vector<ConfigField> config_fields(LMTrainConfig& c) {
       {"eval-batches", &c.eval_batches, "validation batches per eval during training; 0: the whole split", true},
       {"checkpoint-every", &c.checkpoint_every, "steps between checkpoints; 0: only at the end", true},
       {"out", &c.out, "output folder (metrics.jsonl, checkpoint.safetensors)", true},
-      {"device", &c.device, "cpu (the CUDA backend is not built yet)", true},
+      {"device", &c.device, "cpu (the CUDA backend does not run whole models yet)", true},
       {"resume", &c.resume, "continue from <out>/checkpoint.safetensors", true},
       {"overwrite", &c.overwrite, "start afresh even though <out> holds a checkpoint", true},
   };
@@ -238,7 +238,8 @@ void validate(const LMTrainConfig& config) {
     if (auto* d = std::get_if<double*>(&f.value))
       MG_CHECK(std::isfinite(**d), "train_lm: --", f.name, " must be a finite number, got ", **d);
   if (c.device == "cuda")
-    throw Error("train_lm: --device cuda: the CUDA backend is not built (cuda/ has no kernels yet); use --device cpu");
+    throw Error("train_lm: --device cuda: the CUDA backend does not run whole models yet (most layers have no "
+                "CUDA kernels); use --device cpu");
   check_one_of(c.device, "train_lm", "device", {"cpu"});
   check_one_of(c.level, "train_lm", "level", {"byte", "word"});
   check_one_of(c.router, "train_lm", "router", {"smoe", "acmoe"});
