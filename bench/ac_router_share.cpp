@@ -7,37 +7,24 @@
 // is within their noise. The paper calls the overhead negligible.
 //
 //   ./build/ac_router_share [--tokens 2048] [--dim 128] [--experts 16] [--k 2] [--hidden 128] [--reps 30]
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
-#include <cstring>
-#include <string>
-#include <vector>
 
 #include "autograd/node.h"
+#include "bench/bench_util.h"
 #include "moe/moe_layer.h"
 
 using namespace moegrad;
 
 namespace {
 
+// Median of reps timed runs after 3 warm-up runs (allocator cache, page faults).
 template <typename F>
-double median_ms(int reps, F f) {
-  for (int i = 0; i < 3; ++i) f();  // warm-up (allocator cache, page faults)
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    auto a = std::chrono::steady_clock::now();
-    f();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+double median_ms(int reps, F&& f) {
+  return bench::time_runs(3, reps, 1, f).median();
 }
 
 int64_t arg(int argc, char** argv, const char* name, int64_t fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], name) == 0) return std::stoll(argv[i + 1]);
-  return fallback;
+  return bench::flag_int(argc, argv, name, fallback);
 }
 
 }  // namespace

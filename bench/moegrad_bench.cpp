@@ -91,10 +91,9 @@ int train_step(Bench& b, Generator& gen) {
 
 // The AC router's cost in the training step, measured in one process: the
 // smoe and the acmoe model step in turn, so both see the same machine state.
-int ac_overhead(Bench& b, Generator& gen) {
+int ac_overhead(Bench& b) {
   const long B = b.get("--batch", 8);
   // The same seed gives both the same weights and data (AC adds no parameters).
-  (void)gen;
   Generator gen_s(0), gen_a(0);
   LMStep smoe(lm_config(b, "smoe"), B, gen_s), acmoe(lm_config(b, "acmoe"), B, gen_a);
   const int warmup = static_cast<int>(b.get("--warmup", 3)), reps = static_cast<int>(b.get("--reps", 7));
@@ -173,7 +172,7 @@ int main(int argc, char** argv) {
     Generator gen(0);
     const std::string c = argv[1];
     if (c == "train_step") return train_step(b, gen);
-    if (c == "ac_overhead") return ac_overhead(b, gen);
+    if (c == "ac_overhead") return ac_overhead(b);
     if (c == "moe_layer") return moe_layer(b, gen);
     if (c == "ac_router") return ac_router(b, gen);
     if (c == "gemm") return gemm(b, gen);

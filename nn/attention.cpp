@@ -150,29 +150,29 @@ AttentionOutput MultiHeadAttention::forward(const Tensor& x, const Tensor& prev_
   MG_CHECK(x.dtype() == qkv->weight.dtype(), op, ": expected x of dtype ", dtype_name(qkv->weight.dtype()),
            " like the parameters, got ", dtype_name(x.dtype()));
   const int64_t nb = x.size(0), nt = x.size(1), dh = dim / heads;
-  // [B, T, 3*dim] -> [B, T, 3, H, Dh] -> [3, B, H, T, Dh]; q, k, v are views.
+  // [B, T, 3*dim] -> [B, T, 3, H, Dh] -> [3, B, H, T, Dh]; q, k, v are views,
+  // v always (it is handed on), q and k only on the paths that split heads.
   Tensor packed = qkv->forward(x);
   Tensor parts = permute(reshape(packed, {nb, nt, 3, heads, dh}), {2, 0, 3, 1, 4});
   auto part = [&](int64_t i) { return squeeze(narrow(parts, 0, i, 1), 0); };
-  Tensor q = part(0), k = part(1), v = part(2);
-  const bool metric = elliptical && prev_values.defined();
-  if (prev_values.defined()) {
+  Tensor v = part(2);
+  if (prev_values.defined())
     MG_CHECK(prev_values.shape() == v.shape() && prev_values.dtype() == v.dtype(), op, ": expected prev_values ",
              shape_str(v.shape()), " of dtype ", dtype_name(v.dtype()), ", got ", shape_str(prev_values.shape()),
              " of dtype ", dtype_name(prev_values.dtype()));
-    // m: [B, H, 1, Dh] broadcast over tokens, or [B, H, T, Dh] per token when causal
-    if (metric) q = mul(q, elliptical_metric(v, prev_values, causal));
-  }
+  const bool metric = elliptical && prev_values.defined();
+  const bool dropout = drop->p > 0 && training();  // dropout on the probabilities needs them whole
   const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
-  Tensor out;  // [B, T, dim], heads side by side
-  if (drop->p > 0 && training()) {  // dropout on the probabilities needs them whole
-    Tensor probs = drop->forward(masked_softmax(mul(matmul(q, transpose(k, 2, 3)), scale), causal));
-    out = reshape(permute(matmul(probs, v), {0, 2, 1, 3}), {nb, nt, dim});
-  } else if (metric) {
-    out = reshape(permute(fused_attention(q, k, v, scale, causal), {0, 2, 1, 3}), {nb, nt, dim});
-  } else {
-    out = fused_self_attention(packed, heads, scale, causal);
-  }
+  if (!metric && !dropout) return {proj->forward(fused_self_attention(packed, heads, scale, causal)), v};
+  Tensor q = part(0), k = part(1);
+  // m: [B, H, 1, Dh] broadcast over tokens, or [B, H, T, Dh] per token when causal
+  if (metric) q = mul(q, elliptical_metric(v, prev_values, causal));
+  Tensor heads_out;
+  if (dropout)
+    heads_out = matmul(drop->forward(masked_softmax(mul(matmul(q, transpose(k, 2, 3)), scale), causal)), v);
+  else
+    heads_out = fused_attention(q, k, v, scale, causal);
+  Tensor out = reshape(permute(heads_out, {0, 2, 1, 3}), {nb, nt, dim});  // heads side by side
   return {proj->forward(out), v};
 }
 
