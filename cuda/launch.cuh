@@ -79,6 +79,40 @@ inline unsigned grid_for(int64_t n) {
 // Error naming the kernel when its launch failed.
 inline void check_launch(const char* kernel) { MG_CUDA_CHECK(cudaGetLastError(), " launching ", kernel); }
 
+// Block-wide reductions for kernels that give a row to one block: every
+// thread passes its partial value and every thread gets the block's result.
+// The tree is fixed (warp shuffles, then the warps' results in warp order),
+// so results do not vary from run to run. blockDim.x must be a multiple of 32
+// (at most 1024) and every thread of the block must call it; two calls in a
+// row are safe (the leading barrier keeps the shared slots of the last one).
+template <typename T, typename Op>
+__device__ T block_reduce(T v, Op op) {
+  __shared__ T warp_results[32];
+  for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_down_sync(0xffffffffu, v, offset));
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  __syncthreads();
+  if (lane == 0) warp_results[warp] = v;
+  __syncthreads();
+  T r = warp_results[0];
+  for (int w = 1; w < warps; ++w) r = op(r, warp_results[w]);
+  return r;
+}
+
+struct SumOp {
+  template <typename T>
+  __device__ T operator()(T a, T b) const { return a + b; }
+};
+// The larger of a and b; a NaN in either wins, as in the CPU kernels' max.
+struct MaxOp {
+  template <typename T>
+  __device__ T operator()(T a, T b) const { return (a != a || a > b) ? a : b; }
+};
+
+template <typename T>
+__device__ T block_sum(T v) { return block_reduce(v, SumOp{}); }
+template <typename T>
+__device__ T block_max(T v) { return block_reduce(v, MaxOp{}); }
+
 }  // namespace moegrad::cuda
 
 // for (int64_t i = first of this thread; i < n; i += all threads)
