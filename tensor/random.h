@@ -6,6 +6,13 @@
 #pragma once
 #include <cstdint>
 
+// The counter hashes below also compile as CUDA device code.
+#ifdef __CUDACC__
+#define MG_HOST_DEVICE __host__ __device__
+#else
+#define MG_HOST_DEVICE
+#endif
+
 namespace moegrad {
 
 class Generator {
@@ -32,7 +39,7 @@ Generator& default_generator();
 void manual_seed(uint64_t seed);
 
 // splitmix64 finaliser over (seed, counter): 64 well-mixed bits.
-inline uint64_t random_bits(uint64_t seed, uint64_t counter) {
+MG_HOST_DEVICE inline uint64_t random_bits(uint64_t seed, uint64_t counter) {
   uint64_t z = seed * 0x9E3779B97F4A7C15ull + counter * 0xBF58476D1CE4E5B9ull + 0x94D049BB133111EBull;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -40,7 +47,7 @@ inline uint64_t random_bits(uint64_t seed, uint64_t counter) {
 }
 
 // Uniform in [0, 1) with 53 random bits.
-inline double random_uniform(uint64_t seed, uint64_t counter) {
+MG_HOST_DEVICE inline double random_uniform(uint64_t seed, uint64_t counter) {
   return static_cast<double>(random_bits(seed, counter) >> 11) * (1.0 / 9007199254740992.0);
 }
 
