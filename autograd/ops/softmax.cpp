@@ -5,9 +5,12 @@
 // output y (in row layout); the backward is row-wise too:
 //   softmax:      dx = y * (dy - sum(dy * y))
 //   log_softmax:  dx = dy - exp(y) * sum(dy)
+// CUDA tensors take the same row layout; each row is then one block of the
+// kernels in cuda/softmax.cu (the same arithmetic, fixed-order sums).
 #include <cmath>
 
 #include "autograd/ops/util.h"
+#include "cuda/softmax.h"
 #include "tensor/parallel.h"
 
 namespace moegrad {
@@ -81,24 +84,41 @@ void softmax_backward(const T* y, const T* dy, T* dx, int64_t rows, int64_t n, b
   });
 }
 
-Tensor softmax_op(const Tensor& x, int64_t dim, bool log) {
-  const char* op = log ? "log_softmax" : "softmax";
-  check_float(x, op);
-  const RowLayout l = row_layout(x, wrap_dim(dim, x.dim(), op));
-  Tensor xr = to_rows(x, l);
-  Tensor yr = Tensor::empty(xr.shape(), x.dtype(), x.device());
-  dispatch_float(x.dtype(), op, [&](auto tag) {
+// yr = softmax (log_softmax) of the rows of xr, on xr's device.
+void forward_rows(const Tensor& xr, const Tensor& yr, const RowLayout& l, bool log, const char* op) {
+#ifdef MOEGRAD_WITH_CUDA
+  if (xr.device().is_cuda()) return cuda_softmax_forward(xr, yr, l.rows, l.n, log);
+#endif
+  dispatch_float(xr.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     softmax_forward(xr.data<T>(), yr.data<T>(), l.rows, l.n, log);
   });
+}
+
+// dxr from the forward's yr and the upstream dyr, all in row layout.
+void backward_rows(const Tensor& yr, const Tensor& dyr, const Tensor& dxr, const RowLayout& l, bool log,
+                   const char* op) {
+#ifdef MOEGRAD_WITH_CUDA
+  if (yr.device().is_cuda()) return cuda_softmax_backward(yr, dyr, dxr, l.rows, l.n, log);
+#endif
+  dispatch_float(yr.dtype(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    softmax_backward(yr.data<T>(), dyr.data<T>(), dxr.data<T>(), l.rows, l.n, log);
+  });
+}
+
+Tensor softmax_op(const Tensor& x, int64_t dim, bool log) {
+  const char* op = log ? "log_softmax" : "softmax";
+  check_float_any_device(x, op);
+  const RowLayout l = row_layout(x, wrap_dim(dim, x.dim(), op));
+  Tensor xr = to_rows(x, l);
+  Tensor yr = Tensor::empty(xr.shape(), x.dtype(), x.device());
+  forward_rows(xr, yr, l, log, op);
   Tensor y = from_rows(yr, l);
   attach_backward(y, op, {x}, [yr, l, log, op](const Tensor& dout) {
     Tensor dyr = to_rows(dout, l);
     Tensor dxr = Tensor::empty(yr.shape(), yr.dtype(), yr.device());
-    dispatch_float(yr.dtype(), op, [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      softmax_backward(yr.data<T>(), dyr.data<T>(), dxr.data<T>(), l.rows, l.n, log);
-    });
+    backward_rows(yr, dyr, dxr, l, log, op);
     return std::vector<Tensor>{from_rows(dxr, l)};
   });
   return y;
