@@ -5,9 +5,13 @@
 // The forward saves the logits and lse per row; the backward, by hand:
 //   dlogits_ij = (exp(x_ij - lse_i) - [j == t_i]) * dout / count,
 // with zero rows for ignored targets.
+// CUDA logits take CUDA targets: the targets are checked on the device (one
+// read-back per call), then each row is one block of cuda/softmax.cu's
+// kernels and the loss a fixed-order sum over rows, so it is deterministic.
 #include <cmath>
 
 #include "autograd/ops/util.h"
+#include "cuda/softmax.h"
 #include "tensor/parallel.h"
 
 namespace moegrad {
@@ -54,24 +58,74 @@ void cross_entropy_backward(const T* x, const T* lse, const std::vector<int64_t>
   });
 }
 
+// targets must be int64 on the logits' device.
+void check_target_tensor(const Tensor& targets, const Tensor& logits, const char* op) {
+  if (logits.device().is_cpu()) return check_index(targets, op, "targets");
+  MG_CHECK(targets.defined(), op, ": targets is an undefined tensor");
+  MG_CHECK(targets.dtype() == DType::Int64, op, ": targets must be int64, got ", dtype_name(targets.dtype()),
+           " of shape ", shape_str(targets.shape()));
+  MG_CHECK(targets.device() == logits.device(), op, ": targets is on ", targets.device().str(), ", logits on ",
+           logits.device().str(), "; both must be on one device");
+}
+
+// The count of targets != ignore_index and the first one out of range.
+TargetCheck check_targets(const std::vector<int64_t>& t, int64_t C, int64_t ignore_index) {
+  TargetCheck c;
+  for (int64_t i = 0; i < static_cast<int64_t>(t.size()); ++i) {
+    if (t[i] == ignore_index) continue;
+    if (t[i] < 0 || t[i] >= C) {
+      c.first_bad = i, c.bad_value = t[i];
+      break;
+    }
+    ++c.count;
+  }
+  return c;
+}
+
+void require_valid_targets(const TargetCheck& c, int64_t C, int64_t ignore_index, const char* op) {
+  MG_CHECK(c.first_bad < 0, op, ": target ", c.bad_value, " at position ", c.first_bad, " is outside [0, ", C,
+           ") and is not ignore_index (", ignore_index, ")");
+}
+
+#ifdef MOEGRAD_WITH_CUDA
+// cross_entropy on a CUDA device; targets (int64, logits' device) and shapes
+// are checked. The forward saves the logits, lse and a private copy of the
+// targets (so changing the caller's targets cannot reach the backward).
+Tensor cuda_cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index, const char* op) {
+  const int64_t N = logits.shape()[0], C = logits.shape()[1];
+  Tensor t = Tensor::empty({N}, DType::Int64, logits.device());
+  t.copy_(targets.detach());
+  const TargetCheck check = cuda_check_targets(t, C, ignore_index);
+  require_valid_targets(check, C, ignore_index, op);
+  const int64_t count = check.count;
+
+  Tensor x = contiguous(logits.detach()).detach();
+  Tensor lse = Tensor::empty({N}, x.dtype(), x.device());
+  Tensor out = cuda_cross_entropy_forward(x, t, ignore_index, count, lse);
+  attach_backward(out, op, {logits}, [x, lse, t, ignore_index, count](const Tensor& dout) {
+    return std::vector<Tensor>{cuda_cross_entropy_backward(x, lse, t, ignore_index, count, dout)};
+  });
+  return out;
+}
+#endif
+
 }  // namespace
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
   const char* op = "cross_entropy";
-  check_float(logits, op, "logits");
+  check_float_any_device(logits, op, "logits");
   MG_CHECK(logits.dim() == 2, op, ": logits must be 2-d [N, C], got shape ", shape_str(logits.shape()));
-  check_index(targets, op, "targets");
   const int64_t N = logits.shape()[0], C = logits.shape()[1];
+  check_target_tensor(targets, logits, op);
   MG_CHECK(targets.shape() == Shape{N}, op, ": targets must have shape [", N, "] for logits of shape ",
            shape_str(logits.shape()), ", got ", shape_str(targets.shape()));
+#ifdef MOEGRAD_WITH_CUDA
+  if (logits.device().is_cuda()) return cuda_cross_entropy(logits, targets, ignore_index, op);
+#endif
   std::vector<int64_t> t = targets.to_indices();
-  int64_t count = 0;
-  for (int64_t i = 0; i < N; ++i) {
-    if (t[i] == ignore_index) continue;
-    MG_CHECK(t[i] >= 0 && t[i] < C, op, ": target ", t[i], " at position ", i, " is outside [0, ", C,
-             ") and is not ignore_index (", ignore_index, ")");
-    ++count;
-  }
+  const TargetCheck check = check_targets(t, C, ignore_index);
+  require_valid_targets(check, C, ignore_index, op);
+  const int64_t count = check.count;
 
   Tensor x = contiguous(logits.detach()).detach();
   Tensor lse = Tensor::empty({N}, x.dtype(), x.device());
