@@ -8,9 +8,12 @@
 //   dweight = sum over rows of dy * norm,  dbias = sum over rows of dy
 // dweight and dbias are a column-parallel pass: each column is summed by one
 // thread in row order, so they do not depend on the thread count.
+// CUDA tensors go to cuda/layer_norm.cu: the same formulas, a row per block,
+// dweight and dbias summed over fixed chunks of rows in order (deterministic).
 #include <cmath>
 
 #include "autograd/ops/util.h"
+#include "cuda/layer_norm.h"
 #include "tensor/parallel.h"
 
 namespace moegrad {
@@ -105,6 +108,13 @@ struct LayerNormBackward : Node {
     if (inputs[0].active()) dx = Tensor::empty(x.shape(), x.dtype(), x.device());
     if (inputs[1].active()) dweight = Tensor::empty({D}, x.dtype(), x.device());
     if (inputs[2].active()) dbias = Tensor::empty({D}, x.dtype(), x.device());
+#ifdef MOEGRAD_WITH_CUDA
+    if (x.device().is_cuda()) {
+      if (dx.defined()) cuda_layer_norm_backward_dx(x, weight, mean, rstd, dy, dx, rows, D);
+      cuda_layer_norm_backward_params(x, mean, rstd, dy, dweight, dbias, rows, D);
+      return {dx, dweight, dbias};
+    }
+#endif
     dispatch_float(x.dtype(), "layer_norm backward", [&](auto tag) {
       using T = typename decltype(tag)::type;
       if (dx.defined())
@@ -123,14 +133,14 @@ struct LayerNormBackward : Node {
 
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
   const char* op = "layer_norm";
-  check_float(x, op);
+  check_float_any_device(x, op);
   MG_CHECK(x.dim() >= 1, op, ": input must have at least one dimension (normalised over the last), got a 0-d tensor");
   MG_CHECK(eps > 0, op, ": eps must be positive, got ", eps);
   const int64_t D = x.shape().back();
   const int64_t rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
   auto check_param = [&](const Tensor& p, const char* what) {
     if (!p.defined()) return;
-    check_float(p, op, what);
+    check_float_any_device(p, op, what);
     check_same_type(x, p, op);
     MG_CHECK(p.shape() == Shape{D}, op, ": ", what, " must have shape [", D, "] for input of shape ",
              shape_str(x.shape()), ", got ", shape_str(p.shape()));
@@ -144,6 +154,10 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor mean = Tensor::empty({rows}, x.dtype(), x.device());
   Tensor rstd = Tensor::empty({rows}, x.dtype(), x.device());
+#ifdef MOEGRAD_WITH_CUDA
+  if (x.device().is_cuda()) cuda_layer_norm_forward(xc, w, b, y, mean, rstd, rows, D, eps);
+  else
+#endif
   dispatch_float(x.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     layer_norm_forward(xc.data<T>(), data_or_null<T>(w), data_or_null<T>(b), y.data<T>(), mean.data<T>(),

@@ -1,0 +1,163 @@
+// layer_norm on CUDA tensors against the CPU: with and without weight and
+// bias, rows of one warp, past one block and very long, many rows (the
+// chunked dweight / dbias sums), empty inputs, non-contiguous input and
+// weight, only some inputs requiring grad, forward and backward in float32
+// and float64, run-to-run determinism, float64 gradchecks on the device, and
+// the errors (mixed devices and dtypes, shapes, eps).
+// Tolerances: test_cuda_helpers.h (float64 1e-12 relative, float32 1e-5),
+// except where dweight / dbias sum up to 100000 rows: float64 atol 1e-11
+// there, since a column sum that cancels to near 0 keeps the rounding of all
+// those terms, added in another order than the CPU's.
+#include <array>
+
+#include "test_cuda_helpers.h"
+
+using namespace moegrad;
+using namespace moegrad::testing;
+
+namespace {
+
+// The inputs of one layer_norm call; weight or bias may be undefined.
+struct Inputs {
+  Tensor x, w, b;
+};
+
+Tensor leaf_copy(const Tensor& t, bool cuda, bool grad) {
+  if (!t.defined()) return Tensor();
+  Tensor c = (cuda ? on_cuda(t) : t).detach();
+  if (grad) c.requires_grad_();
+  return c;
+}
+
+// y, and the gradients of x, weight and bias (those in `grads`) for a random
+// upstream gradient, on the device against the CPU.
+void expect_matches_cpu(const Inputs& in, const std::string& what, std::array<bool, 3> grads = {true, true, true},
+                        Tol tol = {0, 0}) {
+  if (tol.rtol == 0) tol = tol_for(in.x.dtype());
+  const std::string label = std::string(dtype_name(in.x.dtype())) + " " + what;
+  Tensor g = uniform(in.x.shape(), in.x.dtype(), 99);
+  Inputs c{leaf_copy(in.x, false, grads[0]), leaf_copy(in.w, false, grads[1]), leaf_copy(in.b, false, grads[2])};
+  Inputs d{leaf_copy(in.x, true, grads[0]), leaf_copy(in.w, true, grads[1]), leaf_copy(in.b, true, grads[2])};
+  Tensor yc = layer_norm(c.x, c.w, c.b), yd = layer_norm(d.x, d.w, d.b);
+  ASSERT_TRUE(yd.device().is_cuda()) << label;
+  expect_close(yd, yc, tol, label);
+  if (!yc.requires_grad()) return;
+  sum(mul(yc, g)).backward();
+  sum(mul(yd, on_cuda(g))).backward();
+  if (grads[0]) expect_close(d.x.grad(), c.x.grad(), tol, label + " dx");
+  if (grads[1] && in.w.defined()) expect_close(d.w.grad(), c.w.grad(), tol, label + " dweight");
+  if (grads[2] && in.b.defined()) expect_close(d.b.grad(), c.b.grad(), tol, label + " dbias");
+}
+
+Inputs make_inputs(const Shape& shape, DType dtype, bool weight, bool bias, uint64_t seed) {
+  const int64_t D = shape.back();
+  return {uniform(shape, dtype, seed), weight ? uniform({D}, dtype, seed + 1, 0.5, 1.5) : Tensor(),
+          bias ? uniform({D}, dtype, seed + 2) : Tensor()};
+}
+
+}  // namespace
+
+TEST(CudaLayerNorm, ShapesAndParamsMatchCpu) {
+  MG_SKIP_WITHOUT_CUDA();
+  // one element, a warp, past a warp, past one block, long rows, a 3-d input
+  const std::vector<Shape> shapes = {{5, 1}, {4, 32}, {3, 33}, {2, 3, 16}, {4, 257}, {3, 5000}, {1, 70000}};
+  for (DType dtype : {DType::Float64, DType::Float32})
+    for (const Shape& shape : shapes)
+      for (bool weight : {true, false})
+        for (bool bias : {true, false})
+          expect_matches_cpu(make_inputs(shape, dtype, weight, bias, 1),
+                             shape_str(shape) + (weight ? " weight" : "") + (bias ? " bias" : ""));
+}
+
+TEST(CudaLayerNorm, ManyRowsChunkedParamGrads) {
+  MG_SKIP_WITHOUT_CUDA();
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    const Tol tol = dtype == DType::Float64 ? Tol{1e-12, 1e-11} : tol_for(dtype);
+    // one chunk, several, and the 1024-chunk cap; narrow and wide columns
+    for (const Shape& shape : {Shape{63, 8}, Shape{1000, 33}, Shape{5000, 4}, Shape{100000, 3}, Shape{2048, 600}})
+      expect_matches_cpu(make_inputs(shape, dtype, true, true, 2), shape_str(shape), {true, true, true}, tol);
+  }
+}
+
+TEST(CudaLayerNorm, EdgeCasesAndLayouts) {
+  MG_SKIP_WITHOUT_CUDA();
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    // no rows; rows of no elements
+    expect_matches_cpu(make_inputs({0, 8}, dtype, true, true, 3), "no rows");
+    expect_matches_cpu(make_inputs({3, 0}, dtype, true, true, 4), "empty rows");
+    expect_matches_cpu(make_inputs({7}, dtype, true, true, 5), "1-d");
+    // a transposed input and a strided weight
+    Inputs t{transpose(uniform({6, 5}, dtype, 6), 0, 1), slice(uniform({12}, dtype, 7), 0, 0, 12, 2),
+             uniform({6}, dtype, 8)};
+    expect_matches_cpu(t, "transposed x, strided weight");
+    // only some inputs require grad: dweight alone, dbias alone, dx alone
+    Inputs p = make_inputs({40, 9}, dtype, true, true, 9);
+    expect_matches_cpu(p, "dweight only", {false, true, false});
+    expect_matches_cpu(p, "dbias only", {false, false, true});
+    expect_matches_cpu(p, "dx only", {true, false, false});
+    expect_matches_cpu(p, "no grad", {false, false, false});
+    // large offsets: the variance is taken around the mean
+    Inputs big{add(uniform({4, 300}, dtype, 10), 1000.0), uniform({300}, dtype, 11), Tensor()};
+    expect_matches_cpu(big, "offset 1000");
+  }
+}
+
+TEST(CudaLayerNorm, Deterministic) {
+  MG_SKIP_WITHOUT_CUDA();
+  Tensor x = on_cuda(uniform({20000, 64}, DType::Float32, 12)), w = on_cuda(uniform({64}, DType::Float32, 13));
+  Tensor b = on_cuda(uniform({64}, DType::Float32, 14)), g = on_cuda(uniform({20000, 64}, DType::Float32, 15));
+  x.requires_grad_();
+  w.requires_grad_();
+  b.requires_grad_();
+  std::vector<std::vector<double>> first;
+  for (int run = 0; run < 3; ++run) {
+    x.zero_grad();
+    w.zero_grad();
+    b.zero_grad();
+    Tensor y = layer_norm(x, w, b);
+    sum(mul(y, g)).backward();
+    std::vector<std::vector<double>> now = {y.to_vector(), x.grad().to_vector(), w.grad().to_vector(),
+                                            b.grad().to_vector()};
+    if (run == 0) first = now;
+    else EXPECT_EQ(now, first) << "run " << run;
+  }
+}
+
+TEST(CudaLayerNorm, GradcheckOnDevice) {
+  MG_SKIP_WITHOUT_CUDA();
+  auto dev = [](const Shape& s, uint64_t seed) {
+    Tensor t = on_cuda(uniform(s, DType::Float64, seed, -1, 1));
+    t.requires_grad_();
+    return t;
+  };
+  Tensor x = dev({4, 5}, 20), w = dev({5}, 21), b = dev({5}, 22);
+  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2]); }, {x, w, b});
+  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return layer_norm(in[0], Tensor(), Tensor()); }, {x});
+  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], Tensor(), 0.01); }, {x, w});
+  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return layer_norm(in[0], Tensor(), in[1]); }, {x, b});
+  // non-contiguous input and weight; a row longer than one block
+  Tensor xt = dev({5, 3}, 23), ws = dev({10}, 24), bt = dev({5}, 25);
+  EXPECT_GRADCHECK(
+      [](const std::vector<Tensor>& in) {
+        return layer_norm(transpose(in[0], 0, 1), slice(in[1], 0, 0, 10, 2), in[2]);
+      },
+      {xt, ws, bt});
+  Tensor xl = dev({2, 300}, 26), wl = dev({300}, 27);
+  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], Tensor()); }, {xl, wl});
+}
+
+TEST(CudaLayerNorm, Errors) {
+  MG_SKIP_WITHOUT_CUDA();
+  Tensor x = Tensor::zeros({2, 3}), w = Tensor::ones({3}), b = Tensor::zeros({3});
+  Tensor xd = on_cuda(x), wd = on_cuda(w), bd = on_cuda(b);
+  EXPECT_MG_ERROR(layer_norm(xd, w, bd), "layer_norm: devices differ: cuda:0 vs cpu");
+  EXPECT_MG_ERROR(layer_norm(xd, wd, b), "layer_norm: devices differ");
+  EXPECT_MG_ERROR(layer_norm(x, wd, b), "layer_norm: devices differ: cpu vs cuda:0");
+  EXPECT_MG_ERROR(layer_norm(xd, on_cuda(Tensor::ones({3}, DType::Float64)), bd), "layer_norm: dtypes differ");
+  EXPECT_MG_ERROR(layer_norm(on_cuda(Tensor::zeros({2, 3}, DType::Int64)), Tensor(), Tensor()),
+                  "layer_norm: input must be float32 or float64, got int64");
+  EXPECT_MG_ERROR(layer_norm(xd, on_cuda(Tensor::ones({4})), bd), "layer_norm: weight must have shape [3]");
+  EXPECT_MG_ERROR(layer_norm(on_cuda(Tensor::scalar(1.0)), Tensor(), Tensor()),
+                  "layer_norm: input must have at least one");
+  EXPECT_MG_ERROR(layer_norm(xd, wd, bd, 0.0), "layer_norm: eps must be positive, got 0");
+}
