@@ -52,7 +52,7 @@ __global__ void cluster_stats(const T* x, const int64_t* order, const int64_t* o
 // threshold), q = the per-feature (over the clusters, in cluster order) or
 // global mean of B, W = B / q.
 template <typename T>
-__global__ void cluster_weights_table(const double* a, int64_t E, int64_t d, double clip, bool per_feature,
+__global__ void __launch_bounds__(kTableThreads) cluster_weights_table(const double* a, int64_t E, int64_t d, double clip, bool per_feature,
                                       double* q, double* threshold, T* W) {
   const int64_t size = E * d;
   double part = 0;
@@ -83,7 +83,7 @@ __global__ void cluster_weights_table(const double* a, int64_t E, int64_t d, dou
 // and s = D / n_e into ds (= d loss / dD) and dmu (the part through μ, per
 // token of the cluster). dB is scratch [E, d].
 template <typename T>
-__global__ void cluster_weights_table_backward(const T* dW, const double* a, const double* dev, const double* q,
+__global__ void __launch_bounds__(kTableThreads) cluster_weights_table_backward(const T* dW, const double* a, const double* dev, const double* q,
                                                const double* threshold, const int64_t* offsets, int64_t E, int64_t d,
                                                double clip, bool per_feature, double* dB, double* ds, double* dmu) {
   const int64_t size = E * d;
