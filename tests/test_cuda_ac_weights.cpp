@@ -4,11 +4,13 @@
 // with labels [n] or a mixed top-m index [n, m] (dx, dW, dmix), in float32 and
 // float64, on shapes with empty clusters, one cluster, one token, more tokens
 // than one sort chunk (256), more table columns than one block (1024),
-// non-contiguous inputs and no tokens; float64 gradchecks on the device;
+// non-contiguous inputs and no tokens; the AC router's token scaling
+// (detached and differentiable); float64 gradchecks on the device;
 // repeated runs give identical bits; and the errors (labels out of range with
 // the CPU's message, devices and dtypes). Tolerances: test_cuda_helpers.h
 // (float64 1e-12 relative, float32 1e-5).
 #include "moe/ac_weights.h"
+#include "moe/router.h"
 #include "test_cuda_helpers.h"
 
 using namespace moegrad;
@@ -220,6 +222,38 @@ TEST(CudaACWeights, ScaleGatherGradcheckOnDevice) {
   EXPECT_GRADCHECK([labels, o](const std::vector<Tensor>& in) {
     return ac_scale_gather(in[0], ac_cluster_weights(in[0], labels, 4, o), labels);
   }, {x});
+}
+
+// The AC router's scaling of moe/router.h on the device, W detached (the
+// paper) or differentiable, from labels alone or mixed over the top 2 (which
+// takes the CUDA softmax).
+TEST(CudaACWeights, TokenScaleMatchesCpu) {
+  MG_SKIP_WITHOUT_CUDA();
+  const int64_t n = 40, d = 6, E = 4;
+  std::vector<int64_t> idx(n * 2);
+  for (int64_t p = 0; p < n * 2; ++p) idx[p] = static_cast<int64_t>(random_bits(71, p) % E);
+  const Tensor indices = Tensor::from_indices(idx, {n, 2});
+  for (DType dtype : {DType::Float64, DType::Float32})
+    for (bool differentiable : {false, true})
+      for (int64_t mix_m : {1, 2}) {
+        const std::string what = std::string(dtype_name(dtype)) + (differentiable ? " differentiable" : " detached") +
+                                 " mix_m=" + std::to_string(mix_m);
+        std::vector<Tensor> results[2];  // W, scaled, dx, dlogits on the CPU and on the device
+        for (int cuda = 0; cuda < 2; ++cuda) {
+          auto dev = [cuda](const Tensor& t) { return cuda ? on_cuda(t) : clone(t).detach(); };
+          Tensor x = dev(uniform({n, d}, dtype, 72)), logits = dev(uniform({n, 2}, dtype, 73));
+          x.requires_grad_(), logits.requires_grad_();
+          ACScale s = ac_token_scale(x, {dev(indices), logits}, E, ACOptions(), mix_m, differentiable, "test");
+          EXPECT_EQ(s.W.requires_grad(), differentiable) << what;
+          sum(mul(s.scaled, dev(uniform({n, d}, dtype, 74)))).backward();
+          results[cuda] = {s.W, s.scaled, x.grad(), logits.grad()};
+        }
+        expect_close(results[1][0], results[0][0], what + " W");
+        expect_close(results[1][1], results[0][1], what + " scaled");
+        expect_close(results[1][2], results[0][2], what + " dx");
+        ASSERT_EQ(results[1][3].defined(), results[0][3].defined()) << what;
+        if (results[0][3].defined()) expect_close(results[1][3], results[0][3], what + " dlogits");
+      }
 }
 
 TEST(CudaACWeights, RepeatedRunsGiveIdenticalBits) {
