@@ -4,11 +4,45 @@
 #include <cmath>
 
 #include "autograd/ops/util.h"
+#include "cuda/ac_weights.h"
 #include "tensor/parallel.h"
 
 namespace moegrad {
 
 namespace {
+
+// Error unless t is an int64 tensor on x's device (check_index's messages for the CPU).
+void check_index_like(const Tensor& t, const Tensor& x, const char* op, const char* what) {
+  if (x.device().is_cpu()) return check_index(t, op, what);
+  MG_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
+  MG_CHECK(t.dtype() == DType::Int64, op, ": ", what, " must be int64, got ", dtype_name(t.dtype()), " of shape ",
+           shape_str(t.shape()));
+  MG_CHECK(t.device() == x.device(), op, ": ", what, " is on ", t.device().str(), " but x is on ", x.device().str());
+}
+
+// Error naming the first key outside [0, E): "<op>: <what> <key> <where> <position> outside [0, E)".
+void check_range(const std::vector<int64_t>& keys, int64_t E, const char* op, const char* what, const char* where) {
+  for (size_t i = 0; i < keys.size(); ++i)
+    MG_CHECK(keys[i] >= 0 && keys[i] < E, op, ": ", what, " ", keys[i], " ", where, " ", i, " outside [0, ", E, ")");
+}
+
+#ifdef MOEGRAD_WITH_CUDA
+// keys (int64 [k] on a CUDA device) grouped by cluster. The counting sort
+// checks the range on the device; only when it finds a key outside [0, E) are
+// the keys copied to the host, to name the first one as the CPU does.
+CudaCountingSort sort_by_cluster(const Tensor& keys, int64_t E, const char* op, const char* what, const char* where) {
+  if (E == 0) {  // no clusters: nothing to sort, and any key is out of range
+    check_range(keys.to_indices(), E, op, what, where);
+    return {Tensor::empty({0}, DType::Int64, keys.device()), Tensor::zeros({1}, DType::Int64, keys.device())};
+  }
+  try {
+    return cuda_counting_sort(keys, E, op);
+  } catch (const Error&) {
+    check_range(keys.to_indices(), E, op, what, where);
+    throw;
+  }
+}
+#endif
 
 // Calls f(f0, f1) on column ranges of [0, d) in parallel when n·d is large.
 template <typename F>
@@ -28,20 +62,71 @@ struct ACState {
   double threshold = 0;
 };
 
+#ifdef MOEGRAD_WITH_CUDA
+// ac_cluster_weights on a CUDA device (inputs validated but the label range):
+// the tokens sorted by cluster, then the kernels of cuda/ac_weights.cu.
+Tensor ac_cluster_weights_cuda(const Tensor& x_in, const Tensor& labels_in, int64_t E, const ACOptions& opt) {
+  const char* op = "ac_cluster_weights";
+  const CudaCountingSort clusters = sort_by_cluster(labels_in, E, op, "label", "of token");
+  Tensor x = contiguous(x_in).detach(), labels = contiguous(labels_in);
+  const bool mad = opt.stat == ACStat::MAD, per_feature = opt.scaling == ACScaling::PerFeature;
+  Tensor W = Tensor::empty({E, x.size(1)}, x.dtype(), x.device());
+  const CudaACStats stats = cuda_ac_cluster_weights(x, clusters, E, mad, opt.eps, opt.clip, per_feature, W);
+  attach_backward(W, op, {x_in}, [x, labels, clusters, stats, mad, opt, per_feature](const Tensor& dW_in) {
+    Tensor dW = contiguous(dW_in.to(x.dtype()));
+    Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+    cuda_ac_cluster_weights_backward(x, labels, clusters, stats, mad, opt.clip, per_feature, dW, dx);
+    return std::vector<Tensor>{dx};
+  });
+  return W;
+}
+
+// ac_scale_gather on a CUDA device (inputs validated but the index range; index [n, m]).
+Tensor ac_scale_gather_cuda(const Tensor& x_in, const Tensor& W_in, const Tensor& index_in, const Tensor& mix_in) {
+  const char* op = "ac_scale_gather";
+  Tensor index = contiguous(index_in);
+  const int64_t n = index.size(0), m = index.size(1);
+  // the n·m entries grouped by cluster: checks the indices, and orders dW's sums when W needs a gradient
+  CudaCountingSort entries = sort_by_cluster(reshape(index, {n * m}), W_in.size(0), op, "index", "at position");
+  const bool need_x = x_in.requires_grad(), need_w = W_in.requires_grad();
+  if (!need_w) entries = CudaCountingSort();
+  Tensor x = contiguous(x_in).detach(), W = contiguous(W_in).detach();
+  Tensor mix = mix_in.defined() ? contiguous(mix_in).detach() : Tensor();
+  Tensor out = Tensor::empty({n, W.size(1)}, x.dtype(), x.device());
+  cuda_ac_scale_gather(x, W, index, mix, out);
+  std::vector<Tensor> inputs{x_in, W_in};
+  if (mix_in.defined()) inputs.push_back(mix_in);
+  attach_backward(out, op, inputs, [x, W, index, mix, entries, need_x, need_w](const Tensor& dy_in) {
+    Tensor dy = contiguous(dy_in.to(x.dtype()));
+    const Device dev = x.device();
+    Tensor dx = need_x ? Tensor::empty(x.shape(), x.dtype(), dev) : Tensor();
+    Tensor dW = need_w ? Tensor::empty(W.shape(), W.dtype(), dev) : Tensor();
+    Tensor dmix = mix.defined() ? Tensor::empty(mix.shape(), mix.dtype(), dev) : Tensor();
+    cuda_ac_scale_gather_backward(dy, x, W, index, mix, entries, dx, dW, dmix);
+    std::vector<Tensor> grads{dx, dW};
+    if (mix.defined()) grads.push_back(dmix);
+    return grads;
+  });
+  return out;
+}
+#endif
+
 }  // namespace
 
 Tensor ac_cluster_weights(const Tensor& x_in, const Tensor& labels, int64_t E, const ACOptions& opt) {
-  check_float(x_in, "ac_cluster_weights");
-  check_index(labels, "ac_cluster_weights", "labels");
+  check_float_any_device(x_in, "ac_cluster_weights");
+  check_index_like(labels, x_in, "ac_cluster_weights", "labels");
   MG_CHECK(x_in.dim() == 2, "ac_cluster_weights: x must be [tokens, features], got ", shape_str(x_in.shape()));
   MG_CHECK(labels.dim() == 1 && labels.size(0) == x_in.size(0), "ac_cluster_weights: labels must be [",
            x_in.size(0), "], got ", shape_str(labels.shape()));
   MG_CHECK(E > 0, "ac_cluster_weights: number of clusters must be positive, got ", E);
   MG_CHECK(opt.eps > 0, "ac_cluster_weights: eps must be positive, got ", opt.eps);
   MG_CHECK(x_in.size(0) > 0 && x_in.size(1) > 0, "ac_cluster_weights: empty input ", shape_str(x_in.shape()));
+#ifdef MOEGRAD_WITH_CUDA
+  if (x_in.device().is_cuda()) return ac_cluster_weights_cuda(x_in, labels, E, opt);
+#endif
   const std::vector<int64_t> c = labels.to_indices();
-  for (size_t i = 0; i < c.size(); ++i)
-    MG_CHECK(c[i] >= 0 && c[i] < E, "ac_cluster_weights: label ", c[i], " of token ", i, " outside [0, ", E, ")");
+  check_range(c, E, "ac_cluster_weights", "label", "of token");
   Tensor x = contiguous(x_in).detach();
   const int64_t n = x.size(0), d = x.size(1);
   const bool per_feature = opt.scaling == ACScaling::PerFeature;
@@ -155,10 +240,10 @@ Tensor ac_cluster_weights(const Tensor& x_in, const Tensor& labels, int64_t E, c
 
 Tensor ac_scale_gather(const Tensor& x_in, const Tensor& W_in, const Tensor& index_in, const Tensor& mix_in) {
   const char* op = "ac_scale_gather";
-  check_float(x_in, op, "x");
-  check_float(W_in, op, "weights");
+  check_float_any_device(x_in, op, "x");
+  check_float_any_device(W_in, op, "weights");
   check_same_type(x_in, W_in, op);
-  check_index(index_in, op, "index");
+  check_index_like(index_in, x_in, op, "index");
   MG_CHECK(W_in.dim() == 2, op, ": weights must be [clusters, features], got ", shape_str(W_in.shape()));
   MG_CHECK(x_in.dim() == 2 && x_in.size(1) == W_in.size(1), op, ": x must be [n, ", W_in.size(1), "], got ",
            shape_str(x_in.shape()));
@@ -166,17 +251,20 @@ Tensor ac_scale_gather(const Tensor& x_in, const Tensor& W_in, const Tensor& ind
            ": index must be [", x_in.size(0), "] or [", x_in.size(0), ", m], got ", shape_str(index_in.shape()));
   Tensor index = index_in.dim() == 1 ? unsqueeze(index_in, 1) : index_in;
   const int64_t n = index.size(0), m = index.size(1), E = W_in.size(0), d = W_in.size(1);
+  MG_CHECK(m > 0, op, ": index must name at least one cluster per token, got ", shape_str(index.shape()));
   if (mix_in.defined()) {
-    check_float(mix_in, op, "mix");
+    check_float_any_device(mix_in, op, "mix");
     check_same_type(x_in, mix_in, op);
     MG_CHECK(mix_in.shape() == index.shape(), op, ": mix must have the index's shape ", shape_str(index.shape()),
              ", got ", shape_str(mix_in.shape()));
   } else {
     MG_CHECK(m == 1, op, ": mixing over ", m, " clusters needs mix weights");
   }
+#ifdef MOEGRAD_WITH_CUDA
+  if (x_in.device().is_cuda()) return ac_scale_gather_cuda(x_in, W_in, index, mix_in);
+#endif
   const std::vector<int64_t> idx = index.to_indices();
-  for (size_t i = 0; i < idx.size(); ++i)
-    MG_CHECK(idx[i] >= 0 && idx[i] < E, op, ": index ", idx[i], " at position ", i, " outside [0, ", E, ")");
+  check_range(idx, E, op, "index", "at position");
   Tensor x = contiguous(x_in).detach(), W = contiguous(W_in).detach();
   Tensor mix = mix_in.defined() ? contiguous(mix_in).detach() : Tensor();
   Tensor out = Tensor::empty({n, d}, x.dtype());

@@ -1,12 +1,16 @@
 // Soft MoE forward (see soft_moe.h): normalise, (AC) scale, dispatch to slots,
 // run the experts batched, combine. Built from differentiable ops; the
-// backward is theirs.
+// backward is theirs. On a CUDA device the same ops run their kernels; the
+// handed-on experts (slot / p) come from cuda/soft_moe.cu and the tokens per
+// expert from the bucket sizes of cuda/sort.h's counting sort.
 #include "moe/soft_moe.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "autograd/node.h"
+#include "cuda/soft_moe.h"
+#include "cuda/sort.h"
 
 namespace moegrad {
 
@@ -36,6 +40,8 @@ SoftMoEOutput SoftMoE::forward(const Tensor& x, const Assignments& previous) {
            "SoftMoE: expected x [b, m, ", d, "] with b, m > 0, got ", x.defined() ? shape_str(x.shape()) : "undefined");
   MG_CHECK(x.dtype() == phi.dtype(), "SoftMoE: x has dtype ", dtype_name(x.dtype()), " but the parameters ",
            dtype_name(phi.dtype()));
+  MG_CHECK(x.device() == phi.device(), "SoftMoE: x is on ", x.device().str(), " but the parameters on ",
+           phi.device().str());
   const int64_t b = x.size(0), m = x.size(1), n = b * m;
 
   Tensor xt = l2_normalize(x, 2);                            // [b, m, d]
@@ -59,14 +65,27 @@ SoftMoEOutput SoftMoE::forward(const Tensor& x, const Assignments& previous) {
   Tensor y = matmul(combine, ys);                            // [b, m, d]
 
   // handed on: the experts of each token's top slots (top by combine weight = top by logit)
-  TopK top = topk(reshape(logits, {n, S}), std::min(config.mix_k, S), -1);
-  std::vector<int64_t> slot_expert = top.indices.to_indices();
-  for (int64_t& e : slot_expert) e /= p;
+  const int64_t k = std::min(config.mix_k, S);
+  TopK top = topk(reshape(logits, {n, S}), k, -1);
+  Tensor top_experts;  // [n, k] on x's device
   last_stats = RoutingStats();
   last_stats.tokens_per_expert.assign(E, 0);
-  for (int64_t i = 0; i < n; ++i) last_stats.tokens_per_expert[slot_expert[i * top.indices.size(1)]]++;
+  if (x.device().is_cuda()) {
+#ifdef MOEGRAD_WITH_CUDA
+    top_experts = cuda_slot_experts(top.indices, p);
+    // tokens per expert by top slot: the bucket sizes of a counting sort of column 0 (E + 1 values come back)
+    const std::vector<int64_t> offsets =
+        cuda_counting_sort(squeeze(narrow(top_experts, 1, 0, 1), 1), E, "SoftMoE").offsets.to_indices();
+    for (int64_t e = 0; e < E; ++e) last_stats.tokens_per_expert[e] = offsets[e + 1] - offsets[e];
+#endif
+  } else {
+    std::vector<int64_t> slot_expert = top.indices.to_indices();
+    for (int64_t& e : slot_expert) e /= p;
+    for (int64_t i = 0; i < n; ++i) last_stats.tokens_per_expert[slot_expert[i * k]]++;
+    top_experts = Tensor::from_indices(slot_expert, top.indices.shape());
+  }
   if (ac_weights.defined()) ac_weight_stats(ac_weights, last_stats);
-  return {y, {Tensor::from_indices(slot_expert, top.indices.shape()), top.values}, dispatch, combine};
+  return {y, {top_experts, top.values}, dispatch, combine};
 }
 
 }  // namespace moegrad

@@ -12,7 +12,9 @@
 //
 // The experts run batched: slots are arranged as [E, b·p, d] and each FFN
 // layer is one batched matmul with the stacked weights. Everything is built
-// from differentiable ops, so the backward is their hand-written backwards.
+// from differentiable ops, so the backward is their hand-written backwards;
+// on a CUDA device (x and the parameters on one device) they run their
+// kernels, and the handed-on assignments stay on that device.
 // The layer hands on, per token, the experts (slot / p) of its top mix_k slots
 // by combine weight, column 0 being the top slot's expert: the next AC layer's
 // labels.
