@@ -48,12 +48,19 @@ struct Rows {
   __device__ P at(int64_t bh, int64_t nh, int64_t r) const { return p + (bh / nh) * batch + (bh % nh) * head + r * row; }
 };
 
-// tile[r · dh + c] = row r0 + r of head bh, or 0 for r >= n (all kTile rows).
+// Row stride of the q, k, v, dO tiles in shared memory: odd (dh, or dh + 1
+// when dh is even), so that the rows a warp reads at the same column (the
+// dot products of the score loops) fall in different banks.
+__host__ __device__ constexpr int64_t tile_ld(int64_t dh) { return dh | 1; }
+
+// tile[r · ld + c] = row r0 + r of head bh, or 0 for r >= n (all kTile rows;
+// the padding is never read).
 template <typename T>
 __device__ void load_tile(T* tile, Rows<const T*> src, int64_t bh, int64_t nh, int64_t r0, int64_t n, int64_t dh) {
+  const int64_t ld = tile_ld(dh);
   for (int64_t e = threadIdx.x; e < kTile * dh; e += blockDim.x) {
     const int64_t r = e / dh, c = e - r * dh;
-    tile[e] = r < n ? src.at(bh, nh, r0 + r)[c] : T(0);
+    tile[r * ld + c] = r < n ? src.at(bh, nh, r0 + r)[c] : T(0);
   }
 }
 
@@ -68,15 +75,15 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads)
     forward_kernel(Dims d, Rows<const T*> q, Rows<const T*> k, Rows<const T*> v, Rows<T*> o, T* lse) {
   extern __shared__ double smem[];
-  const int64_t dh = d.dh;
+  const int64_t dh = d.dh, ld = tile_ld(dh);
   double* acc = smem;                     // [kTile][dh]
   double* S = acc + kTile * dh;           // [kTile][kTile] scores, then probabilities
   double* row_max = S + kTile * kTile;    // [kTile]
   double* row_sum = row_max + kTile;      // [kTile]
   double* row_scale = row_sum + kTile;    // [kTile] exp(m_old − m_new) of the current tile
-  T* Q = reinterpret_cast<T*>(row_scale + kTile);  // [kTile][dh]
-  T* K = Q + kTile * dh;                  // [kTile][dh]
-  T* V = K + kTile * dh;                  // [kTile][dh]
+  T* Q = reinterpret_cast<T*>(row_scale + kTile);  // [kTile][ld]
+  T* K = Q + kTile * ld;                  // [kTile][ld]
+  T* V = K + kTile * ld;                  // [kTile][ld]
 
   const int64_t bh = blockIdx.x, t0 = static_cast<int64_t>(blockIdx.y) * kTile;
   const int64_t rows = min(static_cast<int64_t>(kTile), d.nt - t0);
@@ -92,7 +99,7 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     for (int e = threadIdx.x; e < kTile * kTile; e += blockDim.x) {
       const int r = e / kTile, j = e % kTile;
-      S[e] = dot(Q + r * dh, K + j * dh, dh) * d.scale;
+      S[e] = dot(Q + r * ld, K + j * ld, dh) * d.scale;
     }
     __syncthreads();
     for (int r = threadIdx.x; r < rows; r += blockDim.x) {  // online softmax over the tile's visible keys
@@ -119,7 +126,7 @@ __global__ void __launch_bounds__(kThreads)
       const int64_t r = e / dh, c = e - r * dh;
       if (r >= rows) continue;
       double a = acc[e] * row_scale[r];
-      for (int64_t j = 0; j < cols; ++j) a += S[r * kTile + j] * static_cast<double>(V[j * dh + c]);
+      for (int64_t j = 0; j < cols; ++j) a += S[r * kTile + j] * static_cast<double>(V[j * ld + c]);
       acc[e] = a;
     }
   }
@@ -154,15 +161,15 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(Dims d, Rows<const T*> q, 
                                                       const T* lse, const double* D, Rows<const T*> dout,
                                                       Rows<T*> dq) {
   extern __shared__ double smem[];
-  const int64_t dh = d.dh;
+  const int64_t dh = d.dh, ld = tile_ld(dh);
   double* acc = smem;                  // [kTile][dh] dQ
   double* dS = acc + kTile * dh;       // [kTile][kTile]
   double* lse_s = dS + kTile * kTile;  // [kTile]
   double* D_s = lse_s + kTile;         // [kTile]
-  T* Q = reinterpret_cast<T*>(D_s + kTile);
-  T* dO = Q + kTile * dh;
-  T* K = dO + kTile * dh;
-  T* V = K + kTile * dh;
+  T* Q = reinterpret_cast<T*>(D_s + kTile);  // Q, dO, K, V: [kTile][ld]
+  T* dO = Q + kTile * ld;
+  T* K = dO + kTile * ld;
+  T* V = K + kTile * ld;
 
   const int64_t bh = blockIdx.x, t0 = static_cast<int64_t>(blockIdx.y) * kTile;
   const int64_t rows = min(static_cast<int64_t>(kTile), d.nt - t0);
@@ -184,14 +191,14 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(Dims d, Rows<const T*> q, 
       const int r = e / kTile, j = e % kTile;
       double p = 0, ds = 0;
       if (r < rows && j < cols && s0 + j < d.kept(t0 + r))
-        prob_and_grad(d, Q + r * dh, dO + r * dh, K + j * dh, V + j * dh, lse_s[r], D_s[r], &p, &ds);
+        prob_and_grad(d, Q + r * ld, dO + r * ld, K + j * ld, V + j * ld, lse_s[r], D_s[r], &p, &ds);
       dS[e] = ds;
     }
     __syncthreads();
     for (int64_t e = threadIdx.x; e < kTile * dh; e += blockDim.x) {
       const int64_t r = e / dh, c = e - r * dh;
       double a = acc[e];
-      for (int64_t j = 0; j < cols; ++j) a += dS[r * kTile + j] * static_cast<double>(K[j * dh + c]);
+      for (int64_t j = 0; j < cols; ++j) a += dS[r * kTile + j] * static_cast<double>(K[j * ld + c]);
       acc[e] = a;
     }
   }
@@ -207,17 +214,17 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(Dims d, Rows<const T*> q,
                                                        const T* lse, const double* D, Rows<const T*> dout,
                                                        Rows<T*> dk, Rows<T*> dv) {
   extern __shared__ double smem[];
-  const int64_t dh = d.dh;
+  const int64_t dh = d.dh, ld = tile_ld(dh);
   double* acc_k = smem;                // [kTile][dh] dK
   double* acc_v = acc_k + kTile * dh;  // [kTile][dh] dV
   double* P = acc_v + kTile * dh;      // [kTile queries][kTile keys]
   double* dS = P + kTile * kTile;      // [kTile queries][kTile keys]
   double* lse_s = dS + kTile * kTile;  // [kTile]
   double* D_s = lse_s + kTile;         // [kTile]
-  T* K = reinterpret_cast<T*>(D_s + kTile);
-  T* V = K + kTile * dh;
-  T* Q = V + kTile * dh;
-  T* dO = Q + kTile * dh;
+  T* K = reinterpret_cast<T*>(D_s + kTile);  // K, V, Q, dO: [kTile][ld]
+  T* V = K + kTile * ld;
+  T* Q = V + kTile * ld;
+  T* dO = Q + kTile * ld;
 
   const int64_t bh = blockIdx.x, s0 = static_cast<int64_t>(blockIdx.y) * kTile;
   const int64_t cols = min(static_cast<int64_t>(kTile), d.ns - s0);
@@ -240,7 +247,7 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(Dims d, Rows<const T*> q,
       const int r = e / kTile, j = e % kTile;
       double p = 0, ds = 0;
       if (r < rows && j < cols && s0 + j < d.kept(t0 + r))
-        prob_and_grad(d, Q + r * dh, dO + r * dh, K + j * dh, V + j * dh, lse_s[r], D_s[r], &p, &ds);
+        prob_and_grad(d, Q + r * ld, dO + r * ld, K + j * ld, V + j * ld, lse_s[r], D_s[r], &p, &ds);
       P[e] = p;
       dS[e] = ds;
     }
@@ -249,8 +256,8 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(Dims d, Rows<const T*> q,
       const int64_t j = e / dh, c = e - j * dh;
       double ak = acc_k[e], av = acc_v[e];
       for (int64_t r = 0; r < rows; ++r) {
-        av += P[r * kTile + j] * static_cast<double>(dO[r * dh + c]);
-        ak += dS[r * kTile + j] * static_cast<double>(Q[r * dh + c]);
+        av += P[r * kTile + j] * static_cast<double>(dO[r * ld + c]);
+        ak += dS[r * kTile + j] * static_cast<double>(Q[r * ld + c]);
       }
       acc_k[e] = ak, acc_v[e] = av;
     }
@@ -319,7 +326,7 @@ void cuda_flash_attention(const CudaAttentionDims& d, const CudaAttentionRows& q
   const dim3 grid(static_cast<unsigned>(d.nb * d.nh), tiles(d.nt));
   dispatch_float(q.tensor.dtype(), "fused_attention", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const size_t bytes = smem_bytes<T>(kTile * d.dh + kTile * kTile + 3 * kTile, 3 * kTile * d.dh);
+    const size_t bytes = smem_bytes<T>(kTile * d.dh + kTile * kTile + 3 * kTile, 3 * kTile * tile_ld(d.dh));
     allow_smem(forward_kernel<T>, bytes, device, "forward_kernel");
     forward_kernel<T><<<grid, kThreads, bytes>>>(device_dims(d), rows_of<const T*>(q), rows_of<const T*>(k),
                                                  rows_of<const T*>(v), rows_of<T*>(out), lse.data<T>());
@@ -345,7 +352,7 @@ void cuda_flash_attention_backward(const CudaAttentionDims& d, const CudaAttenti
       row_dots_kernel<T><<<cuda::grid_for(nbh * d.nt), cuda::kThreads>>>(dd, nbh, rows_of<const T*>(out),
                                                                          rows_of<const T*>(dout), D.data<double>());
       cuda::check_launch("fused_attention row_dots_kernel");
-      const size_t bytes = smem_bytes<T>(kTile * d.dh + kTile * kTile + 2 * kTile, 4 * kTile * d.dh);
+      const size_t bytes = smem_bytes<T>(kTile * d.dh + kTile * kTile + 2 * kTile, 4 * kTile * tile_ld(d.dh));
       allow_smem(dq_kernel<T>, bytes, device, "dq_kernel");
       dq_kernel<T><<<dim3(static_cast<unsigned>(nbh), tiles(d.nt)), kThreads, bytes>>>(
           dd, rows_of<const T*>(q), rows_of<const T*>(k), rows_of<const T*>(v), lse.data<T>(), D.data<double>(),
@@ -353,7 +360,7 @@ void cuda_flash_attention_backward(const CudaAttentionDims& d, const CudaAttenti
       cuda::check_launch("fused_attention dq_kernel");
     }
     // with no queries the kernel only writes zeros: every key is unseen
-    const size_t bytes = smem_bytes<T>(2 * kTile * d.dh + 2 * kTile * kTile + 2 * kTile, 4 * kTile * d.dh);
+    const size_t bytes = smem_bytes<T>(2 * kTile * d.dh + 2 * kTile * kTile + 2 * kTile, 4 * kTile * tile_ld(d.dh));
     allow_smem(dkv_kernel<T>, bytes, device, "dkv_kernel");
     dkv_kernel<T><<<dim3(static_cast<unsigned>(nbh), tiles(d.ns)), kThreads, bytes>>>(
         dd, rows_of<const T*>(q), rows_of<const T*>(k), rows_of<const T*>(v), lse.data<T>(), D.data<double>(),
