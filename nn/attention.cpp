@@ -4,7 +4,9 @@
 // to -inf and exponentiated. Its backward is row-wise as well:
 //   dx = y * (dy - Σ dy*y) over the kept entries, 0 at masked entries.
 // elliptical_metric is a detached reduction over tokens; the attention module
-// itself is a composition of differentiable ops.
+// itself is a composition of differentiable ops. CUDA tensors go to the
+// kernels of cuda/attention.cu (same plans, deterministic: fixed-order block
+// reductions, no atomics) and, for fused attention, cuda/flash_attention.cu.
 #include "nn/attention.h"
 
 #include <algorithm>
@@ -13,6 +15,9 @@
 #include "autograd/ops/util.h"
 #include "tensor/parallel.h"
 #include "tensor/random.h"
+#ifdef MOEGRAD_WITH_CUDA
+#include "cuda/attention.h"
+#endif
 
 namespace moegrad {
 
@@ -65,11 +70,33 @@ void masked_softmax_backward(const T* y, const T* dy, T* dx, int64_t rows, int64
   });
 }
 
+// The kernels above on contiguous x, y (dy, dx) of either device.
+void masked_softmax_rows(const Tensor& x, const Tensor& y, int64_t rows, int64_t nt, int64_t ns, bool causal) {
+#ifdef MOEGRAD_WITH_CUDA
+  if (x.device().is_cuda()) return cuda_masked_softmax(x, y, rows, nt, ns, causal);
+#endif
+  dispatch_float(x.dtype(), "masked_softmax", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    masked_softmax_forward(x.data<T>(), y.data<T>(), rows, nt, ns, causal);
+  });
+}
+
+void masked_softmax_rows_backward(const Tensor& y, const Tensor& dy, const Tensor& dx, int64_t rows, int64_t nt,
+                                  int64_t ns, bool causal) {
+#ifdef MOEGRAD_WITH_CUDA
+  if (y.device().is_cuda()) return cuda_masked_softmax_backward(y, dy, dx, rows, nt, ns, causal);
+#endif
+  dispatch_float(y.dtype(), "masked_softmax", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    masked_softmax_backward(y.data<T>(), dy.data<T>(), dx.data<T>(), rows, nt, ns, causal);
+  });
+}
+
 }  // namespace
 
 Tensor masked_softmax(const Tensor& scores, bool causal) {
   const char* op = "masked_softmax";
-  check_float(scores, op, "scores");
+  check_float_any_device(scores, op, "scores");
   MG_CHECK(scores.dim() >= 2, op, ": expected scores [..., T, S], got ", shape_str(scores.shape()));
   const int64_t nt = scores.size(-2), ns = scores.size(-1);
   MG_CHECK(!causal || ns >= nt, op, ": a causal mask needs S >= T (else a row is fully masked), got scores ",
@@ -77,18 +104,12 @@ Tensor masked_softmax(const Tensor& scores, bool causal) {
   const int64_t rows = scores.numel() / std::max<int64_t>(ns, 1);
   Tensor x = contiguous(scores.detach());
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_float(x.dtype(), op, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    masked_softmax_forward(x.data<T>(), y.data<T>(), rows, nt, ns, causal);
-  });
+  masked_softmax_rows(x, y, rows, nt, ns, causal);
   Tensor yd = y.detach();
-  attach_backward(y, op, {scores}, [yd, rows, nt, ns, causal, op](const Tensor& dout) {
+  attach_backward(y, op, {scores}, [yd, rows, nt, ns, causal](const Tensor& dout) {
     Tensor dy = contiguous(dout);
     Tensor dx = Tensor::empty(yd.shape(), yd.dtype(), yd.device());
-    dispatch_float(yd.dtype(), op, [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      masked_softmax_backward(yd.data<T>(), dy.data<T>(), dx.data<T>(), rows, nt, ns, causal);
-    });
+    masked_softmax_rows_backward(yd, dy, dx, rows, nt, ns, causal);
     return std::vector<Tensor>{dx};
   });
   return y;
@@ -96,8 +117,8 @@ Tensor masked_softmax(const Tensor& scores, bool causal) {
 
 Tensor elliptical_metric(const Tensor& v, const Tensor& v_prev, bool causal) {
   const char* op = "elliptical_metric";
-  check_float(v, op, "v");
-  check_float(v_prev, op, "v_prev");
+  check_float_any_device(v, op, "v");
+  check_float_any_device(v_prev, op, "v_prev");
   check_same_type(v, v_prev, op);
   MG_CHECK(v.dim() == 4 && v.size(2) >= 1, op, ": expected v [B, H, T, Dh] with T >= 1, got ", shape_str(v.shape()));
   MG_CHECK(v_prev.shape() == v.shape(), op, ": expected v_prev ", shape_str(v.shape()), " like v, got ",
@@ -106,6 +127,12 @@ Tensor elliptical_metric(const Tensor& v, const Tensor& v_prev, bool causal) {
   Tensor a = contiguous(v.detach()), b = contiguous(v_prev.detach());
   const int64_t rows_out = causal ? nt : 1;
   Tensor m = Tensor::empty({v.size(0), v.size(1), rows_out, nd}, v.dtype(), v.device());
+#ifdef MOEGRAD_WITH_CUDA
+  if (v.device().is_cuda()) {
+    cuda_elliptical_metric(a, b, m, nb, nt, nd, causal);
+    return m;
+  }
+#endif
   dispatch_float(v.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T *ap = a.data<T>(), *bp = b.data<T>();
@@ -147,8 +174,9 @@ AttentionOutput MultiHeadAttention::forward(const Tensor& x, const Tensor& prev_
   const char* op = "MultiHeadAttention";
   MG_CHECK(x.defined() && x.dim() == 3 && x.size(2) == dim, op, ": expected x [B, T, ", dim, "], got ",
            x.defined() ? shape_str(x.shape()) : "undefined");
-  MG_CHECK(x.dtype() == qkv->weight.dtype(), op, ": expected x of dtype ", dtype_name(qkv->weight.dtype()),
-           " like the parameters, got ", dtype_name(x.dtype()));
+  MG_CHECK(x.dtype() == qkv->weight.dtype() && x.device() == qkv->weight.device(), op, ": expected x of dtype ",
+           dtype_name(qkv->weight.dtype()), " on ", qkv->weight.device().str(), " like the parameters, got ",
+           dtype_name(x.dtype()), " on ", x.device().str());
   const int64_t nb = x.size(0), nt = x.size(1), dh = dim / heads;
   // [B, T, 3*dim] -> [B, T, 3, H, Dh] -> [3, B, H, T, Dh]; q, k, v are views,
   // v always (it is handed on), q and k only on the paths that split heads.
@@ -157,9 +185,11 @@ AttentionOutput MultiHeadAttention::forward(const Tensor& x, const Tensor& prev_
   auto part = [&](int64_t i) { return squeeze(narrow(parts, 0, i, 1), 0); };
   Tensor v = part(2);
   if (prev_values.defined())
-    MG_CHECK(prev_values.shape() == v.shape() && prev_values.dtype() == v.dtype(), op, ": expected prev_values ",
-             shape_str(v.shape()), " of dtype ", dtype_name(v.dtype()), ", got ", shape_str(prev_values.shape()),
-             " of dtype ", dtype_name(prev_values.dtype()));
+    MG_CHECK(prev_values.shape() == v.shape() && prev_values.dtype() == v.dtype() &&
+                 prev_values.device() == v.device(),
+             op, ": expected prev_values ", shape_str(v.shape()), " of dtype ", dtype_name(v.dtype()), " on ",
+             v.device().str(), ", got ", shape_str(prev_values.shape()), " of dtype ", dtype_name(prev_values.dtype()),
+             " on ", prev_values.device().str());
   const bool metric = elliptical && prev_values.defined();
   const bool dropout = drop->p > 0 && training();  // dropout on the probabilities needs them whole
   const double scale = 1.0 / std::sqrt(static_cast<double>(dh));

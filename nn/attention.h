@@ -2,7 +2,10 @@
 // needs: a fused row-wise masked softmax (causal masking without building a
 // mask tensor) and the detached elliptical metric of DESIGN.md ("Elliptical
 // attention"): scores = (q ⊙ m) kᵀ / √Dh with m from this layer's values and
-// the previous attention layer's values.
+// the previous attention layer's values. Everything here takes CPU or CUDA
+// tensors (cuda/attention.h, cuda/flash_attention.h; the CUDA fused kernels
+// take head dims up to 128; the module's dropout path runs on CUDA where the
+// dropout op does).
 #pragma once
 #include "nn/layers.h"
 

@@ -14,6 +14,8 @@
 // head permutes, one packed dqkv in the backward.
 // Parallel over (sample, head): each thread owns whole rows of dK and dV, so
 // the result does not depend on the thread count.
+// CUDA tensors take the same layouts to the tiled kernels of
+// cuda/flash_attention.cu (deterministic as well: no atomics).
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -22,6 +24,9 @@
 #include "autograd/ops/util.h"
 #include "nn/attention.h"
 #include "tensor/parallel.h"
+#ifdef MOEGRAD_WITH_CUDA
+#include "cuda/flash_attention.h"
+#endif
 
 namespace moegrad {
 
@@ -141,7 +146,19 @@ Operand<const T> cop(const Tensor& t, int64_t off, Layout l) {
   return {t.data<T>() + off, l};
 }
 
+#ifdef MOEGRAD_WITH_CUDA
+CudaAttentionDims cuda_dims(const Dims& d) { return {d.nb, d.nh, d.nt, d.ns, d.dh, d.causal, d.scale}; }
+CudaAttentionRows cuda_rows(const Tensor& t, int64_t off, Layout l) { return {t, off, l.batch, l.head, l.row}; }
+#endif
+
 void run_forward(const Dims& d, const Saved& s, Tensor& lse) {
+#ifdef MOEGRAD_WITH_CUDA
+  if (s.out.device().is_cuda()) {
+    cuda_flash_attention(cuda_dims(d), cuda_rows(s.qs, s.q0, s.lq), cuda_rows(s.ks, s.k0, s.lk),
+                         cuda_rows(s.vs, s.v0, s.lv), cuda_rows(s.out, 0, s.lo), lse);
+    return;
+  }
+#endif
   dispatch_float(s.out.dtype(), "fused_attention", [&](auto tag) {
     using T = typename decltype(tag)::type;
     forward_kernel<T>(d, cop<T>(s.qs, s.q0, s.lq), cop<T>(s.ks, s.k0, s.lk), cop<T>(s.vs, s.v0, s.lv),
@@ -157,6 +174,15 @@ struct Grads {
 };
 
 void run_backward(const Dims& d, const Saved& s, const Tensor& lse, const Tensor& dout, Layout ldo, Grads& g) {
+#ifdef MOEGRAD_WITH_CUDA
+  if (s.out.device().is_cuda()) {
+    cuda_flash_attention_backward(cuda_dims(d), cuda_rows(s.qs, s.q0, s.lq), cuda_rows(s.ks, s.k0, s.lk),
+                                  cuda_rows(s.vs, s.v0, s.lv), cuda_rows(s.out, 0, s.lo), lse,
+                                  cuda_rows(dout, 0, ldo), cuda_rows(g.dq, g.q0, g.lq), cuda_rows(g.dk, g.k0, g.lk),
+                                  cuda_rows(g.dv, g.v0, g.lv));
+    return;
+  }
+#endif
   dispatch_float(s.out.dtype(), "fused_attention", [&](auto tag) {
     using T = typename decltype(tag)::type;
     backward_kernel<T>(d, cop<T>(s.qs, s.q0, s.lq), cop<T>(s.ks, s.k0, s.lk), cop<T>(s.vs, s.v0, s.lv),
@@ -182,13 +208,13 @@ struct FusedAttentionBackward : Node {
     Tensor dout = contiguous(dout_in);
     Grads g;
     if (packed) {
-      g.dq = g.dk = g.dv = Tensor::empty(saved.qs.shape(), lse.dtype());
+      g.dq = g.dk = g.dv = Tensor::empty(saved.qs.shape(), lse.dtype(), lse.device());
       g.lq = g.lk = g.lv = saved.lq;
       g.q0 = saved.q0, g.k0 = saved.k0, g.v0 = saved.v0;
     } else {
-      g.dq = Tensor::empty({dims.nb, dims.nh, dims.nt, dims.dh}, lse.dtype());
-      g.dk = Tensor::empty({dims.nb, dims.nh, dims.ns, dims.dh}, lse.dtype());
-      g.dv = Tensor::empty({dims.nb, dims.nh, dims.ns, dims.dh}, lse.dtype());
+      g.dq = Tensor::empty({dims.nb, dims.nh, dims.nt, dims.dh}, lse.dtype(), lse.device());
+      g.dk = Tensor::empty({dims.nb, dims.nh, dims.ns, dims.dh}, lse.dtype(), lse.device());
+      g.dv = Tensor::empty({dims.nb, dims.nh, dims.ns, dims.dh}, lse.dtype(), lse.device());
       g.lq = contiguous_layout(dims.nh, dims.nt, dims.dh);
       g.lk = g.lv = contiguous_layout(dims.nh, dims.ns, dims.dh);
     }
@@ -201,7 +227,7 @@ struct FusedAttentionBackward : Node {
 
 // Runs the forward and records the backward; sv.out is the output.
 Tensor attend(const Dims& d, Saved sv, bool packed, const std::vector<Tensor>& inputs) {
-  Tensor lse = Tensor::empty({d.nb, d.nh, d.nt}, sv.out.dtype());
+  Tensor lse = Tensor::empty({d.nb, d.nh, d.nt}, sv.out.dtype(), sv.out.device());
   if (sv.out.numel() > 0) run_forward(d, sv, lse);
   Tensor out = sv.out;
   if (any_requires_grad(inputs)) {
@@ -217,9 +243,9 @@ Tensor attend(const Dims& d, Saved sv, bool packed, const std::vector<Tensor>& i
 
 Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal) {
   const char* op = "fused_attention";
-  check_float(q, op, "q");
-  check_float(k, op, "k");
-  check_float(v, op, "v");
+  check_float_any_device(q, op, "q");
+  check_float_any_device(k, op, "k");
+  check_float_any_device(v, op, "v");
   check_same_type(q, k, op);
   check_same_type(q, v, op);
   MG_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op, ": expected q [B, H, T, Dh], k and v [B, H, S, Dh], got ",
@@ -239,14 +265,14 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, double
   Saved sv;
   sv.qs = rows_view(q), sv.ks = rows_view(k), sv.vs = rows_view(v);
   sv.lq = layout_of(sv.qs), sv.lk = layout_of(sv.ks), sv.lv = layout_of(sv.vs);
-  sv.out = Tensor::empty(q.shape(), q.dtype());
+  sv.out = Tensor::empty(q.shape(), q.dtype(), q.device());
   sv.lo = contiguous_layout(d.nh, d.nt, d.dh);
   return attend(d, sv, false, {q, k, v});
 }
 
 Tensor fused_self_attention(const Tensor& qkv, int64_t heads, double scale, bool causal) {
   const char* op = "fused_self_attention";
-  check_float(qkv, op, "qkv");
+  check_float_any_device(qkv, op, "qkv");
   MG_CHECK(heads >= 1, op, ": heads must be positive, got ", heads);
   MG_CHECK(qkv.dim() == 3 && qkv.size(2) % (3 * heads) == 0 && qkv.size(2) > 0, op,
            ": expected qkv [B, T, 3 * dim] with dim a positive multiple of heads=", heads, ", got ",
@@ -259,7 +285,7 @@ Tensor fused_self_attention(const Tensor& qkv, int64_t heads, double scale, bool
   // token t of head h: q at [b, t, h·Dh], k at [b, t, dim + h·Dh], v at [b, t, 2·dim + h·Dh]
   sv.lq = sv.lk = sv.lv = Layout{nt * 3 * dim, d.dh, 3 * dim};
   sv.q0 = 0, sv.k0 = dim, sv.v0 = 2 * dim;
-  sv.out = Tensor::empty({nb, nt, dim}, qkv.dtype());  // heads side by side
+  sv.out = Tensor::empty({nb, nt, dim}, qkv.dtype(), qkv.device());  // heads side by side
   sv.lo = Layout{nt * dim, d.dh, dim};
   return attend(d, sv, true, {qkv});
 }
