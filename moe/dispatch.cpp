@@ -26,9 +26,9 @@
 
 namespace moegrad {
 
+#ifdef MOEGRAD_WITH_CUDA
 namespace {
 
-#ifdef MOEGRAD_WITH_CUDA
 // The plan on expert_index's CUDA device (p has tokens, k, experts, capacity).
 // Keys in the CPU's order (slot (i, j) at j * tokens + i) are sorted stably by
 // expert; the first `capacity` slots of each expert are kept, so the ranks, and
@@ -62,9 +62,9 @@ void build_cuda_plan(const Tensor& expert_index, RoutingPlan& p) {
   cuda_plan_scatter(keys, sorted.order, sorted.offsets, kept_offsets, p.tokens, p.k, p.capacity, p.position_dev,
                     p.row_token_dev, p.row_slot_dev);
 }
-#endif
 
 }  // namespace
+#endif
 
 PlanPtr make_routing_plan(const Tensor& expert_index, int64_t experts, double capacity_factor) {
   const bool on_cuda = expert_index.defined() && expert_index.device().is_cuda();
@@ -126,8 +126,8 @@ static void check_plan(const PlanPtr& plan, const char* op) {
 // Error unless t (defined) is on the plan's device.
 static void check_plan_device(const Tensor& t, const PlanPtr& plan, const char* op, const char* what) {
   MG_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
-  MG_CHECK(t.device() == plan->device, op, ": ", what, " is on ", t.device().str(), " but the routing plan was made on ",
-           plan->device.str());
+  MG_CHECK(t.device() == plan->device, op, ": ", what, " is on ", t.device().str(),
+           " but the routing plan was made on ", plan->device.str());
 }
 
 // The float checks for the plan's device: check_float for a CPU plan, so a
