@@ -104,8 +104,9 @@ __device__ void row_max_sum(const T* row, int64_t E, double& mx, double& s) {
   for (int64_t e = 0; e < E; ++e) s += exp(static_cast<double>(row[e]) - mx);
 }
 
+// f_e, the share of the slots routed to expert e (0 without slots, as on the CPU).
 __device__ double share(const int64_t* offsets, int64_t e, int64_t slots) {
-  return static_cast<double>(offsets[e + 1] - offsets[e]) / static_cast<double>(slots);
+  return slots > 0 ? static_cast<double>(offsets[e + 1] - offsets[e]) / static_cast<double>(slots) : 0.0;
 }
 
 // Σ_e f_e p_e for one row, p its softmax.

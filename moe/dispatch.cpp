@@ -50,7 +50,8 @@ void build_cuda_plan(const Tensor& expert_index, RoutingPlan& p) {
                                      expert_index.offset()));
   keys = keys.as_strided({m}, {1}, 0);
   CudaCountingSort sorted = cuda_counting_sort(keys, p.experts, "make_routing_plan (expert index)");
-  const std::vector<int64_t> sorted_offsets = sorted.offsets.to_indices();  // the plan's one copy back
+  // the one copy back of the plan (the sort reads back its range check too)
+  const std::vector<int64_t> sorted_offsets = sorted.offsets.to_indices();
   for (int64_t e = 0; e < p.experts; ++e) {
     const int64_t all = sorted_offsets[e + 1] - sorted_offsets[e];
     p.counts[e] = p.capacity > 0 ? std::min(all, p.capacity) : all;

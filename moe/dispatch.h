@@ -38,7 +38,8 @@ struct RoutingPlan {
   std::vector<int64_t> position;      // [n * k] row of slot (i, j), -1 if dropped
   std::vector<int64_t> row_token;     // [rows] token of each row
   std::vector<int64_t> row_slot;      // [rows] slot index i * k + j of each row
-  // CUDA plans only: the same maps as int64 tensors on `device`, and offsets there
+  // where the plan was made; CUDA plans only: the same maps as int64 tensors
+  // there, position_dev of shape [n, k]
   Device device = Device::cpu();
   Tensor position_dev, row_token_dev, row_slot_dev;
   bool is_cuda() const { return device.is_cuda(); }

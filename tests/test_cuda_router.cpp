@@ -1,11 +1,13 @@
 // The routers on CUDA against the CPU: the fused top-k + softmax (ties to the
-// lower expert, NaN first, k = 1..E, non-contiguous logits), the Switch
-// balance loss and the z-loss, forward and backward in float32 and float64;
+// lower expert, NaN first, k from 1 to E, rows of up to 300 experts,
+// non-contiguous logits), the Switch balance loss and the z-loss, forward
+// and backward in float32 and float64;
 // TopKRouter with the linear and the cosine gate, end to end; the ACRouter
 // (it needs the CUDA AC kernels of moe/ac_weights.h); float64 gradchecks on
 // the device; errors. Tolerances: test_cuda_helpers.h (float64 1e-12
 // relative, float32 1e-5), gemm_tol for the routers with their gate GEMM.
 #include <cmath>
+#include <set>
 
 #include "moe/router.h"
 #include "test_cuda_helpers.h"
@@ -49,8 +51,8 @@ TEST(CudaRouter, TopkSoftmaxMatchesCpu) {
     int64_t n, E;
   };
   for (DType dtype : {DType::Float64, DType::Float32})
-    for (const Case& c : std::vector<Case>{{1, 1}, {9, 4}, {300, 8}, {33, 16}, {0, 3}})
-      for (int64_t k = 1; k <= c.E; k += (c.E > 4 ? 3 : 1))
+    for (const Case& c : std::vector<Case>{{1, 1}, {9, 4}, {300, 8}, {33, 16}, {0, 3}, {5, 300}})
+      for (int64_t k : std::set<int64_t>{1, std::min<int64_t>(2, c.E), (c.E + 1) / 2, c.E})
         for (bool ties : {false, true})
           for (bool strided : {false, true}) {
             const std::string what = std::string(dtype_name(dtype)) + " n " + std::to_string(c.n) + " E " +
@@ -82,9 +84,10 @@ TEST(CudaRouter, LossesMatchCpu) {
   MG_SKIP_WITHOUT_CUDA();
   for (DType dtype : {DType::Float64, DType::Float32})
     for (int64_t n : {1, 7, 600})
-      for (int64_t k : {1, 2}) {
-        const int64_t E = 5;
-        const std::string what = std::string(dtype_name(dtype)) + " n " + std::to_string(n) + " k " + std::to_string(k);
+      for (int64_t E : {5, 300}) {
+        const int64_t k = E > 5 ? 1 : 2;
+        const std::string what = std::string(dtype_name(dtype)) + " n " + std::to_string(n) + " E " +
+                                 std::to_string(E) + " k " + std::to_string(k);
         Tensor l = uniform({n, E}, dtype, 11 + n);
         Tensor idx = topk(l, k, -1).indices;
         Tensor hl = l.detach().requires_grad_(), dl = on_cuda(l).requires_grad_();
