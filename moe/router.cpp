@@ -131,7 +131,8 @@ Tensor switch_balance_loss(const Tensor& logits, const Tensor& indices) {
            shape_str(indices.shape()));
 #ifdef MOEGRAD_WITH_CUDA
   if (logits.device().is_cuda()) {
-    MG_CHECK(logits.size(1) > 0, "switch_balance_loss: logits ", shape_str(logits.shape()), " have no experts");
+    MG_CHECK(logits.size(0) > 0 && logits.size(1) > 0, "switch_balance_loss: logits ", shape_str(logits.shape()),
+             " have no tokens or no experts");
     return cuda_switch_balance_loss(logits, indices);
   }
 #endif
@@ -152,7 +153,8 @@ Tensor router_z_loss(const Tensor& logits) {
   MG_CHECK(logits.dim() == 2, "router_z_loss: expected logits [n, E], got ", shape_str(logits.shape()));
 #ifdef MOEGRAD_WITH_CUDA
   if (logits.device().is_cuda()) {
-    MG_CHECK(logits.size(1) > 0, "router_z_loss: logits ", shape_str(logits.shape()), " have no experts");
+    MG_CHECK(logits.size(0) > 0 && logits.size(1) > 0, "router_z_loss: logits ", shape_str(logits.shape()),
+             " have no tokens or no experts");
     return cuda_router_z_loss(logits);
   }
 #endif

@@ -196,7 +196,10 @@ TEST(CudaRouter, Errors) {
   EXPECT_MG_ERROR(switch_balance_loss(Tensor::zeros({2, 3}), on_cuda(Tensor::from_indices({0, 1}, {2, 1}))),
                   "switch_balance_loss: indices is on cuda:0, expected cpu");
   EXPECT_MG_ERROR(switch_balance_loss(l, on_cuda(Tensor::zeros({2, 1}))), "indices must be int64");
-  EXPECT_MG_ERROR(router_z_loss(on_cuda(Tensor::zeros({2, 0}))), "router_z_loss: logits [2, 0] have no experts");
+  EXPECT_MG_ERROR(router_z_loss(on_cuda(Tensor::zeros({2, 0}))),
+                  "router_z_loss: logits [2, 0] have no tokens or no experts");
+  EXPECT_MG_ERROR(switch_balance_loss(on_cuda(Tensor::zeros({0, 3})), on_cuda(Tensor::from_indices({}, {0, 1}))),
+                  "switch_balance_loss: logits [0, 3] have no tokens or no experts");
   EXPECT_MG_ERROR(router_topk_softmax(l, 4), "router_topk_softmax: k = 4 out of range [1, 3]");
   EXPECT_MG_ERROR(router_topk_softmax(on_cuda(Tensor::zeros({2, 3, 1})), 1), "expected logits [n, E]");
   TopKRouter r({4, 3, 1, GateKind::Linear});  // parameters on the CPU
