@@ -2,20 +2,78 @@
 // each forward beside its hand-written backward. All kernels write every
 // output element from one thread in a fixed order, so results are
 // deterministic; parallelism is over tokens (permute, combine) or over
-// experts (grouped linear: one GEMM per expert block).
+// experts (grouped linear: one GEMM per expert block). CUDA plans and tensors
+// take the same steps on the device: the plan through cuda/sort.h's stable
+// counting sort and the scatter of cuda/moe_dispatch.h, the gathers and sums
+// there too (one thread per output element, terms in choice order), and one
+// cuBLAS GEMM per non-empty expert block (cuda/gemm.h) on views of the
+// permuted buffer, the bias gradient by cuda/reduce.h's fixed-order column sum.
 #include "moe/dispatch.h"
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "autograd/ops/util.h"
 #include "tensor/parallel.h"
+#ifdef MOEGRAD_WITH_CUDA
+#include "cuda/gemm.h"
+#include "cuda/moe_dispatch.h"
+#include "cuda/reduce.h"
+#include "cuda/sort.h"
+#endif
 
 namespace moegrad {
 
+#ifdef MOEGRAD_WITH_CUDA
+namespace {
+
+// The plan on expert_index's CUDA device (p has tokens, k, experts, capacity).
+// Keys in the CPU's order (slot (i, j) at j * tokens + i) are sorted stably by
+// expert; the first `capacity` slots of each expert are kept, so the ranks, and
+// with them the whole plan, equal the CPU's.
+void build_cuda_plan(const Tensor& expert_index, RoutingPlan& p) {
+  const Device device = expert_index.device();
+  const int64_t m = p.tokens * p.k;
+  p.device = device;
+  p.counts.assign(p.experts, 0);
+  p.offsets.assign(p.experts + 1, 0);
+  p.position_dev = Tensor::empty({p.tokens, p.k}, DType::Int64, device);
+  if (m == 0) {
+    p.row_token_dev = Tensor::empty({0}, DType::Int64, device);
+    p.row_slot_dev = Tensor::empty({0}, DType::Int64, device);
+    return;
+  }
+  Tensor keys = Tensor::empty({p.k, p.tokens}, DType::Int64, device);
+  keys.copy_(expert_index.as_strided({p.k, p.tokens}, {expert_index.strides()[1], expert_index.strides()[0]},
+                                     expert_index.offset()));
+  keys = keys.as_strided({m}, {1}, 0);
+  CudaCountingSort sorted = cuda_counting_sort(keys, p.experts, "make_routing_plan (expert index)");
+  // the one copy back of the plan (the sort reads back its range check too)
+  const std::vector<int64_t> sorted_offsets = sorted.offsets.to_indices();
+  for (int64_t e = 0; e < p.experts; ++e) {
+    const int64_t all = sorted_offsets[e + 1] - sorted_offsets[e];
+    p.counts[e] = p.capacity > 0 ? std::min(all, p.capacity) : all;
+    p.offsets[e + 1] = p.offsets[e] + p.counts[e];
+  }
+  const Tensor kept_offsets = Tensor::from_indices(p.offsets, {p.experts + 1}).to(device);
+  p.row_token_dev = Tensor::empty({p.rows()}, DType::Int64, device);
+  p.row_slot_dev = Tensor::empty({p.rows()}, DType::Int64, device);
+  cuda_plan_scatter(keys, sorted.order, sorted.offsets, kept_offsets, p.tokens, p.k, p.capacity, p.position_dev,
+                    p.row_token_dev, p.row_slot_dev);
+}
+
+}  // namespace
+#endif
+
 PlanPtr make_routing_plan(const Tensor& expert_index, int64_t experts, double capacity_factor) {
-  check_index(expert_index, "make_routing_plan", "expert_index");
+  const bool on_cuda = expert_index.defined() && expert_index.device().is_cuda();
+  if (on_cuda)
+    MG_CHECK(expert_index.dtype() == DType::Int64, "make_routing_plan: expert_index must be int64, got ",
+             dtype_name(expert_index.dtype()), " of shape ", shape_str(expert_index.shape()));
+  else
+    check_index(expert_index, "make_routing_plan", "expert_index");
   MG_CHECK(expert_index.dim() == 2, "make_routing_plan: expert_index must be [tokens, k], got ",
            shape_str(expert_index.shape()));
   MG_CHECK(experts > 0, "make_routing_plan: number of experts must be positive, got ", experts);
@@ -26,6 +84,12 @@ PlanPtr make_routing_plan(const Tensor& expert_index, int64_t experts, double ca
   p.experts = experts;
   if (capacity_factor > 0)
     p.capacity = static_cast<int64_t>(std::ceil(capacity_factor * p.tokens * p.k / static_cast<double>(experts)));
+#ifdef MOEGRAD_WITH_CUDA
+  if (on_cuda) {
+    build_cuda_plan(expert_index, p);
+    return plan;
+  }
+#endif
   std::vector<int64_t> idx = expert_index.to_indices();
   for (size_t s = 0; s < idx.size(); ++s)
     MG_CHECK(idx[s] >= 0 && idx[s] < experts, "make_routing_plan: expert index ", idx[s], " at token ",
@@ -60,13 +124,120 @@ static void check_plan(const PlanPtr& plan, const char* op) {
   MG_CHECK(plan != nullptr, op, ": routing plan is null");
 }
 
+// Error unless t (defined) is on the plan's device.
+static void check_plan_device(const Tensor& t, const PlanPtr& plan, const char* op, const char* what) {
+  MG_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
+  MG_CHECK(t.device() == plan->device, op, ": ", what, " is on ", t.device().str(),
+           " but the routing plan was made on ", plan->device.str());
+}
+
+// The float checks for the plan's device: check_float for a CPU plan, so a
+// CUDA tensor there gets the usual Error.
+static void check_float_for(const Tensor& t, const PlanPtr& plan, const char* op, const char* what) {
+  check_plan_device(t, plan, op, what);
+  if (plan->is_cuda())
+    check_float_any_device(t, op, what);
+  else
+    check_float(t, op, what);
+}
+
+#ifdef MOEGRAD_WITH_CUDA
+namespace {
+
+// Rows [r0, r0 + n) of a contiguous [rows, cols] tensor as a [n, cols] view.
+Tensor row_block(const Tensor& t, int64_t r0, int64_t n) {
+  const int64_t cols = t.size(1);
+  return t.as_strided({n, cols}, {cols, 1}, t.offset() + r0 * cols);
+}
+
+// Matrix e of a contiguous [E, rows, cols] tensor, or its transpose (a
+// column-major view, which cuda_gemm reads without a copy).
+Tensor matrix_at(const Tensor& t, int64_t e, bool transposed = false) {
+  const int64_t r = t.size(1), c = t.size(2), off = t.offset() + e * r * c;
+  return transposed ? t.as_strided({c, r}, {1, c}, off) : t.as_strided({r, c}, {c, 1}, off);
+}
+
+// The transpose of a contiguous [n, cols] block as a column-major [cols, n] view.
+Tensor transposed(const Tensor& block) {
+  return block.as_strided({block.size(1), block.size(0)}, {1, block.size(1)}, block.offset());
+}
+
+Tensor cuda_moe_permute(const Tensor& x_in, const PlanPtr& plan) {
+  Tensor x = contiguous(x_in).detach();
+  const int64_t d = x.size(1);
+  Tensor xp = Tensor::empty({plan->rows(), d}, x.dtype(), x.device());
+  cuda_permute_rows(x, plan->row_token_dev, xp);
+  attach_backward(xp, "moe_permute", {x_in}, [plan, d](const Tensor& dxp_in) {
+    Tensor dxp = contiguous(dxp_in);
+    Tensor dx = Tensor::empty({plan->tokens, d}, dxp.dtype(), dxp.device());
+    cuda_permute_rows_backward(dxp, plan->position_dev, plan->k, dx);
+    return std::vector<Tensor>{dx};
+  });
+  return xp;
+}
+
+Tensor cuda_grouped_linear(const Tensor& xp_in, const Tensor& weight, const Tensor& bias, const PlanPtr& plan) {
+  Tensor xp = contiguous(xp_in).detach(), w = contiguous(weight).detach();
+  Tensor b = bias.defined() ? contiguous(bias).detach() : Tensor();
+  const int64_t E = plan->experts, out_f = w.size(1);
+  Tensor yp = Tensor::empty({plan->rows(), out_f}, xp.dtype(), xp.device());
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t r0 = plan->offsets[e], n = plan->counts[e];
+    if (n == 0) continue;
+    Tensor y = row_block(yp, r0, n);
+    if (b.defined()) y.copy_(b.as_strided({1, out_f}, {out_f, 1}, b.offset() + e * out_f));
+    cuda_gemm(row_block(xp, r0, n), matrix_at(w, e, true), y, 1.0, b.defined() ? 1.0 : 0.0);
+  }
+  std::vector<Tensor> inputs{xp_in, weight};
+  if (bias.defined()) inputs.push_back(bias);
+  attach_backward(yp, "grouped_linear", inputs, [plan, xp, w, has_bias = bias.defined(), out_f](const Tensor& dyp_in) {
+    Tensor dyp = contiguous(dyp_in);
+    const int64_t E = plan->experts;
+    Tensor dxp = Tensor::empty(xp.shape(), xp.dtype(), xp.device());
+    Tensor dw = Tensor::zeros(w.shape(), w.dtype(), w.device());  // an expert without rows keeps 0
+    Tensor db = has_bias ? Tensor::zeros({E, out_f}, w.dtype(), w.device()) : Tensor();
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t r0 = plan->offsets[e], n = plan->counts[e];
+      if (n == 0) continue;
+      Tensor g = row_block(dyp, r0, n);
+      cuda_gemm(g, matrix_at(w, e), row_block(dxp, r0, n));               // dxp_e = g W_e
+      cuda_gemm(transposed(g), row_block(xp, r0, n), matrix_at(dw, e));   // dW_e = gᵀ xp_e
+      if (has_bias) cuda_sum_columns(g, n, out_f, db.as_strided({out_f}, {1}, e * out_f));
+    }
+    std::vector<Tensor> grads{dxp, dw};
+    if (has_bias) grads.push_back(db);
+    return grads;
+  });
+  return yp;
+}
+
+Tensor cuda_moe_combine(const Tensor& yp_in, const Tensor& scores_in, const PlanPtr& plan) {
+  Tensor yp = contiguous(yp_in).detach(), scores = contiguous(scores_in).detach();
+  Tensor y = Tensor::empty({plan->tokens, yp.size(1)}, yp.dtype(), yp.device());
+  cuda_combine_rows(yp, scores, plan->position_dev, y);
+  attach_backward(y, "moe_combine", {yp_in, scores_in}, [plan, yp, scores](const Tensor& dy_in) {
+    Tensor dy = contiguous(dy_in);
+    Tensor dyp = Tensor::empty(yp.shape(), yp.dtype(), yp.device());
+    Tensor ds = Tensor::empty(scores.shape(), scores.dtype(), scores.device());
+    cuda_combine_rows_backward(dy, yp, scores, plan->position_dev, dyp, ds);
+    return std::vector<Tensor>{dyp, ds};
+  });
+  return y;
+}
+
+}  // namespace
+#endif
+
 // ---- permute: xp[r] = x[row_token[r]];  dx[i] = Σ_j dxp[position[i, j]] ----
 
 Tensor moe_permute(const Tensor& x_in, const PlanPtr& plan) {
   check_plan(plan, "moe_permute");
-  check_float(x_in, "moe_permute");
+  check_float_for(x_in, plan, "moe_permute", "input");
   MG_CHECK(x_in.dim() == 2 && x_in.size(0) == plan->tokens, "moe_permute: expected x of shape [", plan->tokens,
            ", d], got ", shape_str(x_in.shape()));
+#ifdef MOEGRAD_WITH_CUDA
+  if (plan->is_cuda()) return cuda_moe_permute(x_in, plan);
+#endif
   Tensor x = contiguous(x_in).detach();
   const int64_t d = x.size(1), rows = plan->rows();
   Tensor xp = Tensor::empty({rows, d}, x.dtype());
@@ -125,8 +296,8 @@ void for_each_expert(int64_t experts, int64_t work, F f) {
 
 Tensor grouped_linear(const Tensor& xp_in, const Tensor& weight, const Tensor& bias, const PlanPtr& plan) {
   check_plan(plan, "grouped_linear");
-  check_float(xp_in, "grouped_linear", "input");
-  check_float(weight, "grouped_linear", "weight");
+  check_float_for(xp_in, plan, "grouped_linear", "input");
+  check_float_for(weight, plan, "grouped_linear", "weight");
   check_same_type(xp_in, weight, "grouped_linear");
   const int64_t E = plan->experts;
   MG_CHECK(weight.dim() == 3 && weight.size(0) == E, "grouped_linear: weight must be [", E,
@@ -135,11 +306,14 @@ Tensor grouped_linear(const Tensor& xp_in, const Tensor& weight, const Tensor& b
   MG_CHECK(xp_in.dim() == 2 && xp_in.size(0) == plan->rows() && xp_in.size(1) == in_f,
            "grouped_linear: expected input [", plan->rows(), ", ", in_f, "], got ", shape_str(xp_in.shape()));
   if (bias.defined()) {
-    check_float(bias, "grouped_linear", "bias");
+    check_float_for(bias, plan, "grouped_linear", "bias");
     check_same_type(xp_in, bias, "grouped_linear");
     MG_CHECK(bias.dim() == 2 && bias.size(0) == E && bias.size(1) == out_f, "grouped_linear: bias must be [", E,
              ", ", out_f, "], got ", shape_str(bias.shape()));
   }
+#ifdef MOEGRAD_WITH_CUDA
+  if (plan->is_cuda()) return cuda_grouped_linear(xp_in, weight, bias, plan);
+#endif
   Tensor xp = contiguous(xp_in).detach(), w = contiguous(weight).detach();
   Tensor b = bias.defined() ? contiguous(bias).detach() : Tensor();
   Tensor yp = Tensor::empty({plan->rows(), out_f}, xp.dtype());
@@ -193,13 +367,16 @@ Tensor grouped_linear(const Tensor& xp_in, const Tensor& weight, const Tensor& b
 
 Tensor moe_combine(const Tensor& yp_in, const Tensor& scores_in, const PlanPtr& plan) {
   check_plan(plan, "moe_combine");
-  check_float(yp_in, "moe_combine", "expert outputs");
-  check_float(scores_in, "moe_combine", "scores");
+  check_float_for(yp_in, plan, "moe_combine", "expert outputs");
+  check_float_for(scores_in, plan, "moe_combine", "scores");
   check_same_type(yp_in, scores_in, "moe_combine");
   MG_CHECK(yp_in.dim() == 2 && yp_in.size(0) == plan->rows(), "moe_combine: expected expert outputs [",
            plan->rows(), ", d], got ", shape_str(yp_in.shape()));
   MG_CHECK(scores_in.shape() == (Shape{plan->tokens, plan->k}), "moe_combine: expected scores [", plan->tokens,
            ", ", plan->k, "], got ", shape_str(scores_in.shape()));
+#ifdef MOEGRAD_WITH_CUDA
+  if (plan->is_cuda()) return cuda_moe_combine(yp_in, scores_in, plan);
+#endif
   Tensor yp = contiguous(yp_in).detach(), scores = contiguous(scores_in).detach();
   const int64_t d = yp.size(1), n = plan->tokens, k = plan->k;
   Tensor y = Tensor::zeros({n, d}, yp.dtype());

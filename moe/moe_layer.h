@@ -3,7 +3,10 @@
 // into contiguous per-expert blocks, each expert (a GELU FFN, weights stacked
 // as [E, out, in]) runs as one GEMM per block, and the outputs are combined
 // with the gate scores. Routing statistics of the last forward are kept for
-// logging.
+// logging. With the parameters and tokens on a CUDA device every step runs
+// there (moe/router.h, moe/dispatch.h); the statistics are the only reads
+// back to the host: the plan's counts and the two loss values (and W's
+// spread for AC layers), as on the CPU.
 #pragma once
 #include "moe/experts.h"
 #include "moe/router.h"

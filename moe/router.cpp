@@ -1,18 +1,141 @@
-// Top-k and AC routers (see router.h).
+// Top-k and AC routers (see router.h). On CUDA the top-k + softmax, the
+// losses and the mixing softmax run in cuda/moe_router.h's kernels
+// (deterministic: fixed-order sums, no atomics), the counts of the balance
+// loss through cuda/sort.h's counting sort.
 #include "moe/router.h"
 
 #include <cmath>
 
 #include "autograd/ops/util.h"
+#ifdef MOEGRAD_WITH_CUDA
+#include "cuda/moe_router.h"
+#include "cuda/sort.h"
+#endif
 
 namespace moegrad {
 
+namespace {
+
+// check_float for CPU tensors; a CUDA tensor only needs a float dtype.
+void check_float_on(const Tensor& t, const char* op, const char* what) {
+  if (t.defined() && t.device().is_cuda())
+    check_float_any_device(t, op, what);
+  else
+    check_float(t, op, what);
+}
+
+// check_index, but an int64 tensor on `device` (a CUDA one included) passes.
+void check_index_on(const Tensor& t, Device device, const char* op, const char* what) {
+  if (device.is_cpu()) return check_index(t, op, what);
+  MG_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
+  MG_CHECK(t.dtype() == DType::Int64, op, ": ", what, " must be int64, got ", dtype_name(t.dtype()), " of shape ",
+           shape_str(t.shape()));
+  MG_CHECK(t.device() == device, op, ": ", what, " is on ", t.device().str(), " but the logits are on ", device.str());
+}
+
+#ifdef MOEGRAD_WITH_CUDA
+// t as a contiguous detached tensor (a copy when it is not contiguous).
+Tensor dense(const Tensor& t) { return contiguous(t.detach()).detach(); }
+
+RouterTopK cuda_router_topk_softmax(const Tensor& logits_in, int64_t k) {
+  Tensor logits = dense(logits_in);
+  const int64_t n = logits.size(0), E = logits.size(1);
+  const Device device = logits.device();
+  RouterTopK out{Tensor::empty({n, k}, logits.dtype(), device), Tensor::empty({n, k}, DType::Int64, device),
+                 Tensor::empty({n, k}, logits.dtype(), device)};
+  cuda_router_topk(logits, k, out.values, out.indices, out.scores);
+  // the graph of the CPU's topk then softmax: logits -> values -> scores
+  attach_backward(out.values, "router top-k", {logits_in}, [indices = out.indices, E](const Tensor& dv) {
+    Tensor dlogits = Tensor::empty({indices.size(0), E}, dv.dtype(), dv.device());
+    cuda_router_topk_backward(dense(dv), indices, dlogits);
+    return std::vector<Tensor>{dlogits};
+  });
+  attach_backward(out.scores, "router top-k softmax", {out.values}, [y = out.scores.detach()](const Tensor& dy) {
+    Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
+    cuda_row_softmax_backward(y, dense(dy), dx);
+    return std::vector<Tensor>{dx};
+  });
+  return out;
+}
+
+// softmax over the last dim of x [n, m] (short rows: one thread per row).
+Tensor cuda_row_softmax_op(const Tensor& x_in) {
+  Tensor x = dense(x_in);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  cuda_row_softmax(x, y);
+  attach_backward(y, "router softmax", {x_in}, [yd = y.detach()](const Tensor& dy) {
+    Tensor dx = Tensor::empty(yd.shape(), yd.dtype(), yd.device());
+    cuda_row_softmax_backward(yd, dense(dy), dx);
+    return std::vector<Tensor>{dx};
+  });
+  return y;
+}
+
+Tensor cuda_switch_balance_loss(const Tensor& logits_in, const Tensor& indices) {
+  const int64_t slots = indices.numel();
+  Tensor flat = dense(indices);
+  flat = flat.as_strided({slots}, {1}, flat.offset());
+  const Tensor offsets = cuda_counting_sort(flat, logits_in.size(1), "switch_balance_loss (indices)").offsets;
+  Tensor logits = dense(logits_in);
+  Tensor loss = Tensor::empty({}, logits.dtype(), logits.device());
+  cuda_balance_loss(logits, offsets, slots, loss);
+  attach_backward(loss, "switch_balance_loss", {logits_in}, [logits, offsets, slots](const Tensor& dloss) {
+    Tensor dlogits = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
+    cuda_balance_loss_backward(logits, offsets, slots, dense(dloss), dlogits);
+    return std::vector<Tensor>{dlogits};
+  });
+  return loss;
+}
+
+Tensor cuda_router_z_loss(const Tensor& logits_in) {
+  Tensor logits = dense(logits_in);
+  Tensor lse = Tensor::empty({logits.size(0)}, DType::Float64, logits.device());
+  Tensor loss = Tensor::empty({}, logits.dtype(), logits.device());
+  cuda_z_loss(logits, lse, loss);
+  attach_backward(loss, "router_z_loss", {logits_in}, [logits, lse](const Tensor& dloss) {
+    Tensor dlogits = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
+    cuda_z_loss_backward(logits, lse, dense(dloss), dlogits);
+    return std::vector<Tensor>{dlogits};
+  });
+  return loss;
+}
+#endif
+
+// softmax over the last dim of the AC mixing logits [n, m], on either device.
+Tensor mixing_softmax(const Tensor& logits) {
+#ifdef MOEGRAD_WITH_CUDA
+  if (logits.device().is_cuda()) return cuda_row_softmax_op(logits);
+#endif
+  return softmax(logits, -1);
+}
+
+}  // namespace
+
+RouterTopK router_topk_softmax(const Tensor& logits, int64_t k) {
+  check_float_on(logits, "router_topk_softmax", "logits");
+  MG_CHECK(logits.dim() == 2, "router_topk_softmax: expected logits [n, E], got ", shape_str(logits.shape()));
+  MG_CHECK(k >= 1 && k <= logits.size(1), "router_topk_softmax: k = ", k, " out of range [1, ", logits.size(1),
+           "] for logits ", shape_str(logits.shape()));
+#ifdef MOEGRAD_WITH_CUDA
+  if (logits.device().is_cuda()) return cuda_router_topk_softmax(logits, k);
+#endif
+  TopK top = topk(logits, k, -1);
+  return {top.values, top.indices, softmax(top.values, -1)};
+}
+
 Tensor switch_balance_loss(const Tensor& logits, const Tensor& indices) {
-  check_float(logits, "switch_balance_loss", "logits");
-  check_index(indices, "switch_balance_loss", "indices");
+  check_float_on(logits, "switch_balance_loss", "logits");
+  check_index_on(indices, logits.device(), "switch_balance_loss", "indices");
   MG_CHECK(logits.dim() == 2 && indices.dim() == 2 && indices.size(0) == logits.size(0),
            "switch_balance_loss: expected logits [n, E] and indices [n, k], got ", shape_str(logits.shape()), " and ",
            shape_str(indices.shape()));
+#ifdef MOEGRAD_WITH_CUDA
+  if (logits.device().is_cuda()) {
+    MG_CHECK(logits.size(0) > 0 && logits.size(1) > 0, "switch_balance_loss: logits ", shape_str(logits.shape()),
+             " have no tokens or no experts");
+    return cuda_switch_balance_loss(logits, indices);
+  }
+#endif
   const int64_t E = logits.size(1);
   std::vector<double> f(E, 0.0);
   const std::vector<int64_t> idx = indices.to_indices();
@@ -26,8 +149,15 @@ Tensor switch_balance_loss(const Tensor& logits, const Tensor& indices) {
 }
 
 Tensor router_z_loss(const Tensor& logits) {
-  check_float(logits, "router_z_loss", "logits");
+  check_float_on(logits, "router_z_loss", "logits");
   MG_CHECK(logits.dim() == 2, "router_z_loss: expected logits [n, E], got ", shape_str(logits.shape()));
+#ifdef MOEGRAD_WITH_CUDA
+  if (logits.device().is_cuda()) {
+    MG_CHECK(logits.size(0) > 0 && logits.size(1) > 0, "router_z_loss: logits ", shape_str(logits.shape()),
+             " have no tokens or no experts");
+    return cuda_router_z_loss(logits);
+  }
+#endif
   // logsumexp = x_0 - log_softmax(x)_0, differentiable through both ops
   Tensor lse = sub(narrow(logits, 1, 0, 1), narrow(log_softmax(logits, -1), 1, 0, 1));
   return mean(mul(lse, lse));
@@ -53,10 +183,10 @@ Tensor TopKRouter::gate_logits(const Tensor& x) const {
 RouterOutput TopKRouter::route(const Tensor& logits) const {
   RouterOutput out;
   out.logits = logits;
-  TopK top = topk(logits, config.k, -1);
+  RouterTopK top = router_topk_softmax(logits, config.k);
   out.indices = top.indices;
   out.topk_logits = top.values;
-  out.scores = softmax(top.values, -1);
+  out.scores = top.scores;
   out.balance_loss = switch_balance_loss(logits, top.indices);
   out.z_loss = router_z_loss(logits);
   return out;
@@ -86,6 +216,8 @@ ACScale ac_token_scale(const Tensor& x, const Assignments& prev, int64_t experts
            ", got ", prev.logits.defined() ? shape_str(prev.logits.shape()) : "undefined");
   MG_CHECK(mix_m == 1 || prev.logits.dtype() == x.dtype(), caller, ": previous logits are ",
            dtype_name(prev.logits.dtype()), " but tokens are ", dtype_name(x.dtype()));
+  MG_CHECK(prev.indices.device() == x.device() && (mix_m == 1 || prev.logits.device() == x.device()), caller,
+           ": previous assignments are on ", prev.indices.device().str(), " but tokens are on ", x.device().str());
   Tensor labels = contiguous(squeeze(narrow(prev.indices, 1, 0, 1), 1));
   ACScale out;
   if (differentiable) {
@@ -99,7 +231,8 @@ ACScale ac_token_scale(const Tensor& x, const Assignments& prev, int64_t experts
   } else {
     Tensor mix_logits = narrow(prev.logits, 1, 0, mix_m);
     if (!differentiable) mix_logits = mix_logits.detach();
-    out.scaled = ac_scale_gather(x, out.W, contiguous(narrow(prev.indices, 1, 0, mix_m)), softmax(mix_logits, -1));
+    out.scaled = ac_scale_gather(x, out.W, contiguous(narrow(prev.indices, 1, 0, mix_m)),
+                                 mixing_softmax(mix_logits));
   }
   return out;
 }

@@ -14,6 +14,13 @@
 //
 // The gate is linear (x Gᵀ + b) or XMoE-style: expert embeddings renormalised
 // to unit length, logits = x · Êᵀ.
+//
+// On CUDA tensors (router weights, tokens and assignments on one device) the
+// same graph runs on the device: the gate through matmul and the pointwise
+// ops, the top-k and the softmax over the k logits in one fused kernel, the
+// two losses and the AC mixing softmax in the kernels of cuda/moe_router.h
+// (each with its hand-written backward). The AC weights themselves are
+// moe/ac_weights.h's ops.
 #pragma once
 #include "moe/ac_weights.h"
 #include "nn/layers.h"
@@ -45,6 +52,16 @@ struct RouterConfig {
   int64_t dim = 0, experts = 0, k = 2;
   GateKind gate = GateKind::Linear;
 };
+
+// The k largest logits per token [n, E], sorted (column 0 the argmax, ties to
+// the lower expert), and the softmax over those k: topk then softmax on the
+// CPU, one fused kernel on CUDA. values and scores are differentiable.
+struct RouterTopK {
+  Tensor values;   // [n, k]
+  Tensor indices;  // int64 [n, k]
+  Tensor scores;   // [n, k]
+};
+RouterTopK router_topk_softmax(const Tensor& logits, int64_t k);
 
 // Switch balance loss from the full logits [n, E] and the chosen indices [n, k].
 Tensor switch_balance_loss(const Tensor& logits, const Tensor& indices);
