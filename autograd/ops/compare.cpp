@@ -3,28 +3,34 @@
 // and gt also take a scalar, compared in double precision (so eq(x, 0.1) on a
 // float32 x is false for float(0.1)). Not differentiable: the result never has
 // a grad_fn, so masks built from them (attention, padding) cut no graph.
+// CUDA tensors go to the kernels of cuda/select.h (the same comparisons).
 #include <functional>
 
 #include "autograd/ops/pointwise.h"
+#include "cuda/select.h"
 
 namespace moegrad {
 
 namespace {
 
-// Error unless t is a defined CPU tensor of dtype float32, float64 or int64.
+// Error unless t is a defined tensor of dtype float32, float64 or int64.
 void check_comparable(const Tensor& t, const char* op, const char* what) {
   MG_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
-  MG_CHECK(t.device().is_cpu(), op, ": ", what, " is on ", t.device().str(), ", which this op does not support yet");
   MG_CHECK(is_floating(t.dtype()) || t.dtype() == DType::Int64, op, ": ", what,
            " must be float32, float64 or int64, got ", dtype_name(t.dtype()), " of shape ", shape_str(t.shape()));
 }
 
 // out = cmp(a, b) over the broadcast shape.
 template <typename Cmp>
-Tensor compare(const Tensor& a, const Tensor& b, const char* op, Cmp cmp) {
+Tensor compare(const Tensor& a, const Tensor& b, const char* op, CudaCompareOp cuda_op, Cmp cmp) {
   check_comparable(a, op, "first input");
   check_comparable(b, op, "second input");
   check_same_type(a, b, op);
+#ifdef MOEGRAD_WITH_CUDA
+  if (a.device().is_cuda()) return cuda_compare(cuda_op, a, b, broadcast_shapes(a.shape(), b.shape(), op));
+#else
+  (void)cuda_op;
+#endif
   return dispatch_all(a.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     return map_binary<bool, T, T>(a, b, op, [cmp](T x, T y) { return cmp(x, y); });
@@ -33,8 +39,13 @@ Tensor compare(const Tensor& a, const Tensor& b, const char* op, Cmp cmp) {
 
 // out = cmp(a, s), each element of a converted to double.
 template <typename Cmp>
-Tensor compare(const Tensor& a, double s, const char* op, Cmp cmp) {
+Tensor compare(const Tensor& a, double s, const char* op, CudaCompareOp cuda_op, Cmp cmp) {
   check_comparable(a, op, "input");
+#ifdef MOEGRAD_WITH_CUDA
+  if (a.device().is_cuda()) return cuda_compare_scalar(cuda_op, a, s);
+#else
+  (void)cuda_op;
+#endif
   return dispatch_all(a.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     return map_unary<bool, T>(a, [cmp, s](T x) { return cmp(static_cast<double>(x), s); });
@@ -43,15 +54,15 @@ Tensor compare(const Tensor& a, double s, const char* op, Cmp cmp) {
 
 }  // namespace
 
-Tensor eq(const Tensor& a, const Tensor& b) { return compare(a, b, "eq", std::equal_to<>()); }
-Tensor ne(const Tensor& a, const Tensor& b) { return compare(a, b, "ne", std::not_equal_to<>()); }
-Tensor lt(const Tensor& a, const Tensor& b) { return compare(a, b, "lt", std::less<>()); }
-Tensor le(const Tensor& a, const Tensor& b) { return compare(a, b, "le", std::less_equal<>()); }
-Tensor gt(const Tensor& a, const Tensor& b) { return compare(a, b, "gt", std::greater<>()); }
-Tensor ge(const Tensor& a, const Tensor& b) { return compare(a, b, "ge", std::greater_equal<>()); }
+Tensor eq(const Tensor& a, const Tensor& b) { return compare(a, b, "eq", CudaCompareOp::Eq, std::equal_to<>()); }
+Tensor ne(const Tensor& a, const Tensor& b) { return compare(a, b, "ne", CudaCompareOp::Ne, std::not_equal_to<>()); }
+Tensor lt(const Tensor& a, const Tensor& b) { return compare(a, b, "lt", CudaCompareOp::Lt, std::less<>()); }
+Tensor le(const Tensor& a, const Tensor& b) { return compare(a, b, "le", CudaCompareOp::Le, std::less_equal<>()); }
+Tensor gt(const Tensor& a, const Tensor& b) { return compare(a, b, "gt", CudaCompareOp::Gt, std::greater<>()); }
+Tensor ge(const Tensor& a, const Tensor& b) { return compare(a, b, "ge", CudaCompareOp::Ge, std::greater_equal<>()); }
 
-Tensor eq(const Tensor& a, double b) { return compare(a, b, "eq", std::equal_to<>()); }
-Tensor lt(const Tensor& a, double b) { return compare(a, b, "lt", std::less<>()); }
-Tensor gt(const Tensor& a, double b) { return compare(a, b, "gt", std::greater<>()); }
+Tensor eq(const Tensor& a, double b) { return compare(a, b, "eq", CudaCompareOp::Eq, std::equal_to<>()); }
+Tensor lt(const Tensor& a, double b) { return compare(a, b, "lt", CudaCompareOp::Lt, std::less<>()); }
+Tensor gt(const Tensor& a, double b) { return compare(a, b, "gt", CudaCompareOp::Gt, std::greater<>()); }
 
 }  // namespace moegrad

@@ -4,20 +4,27 @@
 // counters and keeps element i (row-major order of x's shape) when
 // random_uniform(seed, first + i) >= p, so the mask depends on neither the
 // thread count nor x's memory layout. The forward saves mask * scale; the
-// backward is dx = dout * mask * scale.
+// backward is dx = dout * mask * scale. On CUDA the mask is drawn on the
+// device (cuda/dropout.h) from the same counters, so it equals the CPU mask
+// for the same Generator state, and the Generator advances the same way.
 #include "autograd/ops/util.h"
+#include "cuda/dropout.h"
 #include "tensor/parallel.h"
 
 namespace moegrad {
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
-  check_float(x, "dropout");
+  check_float_any_device(x, "dropout");
   MG_CHECK(p >= 0.0 && p <= 1.0, "dropout: probability p must be in [0, 1], got ", p);
   if (!training || p == 0.0) return x;
   Generator& g = gen ? *gen : default_generator();
   const uint64_t seed = g.seed(), first = g.take(static_cast<uint64_t>(x.numel()));
   const double scale = p == 1.0 ? 0.0 : 1.0 / (1.0 - p);
   Tensor mask = Tensor::empty(x.shape(), x.dtype(), x.device());  // 0 or scale
+#ifdef MOEGRAD_WITH_CUDA
+  if (x.device().is_cuda()) cuda_dropout_mask(mask, seed, first, p, scale);
+  else
+#endif
   dispatch_float(x.dtype(), "dropout", [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* m = mask.data<T>();

@@ -9,20 +9,44 @@
 // Every index is bounds-checked before anything is written. The accumulating
 // kernels run in parallel over the dims that are not indexed, never over the
 // indices, so each output element is summed by one thread in index order and
-// results do not depend on the thread count.
+// results do not depend on the thread count. CUDA tensors (with their index on
+// the same device) go to cuda/index.h, whose kernels sum in the same order.
 #include "autograd/ops/util.h"
+#include "cuda/index.h"
 #include "tensor/strided.h"
 
 namespace moegrad {
 
 namespace {
 
-// idx (contiguous int64) must lie in [0, n) to index dimension d of `shape`.
-void check_bounds(const Tensor& idx, int64_t n, int64_t d, const Shape& shape, const char* op) {
+// Error unless idx is a defined int64 tensor on the device of x (the tensor it indexes).
+void check_index_for(const Tensor& idx, const Tensor& x, const char* op, const char* what = "index") {
+  MG_CHECK(idx.defined(), op, ": ", what, " is an undefined tensor");
+  MG_CHECK(idx.dtype() == DType::Int64, op, ": ", what, " must be int64, got ", dtype_name(idx.dtype()),
+           " of shape ", shape_str(idx.shape()));
+  MG_CHECK(idx.device() == x.device(), op, ": ", what, " is on ", idx.device().str(), ", expected ",
+           x.device().str());
+}
+
+// The first position of idx (contiguous int64) outside [0, n), or -1.
+int64_t first_out_of_range(const Tensor& idx, int64_t n) {
+#ifdef MOEGRAD_WITH_CUDA
+  if (idx.device().is_cuda()) return cuda_first_out_of_range(idx, n);
+#endif
   const int64_t* p = idx.data<int64_t>();
   for (int64_t i = 0; i < idx.numel(); ++i)
-    MG_CHECK(p[i] >= 0 && p[i] < n, op, ": index ", p[i], " out of range [0, ", n, ") for dimension ", d,
-             " of shape ", shape_str(shape));
+    if (p[i] < 0 || p[i] >= n) return i;
+  return -1;
+}
+
+// idx (contiguous int64) must lie in [0, n) to index dimension d of `shape`;
+// the Error names the first index that does not.
+void check_bounds(const Tensor& idx, int64_t n, int64_t d, const Shape& shape, const char* op) {
+  const int64_t pos = first_out_of_range(idx, n);
+  if (pos < 0) return;
+  const int64_t bad = idx.as_strided({1}, {1}, idx.offset() + pos).to_indices()[0];
+  MG_CHECK(false, op, ": index ", bad, " out of range [0, ", n, ") for dimension ", d, " of shape ",
+           shape_str(shape));
 }
 
 // x seen as [outer, size(d), inner] around dimension d.
@@ -40,6 +64,12 @@ Tensor select_rows(const Tensor& x, int64_t d, const Tensor& idx, const char* op
   shape[d] = idx.numel();
   Tensor out = Tensor::empty(shape, x.dtype(), x.device());
   const Split s(x.shape(), d);
+#ifdef MOEGRAD_WITH_CUDA
+  if (x.device().is_cuda()) {
+    cuda_select_rows(x, s.outer, s.n, s.inner, idx, out);
+    return out;
+  }
+#endif
   const int64_t m = idx.numel();
   const int64_t* ip = idx.data<int64_t>();
   dispatch_float(x.dtype(), op, [&](auto tag) {
@@ -61,6 +91,9 @@ Tensor select_rows(const Tensor& x, int64_t d, const Tensor& idx, const char* op
 // Parallel over the (o, j) columns; each column adds its rows in index order.
 void add_rows(const Tensor& out, int64_t d, const Tensor& idx, const Tensor& src, const char* op) {
   const Split s(out.shape(), d);
+#ifdef MOEGRAD_WITH_CUDA
+  if (out.device().is_cuda()) return cuda_add_rows(out, s.outer, s.n, s.inner, idx, src);
+#endif
   const int64_t m = idx.numel();
   const int64_t* ip = idx.data<int64_t>();
   dispatch_float(out.dtype(), op, [&](auto tag) {
@@ -85,8 +118,8 @@ void add_rows(const Tensor& out, int64_t d, const Tensor& idx, const Tensor& src
 
 // Validation shared by index_select and index_add; returns the wrapped dim.
 int64_t check_index_1d(const Tensor& x, int64_t dim, const Tensor& index, const char* op) {
-  check_float(x, op);
-  check_index(index, op);
+  check_float_any_device(x, op);
+  check_index_for(index, x, op);
   MG_CHECK(x.dim() > 0, op, ": expected a tensor with at least one dimension, got a 0-d tensor");
   MG_CHECK(index.dim() == 1, op, ": index must be 1-d, got shape ", shape_str(index.shape()));
   const int64_t d = wrap_dim(dim, x.dim(), op);
@@ -123,8 +156,8 @@ void index_lines(const Tensor& index, int64_t d, const Shape& plain_strides, con
 // Validation shared by gather and scatter_add: index has x's rank and fits in
 // x outside dim d (and in src everywhere, when given); all indices in range.
 int64_t check_index_nd(const Tensor& x, int64_t dim, const Tensor& index, const Tensor* src, const char* op) {
-  check_float(x, op);
-  check_index(index, op);
+  check_float_any_device(x, op);
+  check_index_for(index, x, op);
   MG_CHECK(x.dim() > 0, op, ": expected a tensor with at least one dimension, got a 0-d tensor");
   const int64_t d = wrap_dim(dim, x.dim(), op);
   MG_CHECK(index.dim() == x.dim(), op, ": index of shape ", shape_str(index.shape()),
@@ -133,7 +166,7 @@ int64_t check_index_nd(const Tensor& x, int64_t dim, const Tensor& index, const 
     MG_CHECK(e == d || index.shape()[e] <= x.shape()[e], op, ": index of shape ", shape_str(index.shape()),
              " is larger than the input ", shape_str(x.shape()), " in dimension ", e);
   if (src) {
-    check_float(*src, op, "src");
+    check_float_any_device(*src, op, "src");
     check_same_type(x, *src, op);
     MG_CHECK(src->dim() == x.dim(), op, ": src of shape ", shape_str(src->shape()),
              " must have the same number of dimensions as the input ", shape_str(x.shape()));
@@ -160,7 +193,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 
 Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src) {
   const int64_t d = check_index_1d(x, dim, index, "index_add");
-  check_float(src, "index_add", "src");
+  check_float_any_device(src, "index_add", "src");
   check_same_type(x, src, "index_add");
   Shape want = x.shape();
   want[d] = index.numel();
@@ -179,6 +212,10 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   const int64_t d = check_index_nd(x, dim, index, nullptr, "gather");
   Tensor out = Tensor::empty(index.shape(), x.dtype(), x.device());
   const int64_t xd = x.strides()[d];
+#ifdef MOEGRAD_WITH_CUDA
+  if (x.device().is_cuda()) cuda_gather(x, d, index, out);
+  else
+#endif
   dispatch_float(x.dtype(), "gather", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const int64_t* ip = index.data<int64_t>();
@@ -201,6 +238,10 @@ Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tens
   const int64_t d = check_index_nd(x, dim, index, &src, "scatter_add");
   Tensor out = copy_of(x);
   const int64_t od = out.strides()[d];
+#ifdef MOEGRAD_WITH_CUDA
+  if (x.device().is_cuda()) cuda_scatter_add(out, d, index, src);
+  else
+#endif
   dispatch_float(x.dtype(), "scatter_add", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const int64_t* ip = index.data<int64_t>();
@@ -227,8 +268,8 @@ Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tens
 }
 
 Tensor embedding(const Tensor& weight, const Tensor& indices) {
-  check_float(weight, "embedding", "weight");
-  check_index(indices, "embedding", "indices");
+  check_float_any_device(weight, "embedding", "weight");
+  check_index_for(indices, weight, "embedding", "indices");
   MG_CHECK(weight.dim() == 2, "embedding: weight must be 2-d [V, D], got shape ", shape_str(weight.shape()));
   Tensor idx = contiguous(indices).detach();
   const int64_t vocab = weight.shape()[0], dmodel = weight.shape()[1];

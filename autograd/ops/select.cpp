@@ -5,23 +5,28 @@
 //   clamp(x, low, high):     min(max(x, low), high)    dx = dout where low <= x <= high
 // The masks are broadcast (masked_fill: to x's shape; where: all three
 // together), so where's gradients are summed back to each input's shape.
+// CUDA tensors (mask and data on one device) go to cuda/select.h.
 #include "autograd/ops/pointwise.h"
+#include "cuda/select.h"
 
 namespace moegrad {
 
 namespace {
 
-// Error unless m is a defined CPU bool tensor.
-void check_mask(const Tensor& m, const char* op, const char* what) {
+// Error unless m is a defined bool tensor on `device`.
+void check_mask(const Tensor& m, Device device, const char* op, const char* what) {
   MG_CHECK(m.defined(), op, ": ", what, " is an undefined tensor");
-  MG_CHECK(m.device().is_cpu(), op, ": ", what, " is on ", m.device().str(), ", which this op does not support yet");
   MG_CHECK(m.dtype() == DType::Bool, op, ": ", what, " must be bool, got ", dtype_name(m.dtype()), " of shape ",
            shape_str(m.shape()));
+  MG_CHECK(m.device() == device, op, ": ", what, " is on ", m.device().str(), ", the input on ", device.str());
 }
 
 // The kernel of where, without validation or graph: out = cond ? a : b.
 Tensor where_forward(const Tensor& cond, const Tensor& a, const Tensor& b) {
   Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
+#ifdef MOEGRAD_WITH_CUDA
+  if (a.device().is_cuda()) return cuda_where(cond, a, b, shape);
+#endif
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
   Shape cs = broadcast_strides(cond.shape(), cond.strides(), shape);
   Shape as = broadcast_strides(a.shape(), a.strides(), shape);
@@ -45,11 +50,16 @@ Tensor where_forward(const Tensor& cond, const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
-  check_float(x, "masked_fill", "input");
-  check_mask(mask, "masked_fill", "mask");
+  check_float_any_device(x, "masked_fill", "input");
+  check_mask(mask, x.device(), "masked_fill", "mask");
   MG_CHECK(broadcast_shapes(x.shape(), mask.shape(), "masked_fill") == x.shape(), "masked_fill: mask of shape ",
            shape_str(mask.shape()), " does not broadcast to the input's shape ", shape_str(x.shape()));
-  Tensor out = dispatch_float(x.dtype(), "masked_fill", [&](auto tag) {
+  Tensor out;
+#ifdef MOEGRAD_WITH_CUDA
+  if (x.device().is_cuda()) out = cuda_masked_fill(x, mask, value);
+  else
+#endif
+  out = dispatch_float(x.dtype(), "masked_fill", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T v = saturate_cast<T>(value);
     return map_binary<T, T, bool>(x, mask, "masked_fill", [v](T xv, bool m) { return m ? v : xv; });
@@ -61,22 +71,32 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
 }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
-  check_mask(cond, "where", "condition");
-  check_float(a, "where", "first input");
-  check_float(b, "where", "second input");
+  check_float_any_device(a, "where", "first input");
+  check_float_any_device(b, "where", "second input");
   check_same_type(a, b, "where");
+  check_mask(cond, a.device(), "where", "condition");
   Tensor out = where_forward(cond, a, b);
   Tensor cd = cond.detach();
   attach_backward(out, "where", {a, b}, [cd, sa = a.shape(), sb = b.shape()](const Tensor& dout) {
-    Tensor zero = Tensor::zeros({}, dout.dtype());
+    Tensor zero = Tensor::zeros({}, dout.dtype(), dout.device());
     return std::vector<Tensor>{sum_to(where_forward(cd, dout, zero), sa), sum_to(where_forward(cd, zero, dout), sb)};
   });
   return out;
 }
 
 Tensor clamp(const Tensor& x, double low, double high) {
-  check_float(x, "clamp", "input");
+  check_float_any_device(x, "clamp", "input");
   MG_CHECK(low <= high, "clamp: expected low <= high, got low ", low, " and high ", high);
+#ifdef MOEGRAD_WITH_CUDA
+  if (x.device().is_cuda()) {
+    Tensor out = cuda_clamp(x, low, high);
+    Tensor xd = x.detach();
+    attach_backward(out, "clamp", {x}, [xd, low, high](const Tensor& dout) {
+      return std::vector<Tensor>{cuda_clamp_backward(dout, xd, low, high)};
+    });
+    return out;
+  }
+#endif
   return dispatch_float(x.dtype(), "clamp", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T lo = saturate_cast<T>(low), hi = saturate_cast<T>(high);

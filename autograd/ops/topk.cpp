@@ -4,11 +4,13 @@
 // dim is moved last and back) and runs in parallel over rows, partially
 // sorting an index array per row. Backward: dx is zero except at the selected
 // entries, which receive dvalues (a scatter_add into zeros: the indices of a
-// row are distinct).
+// row are distinct). CUDA tensors take the same plan with the kernel of
+// cuda/topk.h (same order, same ties).
 #include <cmath>
 #include <numeric>
 
 #include "autograd/ops/util.h"
+#include "cuda/topk.h"
 #include "tensor/parallel.h"
 
 namespace moegrad {
@@ -47,7 +49,7 @@ void topk_rows(const T* x, int64_t rows, int64_t n, int64_t k, bool largest, T* 
 }  // namespace
 
 TopK topk(const Tensor& x, int64_t k, int64_t dim, bool largest) {
-  check_float(x, "topk");
+  check_float_any_device(x, "topk");
   MG_CHECK(x.dim() > 0, "topk: expected a tensor with at least one dimension, got a 0-d tensor");
   const int64_t d = wrap_dim(dim, x.dim(), "topk"), last = x.dim() - 1;
   const int64_t n = x.shape()[d];
@@ -58,6 +60,10 @@ TopK topk(const Tensor& x, int64_t k, int64_t dim, bool largest) {
   out_shape[last] = k;
   Tensor values = Tensor::empty(out_shape, x.dtype(), x.device());
   Tensor indices = Tensor::empty(out_shape, DType::Int64, x.device());
+#ifdef MOEGRAD_WITH_CUDA
+  if (x.device().is_cuda()) cuda_topk_rows(rows_x, rows_x.numel() / n, n, k, largest, values, indices);
+  else
+#endif
   dispatch_float(x.dtype(), "topk", [&](auto tag) {
     using T = typename decltype(tag)::type;
     topk_rows<T>(rows_x.data<T>(), rows_x.numel() / n, n, k, largest, values.data<T>(), indices.data<int64_t>());
