@@ -95,9 +95,3 @@ TEST(CudaReduce, GradcheckOnDevice) {
   EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return sum_to(in[0], {4, 1}); }, {x});
 }
 
-TEST(CudaReduce, UnportedReductionsRefuse) {
-  MG_SKIP_WITHOUT_CUDA();
-  Tensor d = on_cuda(Tensor::ones({2, 3}));
-  EXPECT_MG_ERROR(topk(d, 1), "topk: input is on cuda:0");
-  EXPECT_MG_ERROR(log_softmax(d, 1), "log_softmax: input is on cuda:0");
-}
