@@ -1,9 +1,8 @@
 // The elementwise ops on CUDA tensors against the same ops on the CPU:
 // add/sub/mul/div with broadcasting and non-contiguous inputs, the scalar
 // forms, every unary op forward and backward, add_, float64 gradchecks on the
-// device, and the errors (mixed devices, layouts
-// beyond 8 dims). Tolerances: test_cuda_helpers.h (float64 1e-12 relative,
-// float32 1e-5).
+// device, and the errors (mixed devices, layouts beyond 8 dims). Tolerances:
+// test_cuda_helpers.h (float64 1e-12 relative, float32 1e-5).
 #include <functional>
 
 #include "test_cuda_helpers.h"
