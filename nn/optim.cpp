@@ -90,7 +90,7 @@ void Optimizer::load_state(const std::vector<ParamState>& state) {
              buffer_names_.size());
     for (size_t k = 0; k < st.buffers.size(); ++k) {
       const Tensor& b = st.buffers[k];
-      // any device: the copy below lands on the parameter's
+      // on any device: the copies below land on the parameter's
       MG_CHECK(b.defined() && b.shape() == p.shape() && b.dtype() == p.dtype(), name_, ": load_state: buffer '",
                buffer_names_[k], "' of parameter ", i, " must be ", dtype_name(p.dtype()), " ",
                shape_str(p.shape()), " on ", p.device().str(), ", got ",
