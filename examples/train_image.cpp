@@ -5,6 +5,7 @@
 // examples/common/image_trainer.h; `train_image --help` lists every flag.
 //
 //   train_image --moe topk --ac --train-size 20000 --test-size 1000 --epochs 2
+//   train_image ... --device cuda   on the GPU (a CUDA build with a visible GPU)
 //
 // Writes <out>/metrics.jsonl (a config record, train and eval records, a
 // final record with the attacked accuracies) and <out>/model.safetensors
@@ -69,9 +70,10 @@ int run(const std::vector<std::string>& args) {
   config["effective_arch"] = vc.arch;
   config["parameters"] = model.num_parameters();
   metrics.write({{"type", "config"}, {"config", config}});
-  std::printf("train_image: %s MoE %s AC, arch %s, %lld parameters; %lld training and %lld test images\n",
+  std::printf("train_image: %s MoE %s AC, arch %s, %lld parameters on %s; %lld training and %lld test images\n",
               c.moe.c_str(), vc.arch.find('c') != std::string::npos ? "with" : "without", vc.arch.c_str(),
-              (long long)model.num_parameters(), (long long)train.images.size(0), (long long)test.images.size(0));
+              (long long)model.num_parameters(), c.device.c_str(), (long long)train.images.size(0),
+              (long long)test.images.size(0));
   std::fflush(stdout);
 
   ImageTrainResult t;

@@ -6,6 +6,7 @@
 //
 //   train_lm --data data/kjv --router acmoe --steps 2000 --out runs/acmoe
 //   train_lm ... --resume        continues from runs/acmoe/checkpoint.safetensors
+//   train_lm ... --device cuda   trains on the GPU (a CUDA build with a visible GPU)
 #include <cstdio>
 
 #include "examples/common/lm_trainer.h"

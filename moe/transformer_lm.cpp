@@ -35,8 +35,9 @@ LMOutput TransformerLM::forward(const Tensor& ids, const Tensor& targets) {
   LMOutput out;
   out.logits = head->forward(h);
   const DType dt = out.logits.dtype();
-  out.balance_loss = state.balance_loss.defined() ? state.balance_loss : Tensor::scalar(0.0, dt);
-  out.z_loss = state.z_loss.defined() ? state.z_loss : Tensor::scalar(0.0, dt);
+  const Device dev = out.logits.device();  // zero losses beside the logits, for the sums in the trainers
+  out.balance_loss = state.balance_loss.defined() ? state.balance_loss : Tensor::zeros({}, dt, dev);
+  out.z_loss = state.z_loss.defined() ? state.z_loss : Tensor::zeros({}, dt, dev);
   if (targets.defined()) {
     const int64_t n = ids.numel();
     out.loss = cross_entropy(reshape(out.logits, {n, config.vocab}), reshape(targets, {n}));

@@ -35,8 +35,9 @@ ViTOutput ViT::forward(const Tensor& images) {
   ViTOutput out;
   out.logits = head->forward(cls);
   const DType dt = out.logits.dtype();
-  out.balance_loss = state.balance_loss.defined() ? state.balance_loss : Tensor::scalar(0.0, dt);
-  out.z_loss = state.z_loss.defined() ? state.z_loss : Tensor::scalar(0.0, dt);
+  const Device dev = out.logits.device();  // zero losses beside the logits, for the sums in the trainers
+  out.balance_loss = state.balance_loss.defined() ? state.balance_loss : Tensor::zeros({}, dt, dev);
+  out.z_loss = state.z_loss.defined() ? state.z_loss : Tensor::zeros({}, dt, dev);
   return out;
 }
 

@@ -1,6 +1,8 @@
 // Module: parameter registry and tree walks.
 #include "nn/module.h"
 
+#include "autograd/node.h"
+
 namespace moegrad {
 
 Tensor Module::register_parameter(const std::string& name, Tensor t) {
@@ -55,6 +57,42 @@ int64_t Module::num_parameters() const {
 void Module::train(bool on) {
   training_ = on;
   for (auto& [name, child] : children_) child->train(on);
+}
+
+void Module::to(Device device) {
+  NoGradGuard no_grad;
+  // Copy everything first, so that a failed copy (out of memory) leaves no
+  // parameter half moved.
+  struct Move {
+    TensorImpl* impl;
+    Tensor moved;
+  };
+  std::vector<Move> moves;
+  auto plan = [&](const Tensor& t) {
+    if (t.device() == device) return;
+    Tensor moved = Tensor::empty(t.shape(), t.dtype(), device);  // checks that device is available
+    moved.copy_(t);
+    moves.push_back({t.impl(), moved});
+  };
+  for (auto& [name, p] : named_parameters()) {
+    plan(p);
+    if (p.impl()->grad) plan(Tensor(p.impl()->grad));
+  }
+  for (Move& m : moves) {
+    m.impl->storage = m.moved.storage();
+    m.impl->strides = m.moved.strides();
+    m.impl->offset = m.moved.offset();
+  }
+}
+
+Device Module::device() const {
+  const auto params = named_parameters();
+  if (params.empty()) return Device::cpu();
+  const Device d = params.front().second.device();
+  for (auto& [name, p] : params)
+    MG_CHECK(p.device() == d, "Module::device: parameter '", name, "' is on ", p.device().str(), ", '",
+             params.front().first, "' on ", d.str());
+  return d;
 }
 
 void Module::zero_grad() {

@@ -38,6 +38,18 @@ class Module {
   bool training() const { return training_; }
   void zero_grad();
 
+  // Moves every parameter of this module and its children, and its gradient
+  // when it has one, to `device`, in place: the TensorImpl each parameter
+  // handle shares gets the new storage (contiguous), so the Tensor members
+  // the layers keep (Linear::weight, ...) follow, and requires_grad stays as
+  // it was. Parameters already on `device` are left alone. Call it before
+  // building an optimizer: an optimizer's state stays where it was made.
+  // Error when `device` is not available (no CUDA backend, no such GPU).
+  void to(Device device);
+  // The device of the parameters (the CPU for a module without any); Error
+  // when they are on different devices.
+  Device device() const;
+
  protected:
   // Registers t as a leaf parameter that requires grad; returns it.
   Tensor register_parameter(const std::string& name, Tensor t);

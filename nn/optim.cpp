@@ -2,7 +2,9 @@
 // parameters were checked once in the constructor, gradients are brought to
 // the parameter's dtype and a contiguous layout, and each update is one flat
 // parallel loop over the parameter, its gradient and its state buffers. After
-// a parameter's first update, step() allocates nothing.
+// a parameter's first update, step() allocates nothing. Parameters on a CUDA
+// device are updated by the fused kernels of cuda/optim.h, with their state
+// on the same device.
 #include "nn/optim.h"
 
 #include <cmath>
@@ -10,6 +12,9 @@
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "tensor/parallel.h"
+#ifdef MOEGRAD_WITH_CUDA
+#include "cuda/optim.h"
+#endif
 
 namespace moegrad {
 
@@ -37,8 +42,6 @@ Optimizer::Optimizer(std::vector<Tensor> params, double lr, std::vector<std::str
     MG_CHECK(p.defined(), name, ": parameter ", i, " is an undefined tensor");
     MG_CHECK(is_floating(p.dtype()), name, ": parameter ", i, " must be float32 or float64, got ",
              dtype_name(p.dtype()), " of shape ", shape_str(p.shape()));
-    MG_CHECK(p.device().is_cpu(), name, ": parameter ", i, " is on ", p.device().str(),
-             ", only CPU parameters are supported");
     MG_CHECK(p.is_leaf(), name, ": parameter ", i, " of shape ", shape_str(p.shape()),
              " is not a leaf (it was computed by an op); optimize the leaf tensors it came from");
     MG_CHECK(p.is_contiguous(), name, ": parameter ", i, " of shape ", shape_str(p.shape()),
@@ -87,9 +90,10 @@ void Optimizer::load_state(const std::vector<ParamState>& state) {
              buffer_names_.size());
     for (size_t k = 0; k < st.buffers.size(); ++k) {
       const Tensor& b = st.buffers[k];
-      MG_CHECK(b.defined() && b.shape() == p.shape() && b.dtype() == p.dtype() && b.device() == p.device(), name_,
-               ": load_state: buffer '", buffer_names_[k], "' of parameter ", i, " must be ",
-               dtype_name(p.dtype()), " ", shape_str(p.shape()), " on ", p.device().str(), ", got ",
+      // on any device: the copies below land on the parameter's
+      MG_CHECK(b.defined() && b.shape() == p.shape() && b.dtype() == p.dtype(), name_, ": load_state: buffer '",
+               buffer_names_[k], "' of parameter ", i, " must be ", dtype_name(p.dtype()), " ",
+               shape_str(p.shape()), " on ", p.device().str(), ", got ",
                b.defined() ? detail::cat(dtype_name(b.dtype()), " ", shape_str(b.shape()), " on ", b.device().str())
                            : std::string("an undefined tensor"));
     }
@@ -98,7 +102,7 @@ void Optimizer::load_state(const std::vector<ParamState>& state) {
     state_[i].step = state[i].step;
     state_[i].buffers.clear();
     for (const Tensor& b : state[i].buffers) {
-      Tensor copy = Tensor::empty(b.shape(), b.dtype(), b.device());
+      Tensor copy = Tensor::empty(b.shape(), b.dtype(), params_[i].device());
       copy.copy_(b);
       state_[i].buffers.push_back(copy);
     }
@@ -114,6 +118,13 @@ SGD::SGD(std::vector<Tensor> params, SGDOptions options)
 }
 
 void SGD::update(const Tensor& param, const Tensor& grad, ParamState& st) {
+#ifdef MOEGRAD_WITH_CUDA
+  if (param.device().is_cuda()) {
+    cuda_sgd_update(param, grad, st.buffers.empty() ? Tensor() : st.buffers[0], lr_, options_.weight_decay,
+                    options_.momentum, st.step == 1);
+    return;
+  }
+#endif
   dispatch_float(param.dtype(), name_, [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* w = param.data<T>();
@@ -150,6 +161,17 @@ void Adam::update(const Tensor& param, const Tensor& grad, ParamState& st) {
   const AdamOptions& o = options_;
   const double t = static_cast<double>(st.step);
   const double bias1 = 1 - std::pow(o.beta1, t), bias2 = 1 - std::pow(o.beta2, t);
+  // The constants of the update, in double; both paths cast them to the dtype.
+  const double l2 = decoupled_ ? 0.0 : o.weight_decay;          // Adam: into the gradient
+  const double keep = decoupled_ ? 1 - lr_ * o.weight_decay : 1.0;  // AdamW: on the weight
+  const double step_size = lr_ / bias1, inv_sqrt_bias2 = 1 / std::sqrt(bias2);
+#ifdef MOEGRAD_WITH_CUDA
+  if (param.device().is_cuda()) {
+    cuda_adam_update(param, grad, st.buffers[0], st.buffers[1],
+                     CudaAdamStep{o.beta1, o.beta2, o.eps, l2, keep, step_size, inv_sqrt_bias2});
+    return;
+  }
+#endif
   dispatch_float(param.dtype(), name_, [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* w = param.data<T>();
@@ -157,15 +179,14 @@ void Adam::update(const Tensor& param, const Tensor& grad, ParamState& st) {
     T* m = st.buffers[0].data<T>();
     T* v = st.buffers[1].data<T>();
     const T b1 = static_cast<T>(o.beta1), b2 = static_cast<T>(o.beta2), eps = static_cast<T>(o.eps);
-    const T l2 = decoupled_ ? T(0) : static_cast<T>(o.weight_decay);         // Adam: into the gradient
-    const T keep = decoupled_ ? static_cast<T>(1 - lr_ * o.weight_decay) : T(1);  // AdamW: on the weight
-    const T step_size = static_cast<T>(lr_ / bias1), inv_sqrt_bias2 = static_cast<T>(1 / std::sqrt(bias2));
+    const T l2t = static_cast<T>(l2), keept = static_cast<T>(keep);
+    const T step_t = static_cast<T>(step_size), inv_sqrt_bias2_t = static_cast<T>(inv_sqrt_bias2);
     parallel_for(param.numel(), kUpdateGrain, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
-        const T gi = g[i] + l2 * w[i];
+        const T gi = g[i] + l2t * w[i];
         m[i] = b1 * m[i] + (1 - b1) * gi;
         v[i] = b2 * v[i] + (1 - b2) * gi * gi;
-        w[i] = keep * w[i] - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bias2 + eps);
+        w[i] = keept * w[i] - step_t * m[i] / (std::sqrt(v[i]) * inv_sqrt_bias2_t + eps);
       }
     });
   });

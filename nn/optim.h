@@ -1,5 +1,6 @@
 // Optimizers: SGD (momentum, weight decay), Adam and AdamW. Each holds a list
-// of parameter tensors (float leaves on the CPU) and, on step(), updates every
+// of parameter tensors (float leaves, on the CPU or a CUDA device: the fused
+// kernels of cuda/optim.h) and, on step(), updates every
 // parameter that has a gradient in place, without recording a graph. The state
 // (per-parameter step count and buffers such as Adam's m and v) is allocated
 // once, at a parameter's first update, and is exposed for checkpoints.
@@ -43,7 +44,8 @@ class Optimizer {
   const std::vector<ParamState>& state() const { return state_; }
   // Replaces the state, e.g. from a checkpoint: one entry per parameter, each
   // with no buffers (not yet updated) or with one buffer per name, of the
-  // parameter's shape and dtype. The values are copied.
+  // parameter's shape and dtype, on any device. The values are copied onto the
+  // parameter's device.
   void load_state(const std::vector<ParamState>& state);
 
  protected:

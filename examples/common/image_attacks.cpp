@@ -67,14 +67,17 @@ Tensor gradient_at(const Classifier& model, const Tensor& images, const Tensor& 
   const double l = loss_and_backward(model, x, labels, op);
   if (loss) *loss = l;
   Tensor g = x.grad();
-  return g.defined() ? g : Tensor::zeros(images.shape(), images.dtype());
+  return g.defined() ? g : Tensor::zeros(images.shape(), images.dtype(), images.device());
 }
 
 // clip(clip(base + alpha sign(g), x - eps, x + eps), 0, 1), elementwise; g
-// undefined counts as zero. All in x's dtype; a new contiguous tensor.
+// undefined counts as zero. All in x's dtype; a new contiguous tensor on x's
+// device. Computed on the host (for CUDA images: three copies there and one
+// back per attack step, next to a whole forward and backward).
 Tensor step_and_project(const Tensor& x, const Tensor& base, const Tensor& g, double alpha, double eps) {
-  Tensor xc = contiguous(x), bc = contiguous(base.to(x.dtype()));
-  Tensor gc = g.defined() ? contiguous(g.to(x.dtype())) : Tensor();
+  const Device cpu = Device::cpu();
+  Tensor xc = contiguous(x.to(cpu)), bc = contiguous(base.to(cpu).to(x.dtype()));
+  Tensor gc = g.defined() ? contiguous(g.to(cpu).to(x.dtype())) : Tensor();
   Tensor out = Tensor::empty(x.shape(), x.dtype());
   dispatch_float(x.dtype(), "attack step", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -87,7 +90,7 @@ Tensor step_and_project(const Tensor& x, const Tensor& base, const Tensor& g, do
       po[i] = std::clamp(v, T(0), T(1));
     }
   });
-  return out;
+  return out.to(x.device());
 }
 
 }  // namespace
@@ -123,8 +126,8 @@ Tensor pgd(const Classifier& model, const Tensor& images, const Tensor& labels, 
     NoGradGuard no_grad;
     if (o.random_start) {
       Generator gen(o.seed);
-      adv = step_and_project(images, images + Tensor::rand(images.shape(), -eps, eps, images.dtype(), &gen), Tensor(),
-                             0.0, eps);
+      const Tensor noise = Tensor::rand(images.shape(), -eps, eps, images.dtype(), &gen).to(images.device());
+      adv = step_and_project(images, images + noise, Tensor(), 0.0, eps);
     } else {
       adv = contiguous(images.detach());
     }

@@ -84,6 +84,7 @@ std::vector<lm::ConfigField> config_fields(ImageTrainConfig& c) {
       {"cosine", &c.cosine, "cosine decay after warm-up (--no-cosine: constant)", false},
       {"seed", &c.seed, "seed of the initialisation and the batch order", false},
       {"threads", &c.threads, "OpenMP threads; 0: OpenMP's default", true},
+      {"device", &c.device, "cpu | cuda (needs a CUDA build and a visible GPU)", true},
       {"train-size", &c.train_size, "train on the first N training images; 0: all", true},
       {"test-size", &c.test_size, "evaluate on the first N test images; 0: all", true},
       {"eps", &c.eps, "attack budgets in pixel units /255, comma-separated; empty: no attacks", true},
@@ -146,6 +147,7 @@ void validate(const ImageTrainConfig& config) {
   for (const lm::ConfigField& f : config_fields(c))
     if (auto* d = std::get_if<double*>(&f.value))
       MG_CHECK(std::isfinite(**d), "train_image: --", f.name, " must be a finite number, got ", **d);
+  lm::parse_device(c.device, "train_image");
   lm::check_one_of(c.moe, "train_image", "moe", {"topk", "soft"});
   lm::check_one_of(c.attack_grad, "train_image", "attack-grad", {"detached", "full"});
   for (auto [v, flag] : {std::pair{c.blocks, "blocks"}, {c.dim, "dim"}, {c.heads, "heads"},
@@ -216,6 +218,8 @@ ImageTrainResult train_image_classifier(ViT& model, const ImageDataset& train, c
   const int64_t n = train.images.size(0), per_epoch = n / c.batch;
   MG_CHECK(per_epoch >= 1, "train_image: ", n, " training images are fewer than one batch of ", c.batch);
   const int64_t total = c.steps > 0 ? c.steps : c.epochs * per_epoch;
+  const Device device = lm::parse_device(c.device, "train_image");
+  model.to(device);  // before the optimizer, so its state is made there
   Adam opt(model.parameters(), AdamOptions{c.lr, 0.9, 0.999, 1e-8, c.weight_decay});
   // The batch order has its own stream, so the same seed gives every model the same batches.
   Generator order_gen(random_bits(static_cast<uint64_t>(c.seed), 1));
@@ -234,8 +238,8 @@ ImageTrainResult train_image_classifier(ViT& model, const ImageDataset& train, c
     if (pos == 0) order = shuffled(n, order_gen);
     std::vector<int64_t> picked(order.begin() + pos * c.batch, order.begin() + (pos + 1) * c.batch), picked_labels;
     for (int64_t i : picked) picked_labels.push_back(all_labels[i]);  // index_select takes float tensors only
-    const Tensor images = index_select(train.images, 0, Tensor::from_indices(picked, {c.batch}));
-    const Tensor labels = Tensor::from_indices(picked_labels, {c.batch});
+    const Tensor images = index_select(train.images, 0, Tensor::from_indices(picked, {c.batch})).to(device);
+    const Tensor labels = Tensor::from_indices(picked_labels, {c.batch}).to(device);
     const double lr = lr_at(c, step, total);
     opt.set_lr(lr);
     const ViTOutput out = model.forward(images);
@@ -283,6 +287,8 @@ ImageEvalResult evaluate_image_classifier(ViT& model, const ImageDataset& test, 
                                           bool attacks) {
   validate(c);
   check_dataset(test, "evaluate_image_classifier", "test");
+  const Device device = lm::parse_device(c.device, "train_image");
+  model.to(device);
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<double> eps = attacks ? epsilons(c) : std::vector<double>();
   const bool full_grad = c.attack_grad == "full";
@@ -304,7 +310,8 @@ ImageEvalResult evaluate_image_classifier(ViT& model, const ImageDataset& test, 
   const int64_t n = test.images.size(0);
   for (int64_t start = 0; start < n; start += c.eval_batch, ++batches) {
     const int64_t len = std::min(c.eval_batch, n - start);
-    const Tensor x = contiguous(narrow(test.images, 0, start, len)), y = contiguous(narrow(test.labels, 0, start, len));
+    const Tensor x = contiguous(narrow(test.images, 0, start, len)).to(device);
+    const Tensor y = contiguous(narrow(test.labels, 0, start, len)).to(device);
     {
       NoGradGuard no_grad;
       const Tensor logits = model.forward(x).logits;

@@ -36,6 +36,7 @@ struct ImageTrainConfig {
   double lr = 1e-3, min_lr = 0.0, weight_decay = 0.0, clip_grad = 1.0, balance_coef = 0.01;
   bool cosine = true;
   int64_t seed = 0, threads = 0;            // threads 0: OpenMP's default
+  std::string device = "cpu";               // cpu | cuda: where the model and each batch live
   int64_t train_size = 0, test_size = 0;    // the first N images; 0: all
   // evaluation
   std::string eps = "1,2,4";                // ε in pixel units /255, comma-separated
@@ -80,6 +81,8 @@ struct ImageEvalResult {
   double seconds = 0;
 };
 
+// Both functions below first move `model` to config.device (Module::to), and
+// each batch there; the datasets stay on the host.
 // Trains `model` on `train` for the configured steps or epochs (shuffled each
 // epoch, the last partial batch dropped), writing {"type":"train"} records
 // every log_every steps and a clean {"type":"eval"} on `test` after every

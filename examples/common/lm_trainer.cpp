@@ -15,6 +15,10 @@
 #include "autograd/node.h"
 #include "examples/common/word_swap.h"
 #include "nn/checkpoint.h"
+#include "tensor/backend.h"
+#ifdef MOEGRAD_WITH_CUDA
+#include "cuda/optim.h"
+#endif
 
 namespace moegrad::lm {
 namespace fs = std::filesystem;
@@ -135,7 +139,7 @@ std::vector<ConfigField> config_fields(LMTrainConfig& c) {
       {"eval-batches", &c.eval_batches, "validation batches per eval during training; 0: the whole split", true},
       {"checkpoint-every", &c.checkpoint_every, "steps between checkpoints; 0: only at the end", true},
       {"out", &c.out, "output folder (metrics.jsonl, checkpoint.safetensors)", true},
-      {"device", &c.device, "cpu (the CUDA backend does not run whole models yet)", true},
+      {"device", &c.device, "cpu | cuda (needs a CUDA build and a visible GPU; may change on resume)", true},
       {"resume", &c.resume, "continue from <out>/checkpoint.safetensors", true},
       {"overwrite", &c.overwrite, "start afresh even though <out> holds a checkpoint", true},
   };
@@ -149,6 +153,17 @@ void check_one_of(const std::string& value, const char* program, const char* fla
     list += list.empty() ? a : std::string(" | ") + a;
   }
   throw Error(detail::cat(program, ": --", flag, " must be ", list, ", got '", value, "'"));
+}
+
+Device parse_device(const std::string& device, const char* program) {
+  if (device == "cpu") return Device::cpu();
+  MG_CHECK(device == "cuda", program, ": --device must be cpu | cuda, got '", device, "'");
+  MG_CHECK(cuda_backend() != nullptr, program,
+           ": --device cuda: no CUDA backend in this build (configure where nvcc is found, or with "
+           "-DMOEGRAD_CUDA=ON); use --device cpu");
+  MG_CHECK(cuda_device_count() > 0, program, ": --device cuda: no CUDA device visible (no GPU or driver, or "
+           "CUDA_VISIBLE_DEVICES hides them); use --device cpu");
+  return Device::cuda(0);
 }
 
 void parse_flags(const std::vector<ConfigField>& fields, const std::vector<std::string>& args, const char* program) {
@@ -237,10 +252,7 @@ void validate(const LMTrainConfig& config) {
   for (const ConfigField& f : config_fields(c))
     if (auto* d = std::get_if<double*>(&f.value))
       MG_CHECK(std::isfinite(**d), "train_lm: --", f.name, " must be a finite number, got ", **d);
-  if (c.device == "cuda")
-    throw Error("train_lm: --device cuda: the CUDA backend does not run whole models yet (most layers have no "
-                "CUDA kernels); use --device cpu");
-  check_one_of(c.device, "train_lm", "device", {"cpu"});
+  parse_device(c.device, "train_lm");
   check_one_of(c.level, "train_lm", "level", {"byte", "word"});
   check_one_of(c.router, "train_lm", "router", {"smoe", "acmoe"});
   check_one_of(c.gate, "train_lm", "gate", {"linear", "cosine"});
@@ -300,18 +312,29 @@ double lr_at(const LMTrainConfig& c, int64_t step) {
 
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   NoGradGuard no_grad;
-  double sq = 0;  // in double, in parameter order: the same for every thread count
-  for (const Tensor& p : params) {
-    const Tensor g = p.grad();
-    if (!g.defined()) continue;
-    const Tensor c = contiguous(g);
-    dispatch_float(c.dtype(), "clip_grad_norm", [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      const T* d = c.data<T>();
-      for (int64_t i = 0; i < c.numel(); ++i) sq += static_cast<double>(d[i]) * static_cast<double>(d[i]);
-    });
+  std::vector<Tensor> grads;
+  for (const Tensor& p : params)
+    if (const Tensor g = p.grad(); g.defined()) {
+      MG_CHECK(grads.empty() || g.device() == grads.front().device(), "clip_grad_norm: gradients on ",
+               grads.empty() ? "" : grads.front().device().str(), " and ", g.device().str());
+      grads.push_back(contiguous(g));
+    }
+  double norm = 0;
+#ifdef MOEGRAD_WITH_CUDA
+  if (!grads.empty() && grads.front().device().is_cuda()) {
+    norm = cuda_global_norm(grads);  // on the device, one host read
+  } else
+#endif
+  {
+    double sq = 0;  // in double, in parameter order: the same for every thread count
+    for (const Tensor& c : grads)
+      dispatch_float(c.dtype(), "clip_grad_norm", [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        const T* d = c.data<T>();
+        for (int64_t i = 0; i < c.numel(); ++i) sq += static_cast<double>(d[i]) * static_cast<double>(d[i]);
+      });
+    norm = std::sqrt(sq);
   }
-  const double norm = std::sqrt(sq);
   if (max_norm > 0 && norm > max_norm && std::isfinite(norm)) {
     const double scale = max_norm / norm;
     for (const Tensor& p : params)
@@ -363,6 +386,8 @@ LMTrainer::LMTrainer(const LMTrainConfig& config, std::FILE* log) : config_(conf
   const uint64_t seed = static_cast<uint64_t>(c.seed);
   Generator init_gen(random_bits(seed, 0));
   model_ = std::make_shared<TransformerLM>(mc, InitOptions{DType::Float32, &init_gen});
+  device_ = parse_device(c.device, "train_lm");
+  model_->to(device_);  // before the optimizer, so its state is made there
   batch_gen_ = Generator(random_bits(seed, 1));
   const AdamOptions adam{c.lr, c.beta1, c.beta2, 1e-8, c.weight_decay};
   if (c.optimizer == "adamw")
@@ -438,7 +463,7 @@ void LMTrainer::train(int64_t until) {
     const double lr = lr_at(c, step);
     optimizer_->set_lr(lr);
     const data::Batch batch = data::random_batch(corpus_.train, c.batch, c.seq_len, batch_gen_);
-    const LMOutput out = model_->forward(batch.inputs, batch.targets);
+    const LMOutput out = model_->forward(batch.inputs.to(device_), batch.targets.to(device_));
     const Tensor total = out.loss + out.balance_loss * c.balance_coef + out.z_loss * c.z_coef;
     const double loss = out.loss.item();
     stop_unless_finite(total.item(), "loss", step);
@@ -485,7 +510,7 @@ EvalResult LMTrainer::evaluate(const std::string& split, bool attacked, int64_t 
   double total = 0;
   for (int64_t i = 0; i < n; ++i) {
     const data::Batch& b = batches[i];
-    total += model_->forward(b.inputs, b.targets).loss.item() * static_cast<double>(b.tokens);
+    total += model_->forward(b.inputs.to(device_), b.targets.to(device_)).loss.item() * static_cast<double>(b.tokens);
     r.tokens += b.tokens;
     accumulate(r.routing, model_->routing_stats());
   }

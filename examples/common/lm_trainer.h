@@ -4,7 +4,9 @@
 // Adam/AdamW with linear warm-up, optional cosine decay and clipping of the
 // global gradient norm, evaluation as bits per byte (byte level) or perplexity
 // (word level), clean and under the word-swap attack, JSONL metrics and
-// safetensors checkpoints that resume exactly.
+// safetensors checkpoints that resume exactly. With --device cuda the model,
+// the optimizer state and each batch live on the GPU; the data, the attack
+// and the checkpoint files stay on the host.
 //
 // Every option is one entry of config_fields(), which gives its command-line
 // flag, its JSON name in the checkpoint and its help text.
@@ -64,7 +66,7 @@ struct LMTrainConfig {
   // the run (these may change when resuming)
   int64_t steps = 1000, seed = 0, threads = 0;  // threads 0: OpenMP's default
   int64_t log_every = 50, eval_every = 200, eval_batches = 20, checkpoint_every = 500;  // 0: never
-  std::string out = "runs/lm", device = "cpu";
+  std::string out = "runs/lm", device = "cpu";  // device: cpu | cuda
   bool resume = false, overwrite = false;
 };
 
@@ -88,6 +90,11 @@ nlohmann::json fields_to_json(const std::vector<ConfigField>& fields);
 // Error "<program>: --<flag> must be a | b, got '<value>'" unless value is one of allowed.
 void check_one_of(const std::string& value, const char* program, const char* flag,
                   std::initializer_list<const char*> allowed);
+
+// The device named by --device: "cpu", or "cuda" (CUDA device 0). Error
+// naming program when the name is neither, when this build has no CUDA
+// backend, or when no CUDA device is visible.
+Device parse_device(const std::string& device, const char* program);
 
 // ---- train_lm's options ----
 std::vector<ConfigField> config_fields(LMTrainConfig& config);
@@ -168,6 +175,7 @@ class LMTrainer {
   std::vector<data::Batch> valid_, test_, valid_attacked_, test_attacked_;
   std::shared_ptr<TransformerLM> model_;
   std::unique_ptr<Optimizer> optimizer_;
+  Device device_;  // of the model, the optimizer state and each batch while it is used
   Generator batch_gen_;
   int64_t step_ = 0;
   std::vector<StepRecord> history_;
