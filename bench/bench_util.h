@@ -71,14 +71,17 @@ inline long flag_int(int argc, char** argv, const char* name, long fallback) {
 }
 
 // {"impl": ..., "case": ..., "median_ms": ..., "times_ms": [...], "per_s": ..., "unit": ..., "peak_mib": ...}
-// per_s: items (tokens, flops) per second at the median.
+// per_s: items (tokens, flops) per second at the median. model_gflop > 0 adds
+// the FLOPs of one call ("model_gflop").
 inline void print_result(const char* impl, const std::string& name, const Timing& t, double items,
-                         const char* unit, double peak_mib) {
+                         const char* unit, double peak_mib, double model_gflop = 0) {
   std::printf("{\"impl\": \"%s\", \"case\": \"%s\", \"median_ms\": %.4f, \"times_ms\": [", impl, name.c_str(),
               t.median());
   for (size_t i = 0; i < t.ms.size(); ++i) std::printf("%s%.4f", i ? ", " : "", t.ms[i]);
-  std::printf("], \"per_s\": %.6g, \"unit\": \"%s\", \"peak_mib\": %.1f}\n", items / (t.median() / 1000.0), unit,
+  std::printf("], \"per_s\": %.6g, \"unit\": \"%s\", \"peak_mib\": %.1f", items / (t.median() / 1000.0), unit,
               peak_mib);
+  if (model_gflop > 0) std::printf(", \"model_gflop\": %.6g", model_gflop);
+  std::printf("}\n");
   std::fflush(stdout);
 }
 

@@ -8,7 +8,12 @@ reports the median of its timed runs after warm-up, and the table shows the
 median over the rounds. Raw results go to --json.
 
     bench/compare.py [--build-dir build] [--threads 2] [--rounds 1] [--cases train_step,gemm,...]
-                     [--json bench_results.json]
+                     [--json bench_results.json] [--device cpu|cuda] [--peak-tflops 67]
+
+--device cuda runs the GPU cases (the training step at the Switch-M shape,
+larger layers and GEMMs) on GPU 0 with both, and adds each training step's
+model TFLOP/s and its share of --peak-tflops (an H100's or H200's FP32 peak
+without tensor cores, 67 TFLOP/s: both run with TF32 off).
 
 tools/bench.sh installs what this needs and builds moegrad_bench first.
 """
@@ -21,6 +26,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OPENBLAS_OPENMP = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
+PYTHON = "/usr/bin/python3"  # the Python with PyTorch (--python)
 
 # (case, flags for both programs, timing flags): warm-up runs, timed runs,
 # calls per timed run (small cases repeat so that one run is well above the
@@ -39,6 +45,23 @@ CASES = [
     ("attention", [], ["--warmup", "3", "--reps", "7"]),
 ]
 
+# The Switch-M shape of the issue: 6 MoE layers (AC on layers 2-6 for acmoe),
+# d = 352, sequence 512, batch 32; 8 heads, 16 experts, top-2, expert hidden
+# 704 (2d, as the medium Transformer-XL configuration these models come from).
+SWITCH_M = ["--moe-layers", "6", "--dim", "352", "--seq", "512", "--batch", "32", "--hidden", "704"]
+GPU_CASES = [
+    ("train_step", ["--router", "smoe"] + SWITCH_M, ["--warmup", "3", "--reps", "10"]),
+    ("train_step", ["--router", "acmoe"] + SWITCH_M, ["--warmup", "3", "--reps", "10"]),
+    ("ac_overhead", SWITCH_M, ["--warmup", "3", "--reps", "11"]),
+    ("moe_layer", ["--tokens", "512"], ["--warmup", "5", "--reps", "7", "--inner", "50"]),
+    ("moe_layer", ["--tokens", "2048"], ["--warmup", "5", "--reps", "7", "--inner", "50"]),
+    ("moe_layer", ["--tokens", "8192"], ["--warmup", "5", "--reps", "7", "--inner", "20"]),
+    ("ac_router", ["--tokens", "8192"], ["--warmup", "5", "--reps", "7", "--inner", "50"]),
+    ("gemm", ["--size", "2048"], ["--warmup", "10", "--reps", "7", "--inner", "50"]),
+    ("gemm", ["--size", "4096"], ["--warmup", "3", "--reps", "7", "--inner", "10"]),
+    ("attention", ["--batch", "32", "--seq", "512", "--dim", "352"], ["--warmup", "5", "--reps", "7", "--inner", "10"]),
+]
+
 
 def run(cmd, env):
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -54,11 +77,18 @@ def main():
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
     ap.add_argument("--json", default="", help="write every raw result here")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--peak-tflops", type=float, default=67.0, help="the GPU's peak, for the share of it")
+    ap.add_argument("--python", default="", help="the Python with PyTorch (default: Debian's /usr/bin/python3 "
+                    "on the CPU, the python3 on PATH with --device cuda)")
     a = ap.parse_args()
+    global PYTHON
+    PYTHON = a.python or ("python3" if a.device == "cuda" else "/usr/bin/python3")
+    cases = GPU_CASES if a.device == "cuda" else CASES
     wanted = set(filter(None, a.cases.split(",")))
-    unknown = wanted - {c for c, _, _ in CASES}
+    unknown = wanted - {c for c, _, _ in cases}
     if unknown:
-        sys.exit(f"compare.py: unknown case(s) {sorted(unknown)}; known: {sorted({c for c, _, _ in CASES})}")
+        sys.exit(f"compare.py: unknown case(s) {sorted(unknown)}; known: {sorted({c for c, _, _ in cases})}")
 
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS=str(a.threads))
     # PyTorch gets OpenBLAS's OpenMP build as its BLAS, which shares PyTorch's
@@ -70,13 +100,13 @@ def main():
     else:
         print(f"compare.py: {OPENBLAS_OPENMP} is missing (package libopenblas0-openmp); PyTorch uses the "
               "system's libblas", file=sys.stderr)
-    threads = ["--threads", str(a.threads)]
+    threads = ["--threads", str(a.threads), "--device", a.device]
     programs = {
         "moegrad": ([os.path.join(a.build_dir, "moegrad_bench")], env),
-        "pytorch": (["/usr/bin/python3", os.path.join(HERE, "torch_peer.py")], torch_env),
+        "pytorch": ([PYTHON, os.path.join(HERE, "torch_peer.py")], torch_env),
     }
     rows, raw, overhead = [], [], None
-    for case, flags, timing in CASES:
+    for case, flags, timing in cases:
         if wanted and case not in wanted:
             continue
         results = {"moegrad": [], "pytorch": []}
@@ -92,11 +122,14 @@ def main():
             continue
         rows.append({impl: {"per_s": statistics.median(x["per_s"] for x in rs),
                             "ms": statistics.median(x["median_ms"] for x in rs),
-                            "peak": max(x["peak_mib"] for x in rs), "unit": rs[0]["unit"], "case": rs[0]["case"]}
+                            "peak": max(x["peak_mib"] for x in rs), "unit": rs[0]["unit"], "case": rs[0]["case"],
+                            "gflop": results["moegrad"][0].get("model_gflop", 0)}
                      for impl, rs in results.items()})
         print(f"  {rows[-1]['moegrad']['case']}: done", file=sys.stderr, flush=True)
 
-    print(f"\nmoegrad vs PyTorch {torch_version(torch_env)} (BLAS: {blas_of(torch_env)}) on the CPU, {a.threads} threads each; "
+    where = (f"on {gpu_name(torch_env)}" if a.device == "cuda"
+             else f"(BLAS: {blas_of(torch_env)}) on the CPU, {a.threads} threads each")
+    print(f"\nmoegrad vs PyTorch {torch_version(torch_env)} {where}; "
           f"throughput at the median of each process's timed runs, median of {a.rounds} round(s)\n")
     print("| case | unit | moegrad | PyTorch | moegrad / PyTorch | moegrad ms | PyTorch ms "
           "| moegrad peak MiB | PyTorch peak MiB |")
@@ -112,6 +145,13 @@ def main():
         for impl, name in [("moegrad", "moegrad"), ("pytorch", "PyTorch")]:
             s, c = by_case["train_step/smoe"][impl]["ms"], by_case["train_step/acmoe"][impl]["ms"]
             print(f"{name}: acmoe's step vs smoe's, separate processes: {100 * (c - s) / s:+.1f}%")
+    if a.device == "cuda":
+        for row in rows:
+            if row["moegrad"]["gflop"] > 0:
+                for impl, name in [("moegrad", "moegrad"), ("pytorch", "PyTorch")]:
+                    tflops = row[impl]["gflop"] / row[impl]["ms"]  # GFLOP per ms = TFLOP/s
+                    print(f"{row[impl]['case']} {name}: {tflops:.2f} model TFLOP/s, "
+                          f"{100 * tflops / a.peak_tflops:.1f}% of {a.peak_tflops:g} TFLOP/s")
     if overhead:
         for impl, name in [("moegrad", "moegrad"), ("pytorch", "PyTorch")]:
             print(f"{name}: the AC router adds {overhead[impl]:+.1f}% to the training step "
@@ -122,16 +162,22 @@ def main():
 
 
 def torch_version(env):
-    p = subprocess.run(["/usr/bin/python3", "-c", "import torch; print(torch.__version__)"], capture_output=True,
+    p = subprocess.run([PYTHON, "-c", "import torch; print(torch.__version__)"], capture_output=True,
                        text=True, env=env)
     return p.stdout.strip() or "?"
+
+
+def gpu_name(env):
+    p = subprocess.run([PYTHON, "-c", "import torch; print(torch.cuda.get_device_name(0))"],
+                       capture_output=True, text=True, env=env)
+    return p.stdout.strip() or "the GPU"
 
 
 def blas_of(env):
     """The BLAS library that PyTorch loads under env (from its memory map)."""
     code = ("import torch; print(next((l.split()[-1] for l in open('/proc/self/maps') "
             "if 'blas' in l.split()[-1]), '?'))")
-    p = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True, env=env)
+    p = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=env)
     return os.path.basename(os.path.dirname(p.stdout.strip())) + "/" + os.path.basename(p.stdout.strip())
 
 

@@ -202,6 +202,7 @@ def main():
     p.add_argument("--device", default="cpu")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    torch.backends.cuda.matmul.allow_tf32 = False  # as moegrad's default (and PyTorch's since 1.12)
     device = torch.device(a.device)
     peak = Peak(device)
     torch.manual_seed(0)
