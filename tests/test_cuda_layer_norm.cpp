@@ -63,11 +63,19 @@ TEST(CudaLayerNorm, ShapesAndParamsMatchCpu) {
   // one element, a warp, past a warp, past one block, long rows, a 3-d input
   const std::vector<Shape> shapes = {{5, 1}, {4, 32}, {3, 33}, {2, 3, 16}, {4, 257}, {3, 5000}, {1, 70000}};
   for (DType dtype : {DType::Float64, DType::Float32})
-    for (const Shape& shape : shapes)
+    for (const Shape& shape : shapes) {
+      // D = 1: dx is exactly 0, computed as (dy*w - mean(dy*w)) * rstd with
+      // rstd = 1/sqrt(eps) = 316; the host compiler (-march=native) and nvcc
+      // may each fuse dy*w - mean into an FMA, leaving up to half an ulp of
+      // dy*w (2.2e-16) times 316 = 7e-14 of noise on either side (the CPU
+      // gives -5e-14 on this data under host emulation, where 0 is exact).
+      const Tol tol = shape.back() == 1 && dtype == DType::Float64 ? Tol{1e-12, 2e-13} : tol_for(dtype);
       for (bool weight : {true, false})
         for (bool bias : {true, false})
           expect_matches_cpu(make_inputs(shape, dtype, weight, bias, 1),
-                             shape_str(shape) + (weight ? " weight" : "") + (bias ? " bias" : ""));
+                             shape_str(shape) + (weight ? " weight" : "") + (bias ? " bias" : ""), {true, true, true},
+                             tol);
+    }
 }
 
 TEST(CudaLayerNorm, ManyRowsChunkedParamGrads) {
