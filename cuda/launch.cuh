@@ -102,7 +102,8 @@ struct SumOp {
   template <typename T>
   __device__ T operator()(T a, T b) const { return a + b; }
 };
-// The larger of a and b; a NaN in either wins, as in the CPU kernels' max.
+// The larger of a and b; a NaN in either wins (as the max op does: a row with
+// a NaN comes out all-NaN from softmax on either device anyway).
 struct MaxOp {
   template <typename T>
   __device__ T operator()(T a, T b) const { return (a != a || a > b) ? a : b; }
