@@ -186,8 +186,9 @@ TEST(CudaSoftMoE, Errors) {
   cfg.use_ac = true;
   std::shared_ptr<SoftMoE> ac = cuda_copy(SoftMoE(cfg));
   Tensor x = on_cuda(Tensor::randn({2, 3, 4}));
+  // host labels are refused by ac_token_scale (moe/router.cpp) before ac_cluster_weights sees them
   EXPECT_MG_ERROR(ac->forward(x, {Tensor::from_indices({0, 1, 0, 1, 0, 1}, {6, 1}), Tensor()}),
-                  "ac_cluster_weights: labels is on cpu but x is on cuda:0");
+                  "SoftMoE: previous assignments are on cpu but tokens are on cuda:0");
   EXPECT_MG_ERROR(ac->forward(x, {on_cuda(Tensor::from_indices({0, 1, 2, 0, 0, 0}, {6, 1})), Tensor()}),
                   "ac_cluster_weights: label 2 of token 2 outside [0, 2)");
   EXPECT_MG_ERROR(ac->forward(x), "SoftMoE: AC needs the previous MoE layer's assignments");
