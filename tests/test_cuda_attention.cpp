@@ -53,8 +53,7 @@ ModulePair make_pair(int64_t dim, int64_t heads, bool causal, bool elliptical, D
     *a = std::make_shared<MultiHeadAttention>(dim, heads, causal, p, InitOptions{dtype, &g});
     (*a)->elliptical = elliptical;
   }
-  // Module has no to(Device): the device copy's parameter fields are replaced
-  for (Tensor* t : params_of(*m.cuda)) *t = on_cuda(t->detach()).requires_grad_();
+  m.cuda->to(Device::cuda(0));
   return m;
 }
 

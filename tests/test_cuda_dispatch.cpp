@@ -58,13 +58,6 @@ void expect_same_plan(const RoutingPlan& got, const RoutingPlan& want, const std
   EXPECT_EQ(got.row_slot_dev.to_indices(), want.row_slot) << what;
 }
 
-// With a GEMM or a long dot product inside, the device and the CPU sum the
-// products in different orders (cuBLAS's blocking and fused multiply-adds vs
-// Eigen's; moe_combine's score gradient in double on the device, in the
-// dtype on the CPU), so those results get tests/test_cuda_gemm.cpp's
-// tolerance: float64 1e-12, float32 1e-4 (relative and absolute).
-Tol gemm_tol(DType dtype) { return dtype == DType::Float64 ? Tol{1e-12, 1e-12} : Tol{1e-4, 1e-4}; }
-
 using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
 
 // Runs fn on CPU leaves and on CUDA copies of them, compares the outputs, then

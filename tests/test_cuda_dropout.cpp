@@ -10,11 +10,6 @@ using namespace moegrad::testing;
 
 namespace {
 
-// x's values on the device, strided there (transposed storage) when x is.
-Tensor dev(const Tensor& x) {
-  if (x.is_contiguous() || x.dim() < 2) return on_cuda(x);
-  return transpose(contiguous(transpose(on_cuda(x), 0, 1)), 0, 1);
-}
 
 void expect_equal(const Tensor& got, const Tensor& want, const std::string& what) {
   EXPECT_EQ(got.device(), Device::cuda(0)) << what;
@@ -32,29 +27,29 @@ TEST(CudaDropout, MaskEqualsCpuMask) {
         Generator gh(42), gd(42);
         gh.take(123), gd.take(123);  // a state past the start
         const std::string what = std::string(dtype_name(dtype)) + " p " + std::to_string(p) + " " + shape_str(shape);
-        expect_equal(dropout(dev(x), p, true, &gd), dropout(x, p, true, &gh), what);
+        expect_equal(dropout(on_cuda_like(x), p, true, &gd), dropout(x, p, true, &gh), what);
         EXPECT_EQ(gd.offset(), gh.offset()) << what;
         EXPECT_EQ(gd.offset(), 123u + static_cast<uint64_t>(x.numel())) << what;
         // the next call continues the stream on both
-        expect_equal(dropout(dev(x), p, true, &gd), dropout(x, p, true, &gh), what + " second call");
+        expect_equal(dropout(on_cuda_like(x), p, true, &gd), dropout(x, p, true, &gh), what + " second call");
       }
 }
 
 TEST(CudaDropout, StridedInputAndDefaultGenerator) {
   MG_SKIP_WITHOUT_CUDA();
   Tensor x = uniform({40, 30}, DType::Float64, 2);
-  Tensor xt = transpose(dev(contiguous(transpose(x, 0, 1))), 0, 1);  // x's values, strided on the device
+  Tensor xt = transpose(on_cuda_like(contiguous(transpose(x, 0, 1))), 0, 1);  // x's values, strided on the device
   Generator gh(3), gd(3);
   expect_equal(dropout(xt, 0.3, true, &gd), dropout(x, 0.3, true, &gh), "strided");
   manual_seed(9);
-  Tensor drawn = dropout(dev(x), 0.3, true);
+  Tensor drawn = dropout(on_cuda_like(x), 0.3, true);
   manual_seed(9);
   expect_equal(drawn, dropout(x, 0.3, true), "default generator");
 }
 
 TEST(CudaDropout, IdentityAndBackward) {
   MG_SKIP_WITHOUT_CUDA();
-  Tensor d = dev(uniform({4, 5}, DType::Float32, 4));
+  Tensor d = on_cuda_like(uniform({4, 5}, DType::Float32, 4));
   Generator g(5);
   EXPECT_TRUE(dropout(d, 0.5, false, &g).same(d));  // eval mode
   EXPECT_TRUE(dropout(d, 0.0, true, &g).same(d));   // p = 0
@@ -64,7 +59,7 @@ TEST(CudaDropout, IdentityAndBackward) {
     Tensor hx = x.detach().requires_grad_(), dx = on_cuda(x).requires_grad_();
     Generator gh(8), gd(8);
     dropout(hx, 0.4, true, &gh).backward(up);
-    dropout(dx, 0.4, true, &gd).backward(dev(up));
+    dropout(dx, 0.4, true, &gd).backward(on_cuda_like(up));
     expect_equal(dx.grad(), hx.grad(), std::string("backward ") + dtype_name(dtype));
   }
 }
@@ -82,6 +77,6 @@ TEST(CudaDropout, GradcheckOnDevice) {
 
 TEST(CudaDropout, Errors) {
   MG_SKIP_WITHOUT_CUDA();
-  EXPECT_MG_ERROR(dropout(dev(Tensor::ones({2}, DType::Int64)), 0.5, true), "dropout: input must be float32");
-  EXPECT_MG_ERROR(dropout(dev(Tensor::ones({2})), 1.5, true), "dropout: probability p must be in [0, 1]");
+  EXPECT_MG_ERROR(dropout(on_cuda_like(Tensor::ones({2}, DType::Int64)), 0.5, true), "dropout: input must be float32");
+  EXPECT_MG_ERROR(dropout(on_cuda_like(Tensor::ones({2})), 1.5, true), "dropout: probability p must be in [0, 1]");
 }

@@ -14,8 +14,6 @@ using namespace moegrad::testing;
 
 namespace {
 
-Tol gemm_tol(DType dtype) { return dtype == DType::Float64 ? Tol{1e-12, 1e-12} : Tol{1e-4, 1e-4}; }
-
 // a [m, k] stored as itself or as the transpose of a contiguous [k, m]
 Tensor operand(int64_t rows, int64_t cols, bool transposed, DType dtype, uint64_t seed) {
   if (!transposed) return uniform({rows, cols}, dtype, seed, -1, 1);

@@ -46,6 +46,19 @@ inline void expect_close(const Tensor& got, const Tensor& want, const std::strin
   expect_close(got, want, tol_for(want.dtype()), what);
 }
 
+// Results with a GEMM or a long dot product inside: the device and the CPU sum
+// the products in different orders (cuBLAS's blocking and fused multiply-adds
+// vs Eigen's), so they agree to float64 1e-12, float32 1e-4 (relative and
+// absolute).
+inline Tol gemm_tol(DType dtype) { return dtype == DType::Float64 ? Tol{1e-12, 1e-12} : Tol{1e-4, 1e-4}; }
+
+// x's values on the device, strided there (the first two dims' storage
+// transposed) when x is not contiguous, so kernels see both kinds of layout.
+inline Tensor on_cuda_like(const Tensor& x) {
+  if (x.is_contiguous() || x.dim() < 2) return on_cuda(x);
+  return transpose(contiguous(transpose(on_cuda(x), 0, 1)), 0, 1);
+}
+
 // Uniform values in [low, high) of the given dtype on the CPU.
 inline Tensor uniform(const Shape& shape, DType dtype, uint64_t seed, double low = -2.0, double high = 2.0) {
   Generator gen(seed);

@@ -13,32 +13,13 @@ using namespace moegrad::testing;
 
 namespace {
 
-// Moves a module's parameters to the first CUDA device in place: the module's
-// fields share the parameters' TensorImpl, so they move with them (there is no
-// Module::to(Device) yet).
-void params_to_cuda(Module& m) {
-  for (const Tensor& p : m.parameters()) {
-    Tensor d = on_cuda(p);
-    p.impl()->storage = d.storage();
-    p.impl()->strides = d.strides();
-    p.impl()->offset = d.offset();
-  }
-}
-
-// With a GEMM or a long dot product inside, the device and the CPU sum the
-// products in different orders (cuBLAS's blocking and fused multiply-adds vs
-// Eigen's; moe_combine's score gradient in double on the device, in the
-// dtype on the CPU), so those results get tests/test_cuda_gemm.cpp's
-// tolerance: float64 1e-12, float32 1e-4 (relative and absolute).
-Tol gemm_tol(DType dtype) { return dtype == DType::Float64 ? Tol{1e-12, 1e-12} : Tol{1e-4, 1e-4}; }
-
 // Two layers with the same parameters, the second on the device.
 std::pair<std::shared_ptr<MoELayer>, std::shared_ptr<MoELayer>> layer_pair(const MoEConfig& c, DType dtype,
                                                                            uint64_t seed) {
   Generator g1(seed), g2(seed);
   auto host = std::make_shared<MoELayer>(c, InitOptions{dtype, &g1});
   auto dev = std::make_shared<MoELayer>(c, InitOptions{dtype, &g2});
-  params_to_cuda(*dev);
+  dev->to(Device::cuda(0));
   return {host, dev};
 }
 
@@ -135,7 +116,7 @@ TEST(CudaMoELayer, SublayerMatchesCpu) {
   bc.moe.hidden = 12, bc.moe.experts = 4, bc.moe.k = 2;
   Generator g1(41), g2(41);
   Sublayer host('g', bc, InitOptions{DType::Float64, &g1}), dev('g', bc, InitOptions{DType::Float64, &g2});
-  params_to_cuda(dev);
+  dev.to(Device::cuda(0));
   Tensor h = uniform({2, 5, 8}, DType::Float64, 42);
   Tensor hh = h.detach().requires_grad_(), dh = on_cuda(h).requires_grad_();
   StackState hs, ds;

@@ -17,25 +17,6 @@ using namespace moegrad::testing;
 
 namespace {
 
-// Moves a module's parameters to the first CUDA device in place: the module's
-// fields share the parameters' TensorImpl, so they move with them (there is no
-// Module::to(Device) yet).
-void params_to_cuda(Module& m) {
-  for (const Tensor& p : m.parameters()) {
-    Tensor d = on_cuda(p);
-    p.impl()->storage = d.storage();
-    p.impl()->strides = d.strides();
-    p.impl()->offset = d.offset();
-  }
-}
-
-// With a GEMM or a long dot product inside, the device and the CPU sum the
-// products in different orders (cuBLAS's blocking and fused multiply-adds vs
-// Eigen's; moe_combine's score gradient in double on the device, in the
-// dtype on the CPU), so those results get tests/test_cuda_gemm.cpp's
-// tolerance: float64 1e-12, float32 1e-4 (relative and absolute).
-Tol gemm_tol(DType dtype) { return dtype == DType::Float64 ? Tol{1e-12, 1e-12} : Tol{1e-4, 1e-4}; }
-
 // Logits with ties: values on a grid of 0.5 so that equal logits are common.
 Tensor tied_logits(int64_t n, int64_t E, DType dtype, uint64_t seed) {
   std::vector<double> v = uniform({n, E}, DType::Float64, seed, -2, 2).to_vector();
@@ -116,7 +97,7 @@ TEST(CudaRouter, TopKRouterMatchesCpu) {
                                  " k " + std::to_string(k);
         Generator g1(3), g2(3);
         TopKRouter host({6, 4, k, gate}, InitOptions{dtype, &g1}), dev({6, 4, k, gate}, InitOptions{dtype, &g2});
-        params_to_cuda(dev);
+        dev.to(Device::cuda(0));
         Tensor x = uniform({20, 6}, dtype, 4);
         Tensor hx = x.detach().requires_grad_(), dx = on_cuda(x).requires_grad_();
         RouterOutput want = host.forward(hx), got = dev.forward(dx);
@@ -147,7 +128,7 @@ TEST(CudaRouter, ACRouterMatchesCpu) {
       Generator g1(8), g2(8);
       ACRouter host({4, 3, 2, GateKind::Linear}, ac, InitOptions{DType::Float64, &g1});
       ACRouter dev({4, 3, 2, GateKind::Linear}, ac, InitOptions{DType::Float64, &g2});
-      params_to_cuda(dev);
+      dev.to(Device::cuda(0));
       Tensor idx = Tensor::from_indices({0, 1, 1, 2, 2, 0, 0, 2, 1, 0, 2, 1}, {6, 2});
       Tensor pl = uniform({6, 2}, DType::Float64, 9);
       Tensor x = uniform({6, 4}, DType::Float64, 10);
@@ -177,7 +158,7 @@ TEST(CudaRouter, GradcheckOnDevice) {
   EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return router_z_loss(in[0]); }, {l});
   Generator g(2);
   auto r = std::make_shared<TopKRouter>(RouterConfig{3, 4, 2, GateKind::Cosine}, InitOptions{DType::Float64, &g});
-  params_to_cuda(*r);
+  r->to(Device::cuda(0));
   std::vector<Tensor> in{on_cuda(leaf({6, 3}, 22)).requires_grad_()};
   for (Tensor p : r->parameters()) in.push_back(p);
   EXPECT_GRADCHECK([r](const std::vector<Tensor>& v) {

@@ -13,15 +13,10 @@ using namespace moegrad::testing;
 
 namespace {
 
-// x's values on the device, strided there (transposed storage) when x is.
-Tensor dev(const Tensor& x) {
-  if (x.is_contiguous() || x.dim() < 2) return on_cuda(x);
-  return transpose(contiguous(transpose(on_cuda(x), 0, 1)), 0, 1);
-}
 
 void expect_same_topk(const Tensor& x, int64_t k, int64_t dim, bool largest, const std::string& what) {
   TopK want = topk(x, k, dim, largest);
-  TopK got = topk(dev(x), k, dim, largest);
+  TopK got = topk(on_cuda_like(x), k, dim, largest);
   EXPECT_EQ(got.values.device(), Device::cuda(0)) << what;
   EXPECT_EQ(got.indices.dtype(), DType::Int64) << what;
   expect_close(got.values, want.values, Tol{0, 0}, what + " values");
@@ -66,7 +61,7 @@ TEST(CudaTopk, OtherDimsStridedAndManyRows) {
   // more rows than one grid (65535 blocks): the grid-stride loop over rows
   expect_same_topk(uniform({70000, 8}, DType::Float32, 3), 2, -1, true, "many rows");
   // empty rows dimension
-  TopK e = topk(dev(uniform({0, 4}, DType::Float64, 4)), 2, -1, true);
+  TopK e = topk(on_cuda_like(uniform({0, 4}, DType::Float64, 4)), 2, -1, true);
   EXPECT_EQ(e.values.shape(), (Shape{0, 2}));
 }
 
@@ -77,7 +72,7 @@ TEST(CudaTopk, BackwardMatchesCpu) {
       Tensor x = uniform({6, 10}, dtype, 5), g = uniform(dim == 1 ? Shape{6, 3} : Shape{3, 10}, dtype, 6);
       Tensor hx = x.detach().requires_grad_(), dx = on_cuda(x).requires_grad_();
       topk(hx, 3, dim).values.backward(g);
-      topk(dx, 3, dim).values.backward(dev(g));
+      topk(dx, 3, dim).values.backward(on_cuda_like(g));
       expect_close(dx.grad(), hx.grad(), Tol{0, 0}, std::string("backward ") + dtype_name(dtype));
     }
 }
@@ -91,9 +86,9 @@ TEST(CudaTopk, GradcheckOnDevice) {
 
 TEST(CudaTopk, Errors) {
   MG_SKIP_WITHOUT_CUDA();
-  Tensor d = dev(Tensor::ones({3, 4}));
+  Tensor d = on_cuda_like(Tensor::ones({3, 4}));
   EXPECT_MG_ERROR(topk(d, 5), "topk: k = 5 out of range [1, 4]");
   EXPECT_MG_ERROR(topk(d, 0), "topk: k = 0 out of range");
-  EXPECT_MG_ERROR(topk(dev(Tensor::ones({3}, DType::Int64)), 1), "topk: input must be float32 or float64");
+  EXPECT_MG_ERROR(topk(on_cuda_like(Tensor::ones({3}, DType::Int64)), 1), "topk: input must be float32 or float64");
   EXPECT_MG_ERROR(topk(d, 1, 2), "topk: dimension 2 out of range");
 }
