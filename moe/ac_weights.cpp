@@ -11,15 +11,6 @@ namespace moegrad {
 
 namespace {
 
-// Error unless t is an int64 tensor on x's device (check_index's messages for the CPU).
-void check_index_like(const Tensor& t, const Tensor& x, const char* op, const char* what) {
-  if (x.device().is_cpu()) return check_index(t, op, what);
-  MG_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
-  MG_CHECK(t.dtype() == DType::Int64, op, ": ", what, " must be int64, got ", dtype_name(t.dtype()), " of shape ",
-           shape_str(t.shape()));
-  MG_CHECK(t.device() == x.device(), op, ": ", what, " is on ", t.device().str(), " but x is on ", x.device().str());
-}
-
 // Error naming the first key outside [0, E): "<op>: <what> <key> <where> <position> outside [0, E)".
 void check_range(const std::vector<int64_t>& keys, int64_t E, const char* op, const char* what, const char* where) {
   for (size_t i = 0; i < keys.size(); ++i)
@@ -114,8 +105,8 @@ Tensor ac_scale_gather_cuda(const Tensor& x_in, const Tensor& W_in, const Tensor
 }  // namespace
 
 Tensor ac_cluster_weights(const Tensor& x_in, const Tensor& labels, int64_t E, const ACOptions& opt) {
-  check_float_any_device(x_in, "ac_cluster_weights");
-  check_index_like(labels, x_in, "ac_cluster_weights", "labels");
+  check_float(x_in, "ac_cluster_weights");
+  check_index(labels, x_in.device(), "ac_cluster_weights", "labels");
   MG_CHECK(x_in.dim() == 2, "ac_cluster_weights: x must be [tokens, features], got ", shape_str(x_in.shape()));
   MG_CHECK(labels.dim() == 1 && labels.size(0) == x_in.size(0), "ac_cluster_weights: labels must be [",
            x_in.size(0), "], got ", shape_str(labels.shape()));
@@ -240,10 +231,10 @@ Tensor ac_cluster_weights(const Tensor& x_in, const Tensor& labels, int64_t E, c
 
 Tensor ac_scale_gather(const Tensor& x_in, const Tensor& W_in, const Tensor& index_in, const Tensor& mix_in) {
   const char* op = "ac_scale_gather";
-  check_float_any_device(x_in, op, "x");
-  check_float_any_device(W_in, op, "weights");
+  check_float(x_in, op, "x");
+  check_float(W_in, op, "weights");
   check_same_type(x_in, W_in, op);
-  check_index_like(index_in, x_in, op, "index");
+  check_index(index_in, x_in.device(), op, "index");
   MG_CHECK(W_in.dim() == 2, op, ": weights must be [clusters, features], got ", shape_str(W_in.shape()));
   MG_CHECK(x_in.dim() == 2 && x_in.size(1) == W_in.size(1), op, ": x must be [n, ", W_in.size(1), "], got ",
            shape_str(x_in.shape()));
@@ -253,7 +244,7 @@ Tensor ac_scale_gather(const Tensor& x_in, const Tensor& W_in, const Tensor& ind
   const int64_t n = index.size(0), m = index.size(1), E = W_in.size(0), d = W_in.size(1);
   MG_CHECK(m > 0, op, ": index must name at least one cluster per token, got ", shape_str(index.shape()));
   if (mix_in.defined()) {
-    check_float_any_device(mix_in, op, "mix");
+    check_float(mix_in, op, "mix");
     check_same_type(x_in, mix_in, op);
     MG_CHECK(mix_in.shape() == index.shape(), op, ": mix must have the index's shape ", shape_str(index.shape()),
              ", got ", shape_str(mix_in.shape()));

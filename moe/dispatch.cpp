@@ -68,12 +68,9 @@ void build_cuda_plan(const Tensor& expert_index, RoutingPlan& p) {
 #endif
 
 PlanPtr make_routing_plan(const Tensor& expert_index, int64_t experts, double capacity_factor) {
-  const bool on_cuda = expert_index.defined() && expert_index.device().is_cuda();
-  if (on_cuda)
-    MG_CHECK(expert_index.dtype() == DType::Int64, "make_routing_plan: expert_index must be int64, got ",
-             dtype_name(expert_index.dtype()), " of shape ", shape_str(expert_index.shape()));
-  else
-    check_index(expert_index, "make_routing_plan", "expert_index");
+  MG_CHECK(expert_index.defined(), "make_routing_plan: expert_index is an undefined tensor");
+  const bool on_cuda = expert_index.device().is_cuda();
+  check_index(expert_index, expert_index.device(), "make_routing_plan", "expert_index");
   MG_CHECK(expert_index.dim() == 2, "make_routing_plan: expert_index must be [tokens, k], got ",
            shape_str(expert_index.shape()));
   MG_CHECK(experts > 0, "make_routing_plan: number of experts must be positive, got ", experts);
@@ -131,14 +128,10 @@ static void check_plan_device(const Tensor& t, const PlanPtr& plan, const char* 
            " but the routing plan was made on ", plan->device.str());
 }
 
-// The float checks for the plan's device: check_float for a CPU plan, so a
-// CUDA tensor there gets the usual Error.
+// Error unless t is a float tensor on the plan's device.
 static void check_float_for(const Tensor& t, const PlanPtr& plan, const char* op, const char* what) {
   check_plan_device(t, plan, op, what);
-  if (plan->is_cuda())
-    check_float_any_device(t, op, what);
-  else
-    check_float(t, op, what);
+  check_float(t, op, what);
 }
 
 #ifdef MOEGRAD_WITH_CUDA

@@ -16,23 +16,6 @@ namespace moegrad {
 
 namespace {
 
-// check_float for CPU tensors; a CUDA tensor only needs a float dtype.
-void check_float_on(const Tensor& t, const char* op, const char* what) {
-  if (t.defined() && t.device().is_cuda())
-    check_float_any_device(t, op, what);
-  else
-    check_float(t, op, what);
-}
-
-// check_index, but an int64 tensor on `device` (a CUDA one included) passes.
-void check_index_on(const Tensor& t, Device device, const char* op, const char* what) {
-  if (device.is_cpu()) return check_index(t, op, what);
-  MG_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
-  MG_CHECK(t.dtype() == DType::Int64, op, ": ", what, " must be int64, got ", dtype_name(t.dtype()), " of shape ",
-           shape_str(t.shape()));
-  MG_CHECK(t.device() == device, op, ": ", what, " is on ", t.device().str(), " but the logits are on ", device.str());
-}
-
 #ifdef MOEGRAD_WITH_CUDA
 // t as a contiguous detached tensor (a copy when it is not contiguous).
 Tensor dense(const Tensor& t) { return contiguous(t.detach()).detach(); }
@@ -112,7 +95,7 @@ Tensor mixing_softmax(const Tensor& logits) {
 }  // namespace
 
 RouterTopK router_topk_softmax(const Tensor& logits, int64_t k) {
-  check_float_on(logits, "router_topk_softmax", "logits");
+  check_float(logits, "router_topk_softmax", "logits");
   MG_CHECK(logits.dim() == 2, "router_topk_softmax: expected logits [n, E], got ", shape_str(logits.shape()));
   MG_CHECK(k >= 1 && k <= logits.size(1), "router_topk_softmax: k = ", k, " out of range [1, ", logits.size(1),
            "] for logits ", shape_str(logits.shape()));
@@ -124,8 +107,8 @@ RouterTopK router_topk_softmax(const Tensor& logits, int64_t k) {
 }
 
 Tensor switch_balance_loss(const Tensor& logits, const Tensor& indices) {
-  check_float_on(logits, "switch_balance_loss", "logits");
-  check_index_on(indices, logits.device(), "switch_balance_loss", "indices");
+  check_float(logits, "switch_balance_loss", "logits");
+  check_index(indices, logits.device(), "switch_balance_loss", "indices");
   MG_CHECK(logits.dim() == 2 && indices.dim() == 2 && indices.size(0) == logits.size(0),
            "switch_balance_loss: expected logits [n, E] and indices [n, k], got ", shape_str(logits.shape()), " and ",
            shape_str(indices.shape()));
@@ -149,7 +132,7 @@ Tensor switch_balance_loss(const Tensor& logits, const Tensor& indices) {
 }
 
 Tensor router_z_loss(const Tensor& logits) {
-  check_float_on(logits, "router_z_loss", "logits");
+  check_float(logits, "router_z_loss", "logits");
   MG_CHECK(logits.dim() == 2, "router_z_loss: expected logits [n, E], got ", shape_str(logits.shape()));
 #ifdef MOEGRAD_WITH_CUDA
   if (logits.device().is_cuda()) {

@@ -96,7 +96,7 @@ void masked_softmax_rows_backward(const Tensor& y, const Tensor& dy, const Tenso
 
 Tensor masked_softmax(const Tensor& scores, bool causal) {
   const char* op = "masked_softmax";
-  check_float_any_device(scores, op, "scores");
+  check_float(scores, op, "scores");
   MG_CHECK(scores.dim() >= 2, op, ": expected scores [..., T, S], got ", shape_str(scores.shape()));
   const int64_t nt = scores.size(-2), ns = scores.size(-1);
   MG_CHECK(!causal || ns >= nt, op, ": a causal mask needs S >= T (else a row is fully masked), got scores ",
@@ -117,8 +117,8 @@ Tensor masked_softmax(const Tensor& scores, bool causal) {
 
 Tensor elliptical_metric(const Tensor& v, const Tensor& v_prev, bool causal) {
   const char* op = "elliptical_metric";
-  check_float_any_device(v, op, "v");
-  check_float_any_device(v_prev, op, "v_prev");
+  check_float(v, op, "v");
+  check_float(v_prev, op, "v_prev");
   check_same_type(v, v_prev, op);
   MG_CHECK(v.dim() == 4 && v.size(2) >= 1, op, ": expected v [B, H, T, Dh] with T >= 1, got ", shape_str(v.shape()));
   MG_CHECK(v_prev.shape() == v.shape(), op, ": expected v_prev ", shape_str(v.shape()), " like v, got ",

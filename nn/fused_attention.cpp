@@ -243,9 +243,9 @@ Tensor attend(const Dims& d, Saved sv, bool packed, const std::vector<Tensor>& i
 
 Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal) {
   const char* op = "fused_attention";
-  check_float_any_device(q, op, "q");
-  check_float_any_device(k, op, "k");
-  check_float_any_device(v, op, "v");
+  check_float(q, op, "q");
+  check_float(k, op, "k");
+  check_float(v, op, "v");
   check_same_type(q, k, op);
   check_same_type(q, v, op);
   MG_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op, ": expected q [B, H, T, Dh], k and v [B, H, S, Dh], got ",
@@ -272,7 +272,7 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, double
 
 Tensor fused_self_attention(const Tensor& qkv, int64_t heads, double scale, bool causal) {
   const char* op = "fused_self_attention";
-  check_float_any_device(qkv, op, "qkv");
+  check_float(qkv, op, "qkv");
   MG_CHECK(heads >= 1, op, ": heads must be positive, got ", heads);
   MG_CHECK(qkv.dim() == 3 && qkv.size(2) % (3 * heads) == 0 && qkv.size(2) > 0, op,
            ": expected qkv [B, T, 3 * dim] with dim a positive multiple of heads=", heads, ", got ",

@@ -285,7 +285,7 @@ TEST(CudaACWeights, Errors) {
   EXPECT_MG_ERROR(ac_cluster_weights(x, on_cuda(Tensor::from_indices({0, -1, 1}, {3})), 2, ACOptions()),
                   "ac_cluster_weights: label -1 of token 1 outside [0, 2)");
   EXPECT_MG_ERROR(ac_cluster_weights(x, Tensor::from_indices({0, 1, 1}, {3}), 2, ACOptions()),
-                  "ac_cluster_weights: labels is on cpu but x is on cuda:0");
+                  "ac_cluster_weights: labels is on cpu, expected cuda:0");
   EXPECT_MG_ERROR(ac_cluster_weights(x, on_cuda(Tensor::zeros({3})), 2, ACOptions()),
                   "ac_cluster_weights: labels must be int64, got float32");
   EXPECT_MG_ERROR(ac_cluster_weights(x, on_cuda(Tensor::from_indices({0}, {1})), 2, ACOptions()),
@@ -300,7 +300,7 @@ TEST(CudaACWeights, Errors) {
   EXPECT_MG_ERROR(ac_scale_gather(x2, W, on_cuda(Tensor::from_indices({0, 1, 2, -3}, {2, 2})), on_cuda(Tensor::ones({2, 2}))),
                   "ac_scale_gather: index -3 at position 3 outside [0, 3)");
   EXPECT_MG_ERROR(ac_scale_gather(x2, W, Tensor::from_indices({0, 1}, {2})),
-                  "ac_scale_gather: index is on cpu but x is on cuda:0");
+                  "ac_scale_gather: index is on cpu, expected cuda:0");
   EXPECT_MG_ERROR(ac_scale_gather(x2, Tensor::zeros({3, 2}), on_cuda(Tensor::from_indices({0, 1}, {2}))),
                   "ac_scale_gather: devices differ: cuda:0 vs cpu");
   EXPECT_MG_ERROR(ac_scale_gather(x2, W, on_cuda(Tensor::from_indices({0, 1, 1, 0}, {2, 2})), Tensor::ones({2, 2})),

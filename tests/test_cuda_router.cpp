@@ -173,7 +173,7 @@ TEST(CudaRouter, Errors) {
   EXPECT_MG_ERROR(switch_balance_loss(l, on_cuda(Tensor::from_indices({0, 3}, {2, 1}))),
                   "switch_balance_loss (indices): a key is outside [0, 3)");
   EXPECT_MG_ERROR(switch_balance_loss(l, Tensor::from_indices({0, 1}, {2, 1})),
-                  "switch_balance_loss: indices is on cpu but the logits are on cuda:0");
+                  "switch_balance_loss: indices is on cpu, expected cuda:0");
   EXPECT_MG_ERROR(switch_balance_loss(Tensor::zeros({2, 3}), on_cuda(Tensor::from_indices({0, 1}, {2, 1}))),
                   "switch_balance_loss: indices is on cuda:0, expected cpu");
   EXPECT_MG_ERROR(switch_balance_loss(l, on_cuda(Tensor::zeros({2, 1}))), "indices must be int64");

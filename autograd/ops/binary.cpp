@@ -22,8 +22,8 @@ const char* binary_name(BinaryOp op) {
 
 Tensor binary_forward(BinaryOp op, const Tensor& a, const Tensor& b) {
   const char* name = binary_name(op);
-  check_float_any_device(a, name, "first input");
-  check_float_any_device(b, name, "second input");
+  check_float(a, name, "first input");
+  check_float(b, name, "second input");
   check_same_type(a, b, name);
 #ifdef MOEGRAD_WITH_CUDA
   if (a.device().is_cuda()) {
@@ -104,7 +104,7 @@ struct ScalarBackward : Node {
 };
 
 Tensor scalar_op(ScalarOp op, const Tensor& x, double alpha, double beta, const char* name) {
-  check_float_any_device(x, name);
+  check_float(x, name);
   Tensor out;
 #ifdef MOEGRAD_WITH_CUDA
   if (x.device().is_cuda())
@@ -140,8 +140,8 @@ Tensor rsub(double a, const Tensor& b) { return scalar_op(ScalarOp::Affine, b, -
 Tensor rdiv(double a, const Tensor& b) { return scalar_op(ScalarOp::Reciprocal, b, a, 0.0, "rdiv"); }
 
 void add_(const Tensor& acc, const Tensor& x, double alpha) {
-  check_float_any_device(acc, "add_", "accumulator");
-  check_float_any_device(x, "add_", "addend");
+  check_float(acc, "add_", "accumulator");
+  check_float(x, "add_", "addend");
   MG_CHECK(acc.device() == x.device(), "add_: devices differ: accumulator on ", acc.device().str(), ", addend on ",
            x.device().str());
   MG_CHECK(broadcast_shapes(acc.shape(), x.shape(), "add_") == acc.shape(), "add_: addend of shape ",

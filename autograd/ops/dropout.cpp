@@ -14,7 +14,7 @@
 namespace moegrad {
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
-  check_float_any_device(x, "dropout");
+  check_float(x, "dropout");
   MG_CHECK(p >= 0.0 && p <= 1.0, "dropout: probability p must be in [0, 1], got ", p);
   if (!training || p == 0.0) return x;
   Generator& g = gen ? *gen : default_generator();

@@ -19,15 +19,6 @@ namespace moegrad {
 
 namespace {
 
-// Error unless idx is a defined int64 tensor on the device of x (the tensor it indexes).
-void check_index_for(const Tensor& idx, const Tensor& x, const char* op, const char* what = "index") {
-  MG_CHECK(idx.defined(), op, ": ", what, " is an undefined tensor");
-  MG_CHECK(idx.dtype() == DType::Int64, op, ": ", what, " must be int64, got ", dtype_name(idx.dtype()),
-           " of shape ", shape_str(idx.shape()));
-  MG_CHECK(idx.device() == x.device(), op, ": ", what, " is on ", idx.device().str(), ", expected ",
-           x.device().str());
-}
-
 // The first position of idx (contiguous int64) outside [0, n), or -1.
 int64_t first_out_of_range(const Tensor& idx, int64_t n) {
 #ifdef MOEGRAD_WITH_CUDA
@@ -118,8 +109,8 @@ void add_rows(const Tensor& out, int64_t d, const Tensor& idx, const Tensor& src
 
 // Validation shared by index_select and index_add; returns the wrapped dim.
 int64_t check_index_1d(const Tensor& x, int64_t dim, const Tensor& index, const char* op) {
-  check_float_any_device(x, op);
-  check_index_for(index, x, op);
+  check_float(x, op);
+  check_index(index, x.device(), op);
   MG_CHECK(x.dim() > 0, op, ": expected a tensor with at least one dimension, got a 0-d tensor");
   MG_CHECK(index.dim() == 1, op, ": index must be 1-d, got shape ", shape_str(index.shape()));
   const int64_t d = wrap_dim(dim, x.dim(), op);
@@ -156,8 +147,8 @@ void index_lines(const Tensor& index, int64_t d, const Shape& plain_strides, con
 // Validation shared by gather and scatter_add: index has x's rank and fits in
 // x outside dim d (and in src everywhere, when given); all indices in range.
 int64_t check_index_nd(const Tensor& x, int64_t dim, const Tensor& index, const Tensor* src, const char* op) {
-  check_float_any_device(x, op);
-  check_index_for(index, x, op);
+  check_float(x, op);
+  check_index(index, x.device(), op);
   MG_CHECK(x.dim() > 0, op, ": expected a tensor with at least one dimension, got a 0-d tensor");
   const int64_t d = wrap_dim(dim, x.dim(), op);
   MG_CHECK(index.dim() == x.dim(), op, ": index of shape ", shape_str(index.shape()),
@@ -166,7 +157,7 @@ int64_t check_index_nd(const Tensor& x, int64_t dim, const Tensor& index, const 
     MG_CHECK(e == d || index.shape()[e] <= x.shape()[e], op, ": index of shape ", shape_str(index.shape()),
              " is larger than the input ", shape_str(x.shape()), " in dimension ", e);
   if (src) {
-    check_float_any_device(*src, op, "src");
+    check_float(*src, op, "src");
     check_same_type(x, *src, op);
     MG_CHECK(src->dim() == x.dim(), op, ": src of shape ", shape_str(src->shape()),
              " must have the same number of dimensions as the input ", shape_str(x.shape()));
@@ -193,7 +184,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 
 Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src) {
   const int64_t d = check_index_1d(x, dim, index, "index_add");
-  check_float_any_device(src, "index_add", "src");
+  check_float(src, "index_add", "src");
   check_same_type(x, src, "index_add");
   Shape want = x.shape();
   want[d] = index.numel();
@@ -268,8 +259,8 @@ Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tens
 }
 
 Tensor embedding(const Tensor& weight, const Tensor& indices) {
-  check_float_any_device(weight, "embedding", "weight");
-  check_index_for(indices, weight, "embedding", "indices");
+  check_float(weight, "embedding", "weight");
+  check_index(indices, weight.device(), "embedding", "indices");
   MG_CHECK(weight.dim() == 2, "embedding: weight must be 2-d [V, D], got shape ", shape_str(weight.shape()));
   Tensor idx = contiguous(indices).detach();
   const int64_t vocab = weight.shape()[0], dmodel = weight.shape()[1];

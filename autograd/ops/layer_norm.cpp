@@ -133,14 +133,14 @@ struct LayerNormBackward : Node {
 
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
   const char* op = "layer_norm";
-  check_float_any_device(x, op);
+  check_float(x, op);
   MG_CHECK(x.dim() >= 1, op, ": input must have at least one dimension (normalised over the last), got a 0-d tensor");
   MG_CHECK(eps > 0, op, ": eps must be positive, got ", eps);
   const int64_t D = x.shape().back();
   const int64_t rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
   auto check_param = [&](const Tensor& p, const char* what) {
     if (!p.defined()) return;
-    check_float_any_device(p, op, what);
+    check_float(p, op, what);
     check_same_type(x, p, op);
     MG_CHECK(p.shape() == Shape{D}, op, ": ", what, " must have shape [", D, "] for input of shape ",
              shape_str(x.shape()), ", got ", shape_str(p.shape()));

@@ -58,16 +58,6 @@ void cross_entropy_backward(const T* x, const T* lse, const std::vector<int64_t>
   });
 }
 
-// targets must be int64 on the logits' device.
-void check_target_tensor(const Tensor& targets, const Tensor& logits, const char* op) {
-  if (logits.device().is_cpu()) return check_index(targets, op, "targets");
-  MG_CHECK(targets.defined(), op, ": targets is an undefined tensor");
-  MG_CHECK(targets.dtype() == DType::Int64, op, ": targets must be int64, got ", dtype_name(targets.dtype()),
-           " of shape ", shape_str(targets.shape()));
-  MG_CHECK(targets.device() == logits.device(), op, ": targets is on ", targets.device().str(), ", logits on ",
-           logits.device().str(), "; both must be on one device");
-}
-
 // The count of targets != ignore_index and the first one out of range.
 TargetCheck check_targets(const std::vector<int64_t>& t, int64_t C, int64_t ignore_index) {
   TargetCheck c;
@@ -113,10 +103,10 @@ Tensor cuda_cross_entropy(const Tensor& logits, const Tensor& targets, int64_t i
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
   const char* op = "cross_entropy";
-  check_float_any_device(logits, op, "logits");
+  check_float(logits, op, "logits");
   MG_CHECK(logits.dim() == 2, op, ": logits must be 2-d [N, C], got shape ", shape_str(logits.shape()));
   const int64_t N = logits.shape()[0], C = logits.shape()[1];
-  check_target_tensor(targets, logits, op);
+  check_index(targets, logits.device(), op, "targets");
   MG_CHECK(targets.shape() == Shape{N}, op, ": targets must have shape [", N, "] for logits of shape ",
            shape_str(logits.shape()), ", got ", shape_str(targets.shape()));
 #ifdef MOEGRAD_WITH_CUDA

@@ -211,8 +211,8 @@ Tensor matmul_nd(const Tensor& a_in, const Tensor& b_in) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
-  check_float_any_device(a, "matmul", "first operand");
-  check_float_any_device(b, "matmul", "second operand");
+  check_float(a, "matmul", "first operand");
+  check_float(b, "matmul", "second operand");
   check_same_type(a, b, "matmul");
   MG_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: operands must be at least 1-d, got ", shape_str(a.shape()), " x ",
            shape_str(b.shape()));

@@ -123,7 +123,7 @@ Tensor expand_back(const Tensor& dout, const Shape& keep_shape, const Shape& in_
 }  // namespace
 
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  check_float_any_device(x, "sum");
+  check_float(x, "sum");
   ReducePlan p = plan_reduce(x, dims, keepdim, "sum");
   Tensor out = sum_forward(x, p);
   Shape keep = p.keep_shape, in_shape = x.shape();
@@ -136,7 +136,7 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 Tensor sum(const Tensor& x) { return sum(x, {}, false); }
 
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  check_float_any_device(x, "mean");
+  check_float(x, "mean");
   ReducePlan p = plan_reduce(x, dims, keepdim, "mean");
   MG_CHECK(p.row_len > 0, "mean: reducing over an empty dimension of shape ", shape_str(x.shape()));
   Tensor out;
@@ -188,7 +188,7 @@ static std::pair<Tensor, Tensor> max_rows(const Tensor& x, const ReducePlan& p, 
 }
 
 Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  check_float_any_device(x, "max");
+  check_float(x, "max");
   ReducePlan p = plan_reduce(x, dims, keepdim, "max");
   auto [out, arg] = max_rows(x, p, "max");
   Shape in_shape = x.shape();
@@ -219,14 +219,14 @@ Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 }
 
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
-  check_float_any_device(x, "argmax");
+  check_float(x, "argmax");
   MG_CHECK(x.dim() > 0, "argmax: needs at least one dimension");
   ReducePlan p = plan_reduce(x, {dim}, keepdim, "argmax");
   return max_rows(x, p, "argmax").second;
 }
 
 Tensor sum_to(const Tensor& x, const Shape& shape) {
-  check_float_any_device(x, "sum_to");
+  check_float(x, "sum_to");
   if (x.shape() == shape) return x;
   MG_CHECK(broadcast_shapes(shape, x.shape(), "sum_to") == x.shape(), "sum_to: ", shape_str(x.shape()),
            " is not a broadcast of ", shape_str(shape));

@@ -50,7 +50,7 @@ Tensor where_forward(const Tensor& cond, const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
-  check_float_any_device(x, "masked_fill", "input");
+  check_float(x, "masked_fill", "input");
   check_mask(mask, x.device(), "masked_fill", "mask");
   MG_CHECK(broadcast_shapes(x.shape(), mask.shape(), "masked_fill") == x.shape(), "masked_fill: mask of shape ",
            shape_str(mask.shape()), " does not broadcast to the input's shape ", shape_str(x.shape()));
@@ -71,8 +71,8 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
 }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
-  check_float_any_device(a, "where", "first input");
-  check_float_any_device(b, "where", "second input");
+  check_float(a, "where", "first input");
+  check_float(b, "where", "second input");
   check_same_type(a, b, "where");
   check_mask(cond, a.device(), "where", "condition");
   Tensor out = where_forward(cond, a, b);
@@ -85,7 +85,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 }
 
 Tensor clamp(const Tensor& x, double low, double high) {
-  check_float_any_device(x, "clamp", "input");
+  check_float(x, "clamp", "input");
   MG_CHECK(low <= high, "clamp: expected low <= high, got low ", low, " and high ", high);
 #ifdef MOEGRAD_WITH_CUDA
   if (x.device().is_cuda()) {

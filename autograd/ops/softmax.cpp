@@ -109,7 +109,7 @@ void backward_rows(const Tensor& yr, const Tensor& dyr, const Tensor& dxr, const
 
 Tensor softmax_op(const Tensor& x, int64_t dim, bool log) {
   const char* op = log ? "log_softmax" : "softmax";
-  check_float_any_device(x, op);
+  check_float(x, op);
   const RowLayout l = row_layout(x, wrap_dim(dim, x.dim(), op));
   Tensor xr = to_rows(x, l);
   Tensor yr = Tensor::empty(xr.shape(), x.dtype(), x.device());

@@ -49,7 +49,7 @@ void topk_rows(const T* x, int64_t rows, int64_t n, int64_t k, bool largest, T* 
 }  // namespace
 
 TopK topk(const Tensor& x, int64_t k, int64_t dim, bool largest) {
-  check_float_any_device(x, "topk");
+  check_float(x, "topk");
   MG_CHECK(x.dim() > 0, "topk: expected a tensor with at least one dimension, got a 0-d tensor");
   const int64_t d = wrap_dim(dim, x.dim(), "topk"), last = x.dim() - 1;
   const int64_t n = x.shape()[d];

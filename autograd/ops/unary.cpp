@@ -34,7 +34,7 @@ Tensor cuda_unary_op(const Tensor& x, const char* op, CudaUnaryOp code, double p
 // (with the parameter p) names the same op for the CUDA kernels.
 template <typename Fwd, typename Grad>
 Tensor unary(const Tensor& x, const char* op, CudaUnaryOp code, double p, Fwd fwd, Grad grad) {
-  check_float_any_device(x, op);
+  check_float(x, op);
 #ifdef MOEGRAD_WITH_CUDA
   if (x.device().is_cuda()) return cuda_unary_op(x, op, code, p);
 #else
@@ -58,7 +58,7 @@ Tensor unary(const Tensor& x, const char* op, CudaUnaryOp code, double p, Fwd fw
 }  // namespace
 
 Tensor neg(const Tensor& x) {
-  check_float_any_device(x, "neg");
+  check_float(x, "neg");
 #ifdef MOEGRAD_WITH_CUDA
   if (x.device().is_cuda()) return cuda_unary_op(x, "neg", CudaUnaryOp::Neg, 0.0);
 #endif
@@ -139,7 +139,7 @@ Tensor gelu(const Tensor& x_in, GeluApprox approx) {
     return unary(
         x_in, "gelu", CudaUnaryOp::GeluErf, 0, [](auto v) { return 0.5 * v * (1 + std::erf(v * kInvSqrt2)); },
         [](auto v, auto) { return 0.5 * (1 + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5 * v * v); });
-  check_float_any_device(x_in, "gelu");
+  check_float(x_in, "gelu");
 #ifdef MOEGRAD_WITH_CUDA
   if (x_in.device().is_cuda()) return cuda_unary_op(x_in, "gelu", CudaUnaryOp::GeluTanh, 0.0);
 #endif

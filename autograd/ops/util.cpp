@@ -22,17 +22,10 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
   return out;
 }
 
-void check_float_any_device(const Tensor& t, const char* op, const char* what) {
+void check_float(const Tensor& t, const char* op, const char* what) {
   MG_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
   MG_CHECK(is_floating(t.dtype()), op, ": ", what, " must be float32 or float64, got ", dtype_name(t.dtype()),
            " of shape ", shape_str(t.shape()));
-}
-
-void check_float(const Tensor& t, const char* op, const char* what) {
-  MG_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
-  MG_CHECK(t.device().is_cpu(), op, ": ", what, " is on ", t.device().str(),
-           ", which this op does not support yet (it has no CUDA kernel)");
-  check_float_any_device(t, op, what);
 }
 
 void check_same_type(const Tensor& a, const Tensor& b, const char* op) {
@@ -41,11 +34,11 @@ void check_same_type(const Tensor& a, const Tensor& b, const char* op) {
   MG_CHECK(a.device() == b.device(), op, ": devices differ: ", a.device().str(), " vs ", b.device().str());
 }
 
-void check_index(const Tensor& t, const char* op, const char* what) {
+void check_index(const Tensor& t, Device device, const char* op, const char* what) {
   MG_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
   MG_CHECK(t.dtype() == DType::Int64, op, ": ", what, " must be int64, got ", dtype_name(t.dtype()), " of shape ",
            shape_str(t.shape()));
-  MG_CHECK(t.device().is_cpu(), op, ": ", what, " is on ", t.device().str(), ", expected cpu");
+  MG_CHECK(t.device() == device, op, ": ", what, " is on ", t.device().str(), ", expected ", device.str());
 }
 
 }  // namespace moegrad
