@@ -19,10 +19,8 @@ namespace {
 
 using cuda::kThreads;
 
-unsigned blocks_for(int64_t rows) { return static_cast<unsigned>(std::min<int64_t>(rows, 65535)); }
-// Threads for a block that owns a row of n elements: whole warps (as
-// block_sum and block_max need), no more than n rounds up to, at most kThreads.
-unsigned threads_for(int64_t n) { return static_cast<unsigned>(std::min<int64_t>((n + 31) / 32 * 32, kThreads)); }
+using cuda::row_grid;
+using cuda::row_threads;
 
 // Kept (unmasked) entries at the start of row t of a [nt, ns] block.
 __device__ int64_t kept_keys(int64_t t, int64_t nt, int64_t ns, bool causal) {
@@ -113,7 +111,7 @@ void cuda_masked_softmax(const Tensor& x, const Tensor& y, int64_t rows, int64_t
   cuda::DeviceGuard guard(x.device().index);
   dispatch_float(x.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    masked_softmax_kernel<T><<<blocks_for(rows), threads_for(ns)>>>(x.data<T>(), y.data<T>(), rows, nt, ns, causal);
+    masked_softmax_kernel<T><<<row_grid(rows), row_threads(ns)>>>(x.data<T>(), y.data<T>(), rows, nt, ns, causal);
   });
   cuda::check_launch("masked_softmax_kernel");
 }
@@ -127,7 +125,7 @@ void cuda_masked_softmax_backward(const Tensor& y, const Tensor& dy, const Tenso
   dispatch_float(y.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     masked_softmax_backward_kernel<T>
-        <<<blocks_for(rows), threads_for(ns)>>>(y.data<T>(), dy.data<T>(), dx.data<T>(), rows, nt, ns, causal);
+        <<<row_grid(rows), row_threads(ns)>>>(y.data<T>(), dy.data<T>(), dx.data<T>(), rows, nt, ns, causal);
   });
   cuda::check_launch("masked_softmax_backward_kernel");
 }
@@ -145,7 +143,7 @@ void cuda_elliptical_metric(const Tensor& v, const Tensor& v_prev, const Tensor&
     metric_sums_kernel<T><<<cuda::grid_for(nb * nd), kThreads>>>(v.data<T>(), v_prev.data<T>(), acc.data<double>(),
                                                                   nb, nt, nd, causal);
     cuda::check_launch("metric_sums_kernel");
-    metric_normalize_kernel<T><<<blocks_for(rows), threads_for(nd)>>>(acc.data<double>(), m.data<T>(), rows, nd);
+    metric_normalize_kernel<T><<<row_grid(rows), row_threads(nd)>>>(acc.data<double>(), m.data<T>(), rows, nd);
     cuda::check_launch("metric_normalize_kernel");
   });
 }

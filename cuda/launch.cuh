@@ -76,6 +76,15 @@ inline unsigned grid_for(int64_t n) {
   return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535));
 }
 
+// Kernels that give each row to one block: the grid (rows past 65535 are
+// taken by a grid-stride loop over rows) and the block, whole warps (as
+// block_sum and block_max need), no more than the row has elements rounded
+// up to a warp, at least one warp, at most kThreads.
+inline unsigned row_grid(int64_t rows) { return static_cast<unsigned>(std::min<int64_t>(rows, 65535)); }
+inline int row_threads(int64_t n) {
+  return static_cast<int>(std::min<int64_t>(kThreads, std::max<int64_t>(32, (n + 31) / 32 * 32)));
+}
+
 // Error naming the kernel when its launch failed.
 inline void check_launch(const char* kernel) { MG_CUDA_CHECK(cudaGetLastError(), " launching ", kernel); }
 

@@ -21,10 +21,8 @@ constexpr int64_t kRowsPerChunk = 64;     // dweight / dbias: rows summed by one
 constexpr int64_t kMaxChunks = 1024;      // keeps the second pass short
 constexpr int64_t kTargetItems = 4096 * kThreads;  // (chunk, column) threads that fill a GPU
 
-int row_threads(int64_t n) {
-  return static_cast<int>(std::min<int64_t>(kThreads, std::max<int64_t>(32, (n + 31) / 32 * 32)));
-}
-unsigned row_blocks(int64_t rows) { return static_cast<unsigned>(std::min<int64_t>(rows, 65535)); }
+using cuda::row_grid;
+using cuda::row_threads;
 
 // w and b may be null (weight 1, bias 0).
 template <typename T>
@@ -131,7 +129,7 @@ void cuda_layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor
   cuda::DeviceGuard guard(x.device().index);
   dispatch_float(x.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    layer_norm_rows<T><<<row_blocks(rows), row_threads(D)>>>(x.data<T>(), data_or_null<T>(weight),
+    layer_norm_rows<T><<<row_grid(rows), row_threads(D)>>>(x.data<T>(), data_or_null<T>(weight),
                                                              data_or_null<T>(bias), y.data<T>(), mean.data<T>(),
                                                              rstd.data<T>(), rows, D, eps);
   });
@@ -146,7 +144,7 @@ void cuda_layer_norm_backward_dx(const Tensor& x, const Tensor& weight, const Te
   cuda::DeviceGuard guard(x.device().index);
   dispatch_float(x.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    layer_norm_dx_rows<T><<<row_blocks(rows), row_threads(D)>>>(x.data<T>(), data_or_null<T>(weight),
+    layer_norm_dx_rows<T><<<row_grid(rows), row_threads(D)>>>(x.data<T>(), data_or_null<T>(weight),
                                                                 mean.data<T>(), rstd.data<T>(), dy.data<T>(),
                                                                 dx.data<T>(), rows, D);
   });

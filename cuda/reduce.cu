@@ -116,8 +116,6 @@ __global__ void scatter_rows(const T* d, const int64_t* arg, int64_t rows, int64
   }
 }
 
-unsigned blocks_for(int64_t items) { return static_cast<unsigned>(std::min<int64_t>(items, 65535)); }
-
 void check_contiguous(const char* op, std::initializer_list<const Tensor*> ts) {
   for (const Tensor* t : ts) {
     MG_CHECK(t->device().is_cuda() && t->is_contiguous(), op, ": expected contiguous CUDA tensors, got one on ",
@@ -142,11 +140,11 @@ void cuda_sum_rows(const Tensor& x, int64_t rows, int64_t n, const Tensor& out) 
     const int64_t chunks = std::max<int64_t>(1, std::min(by_size, kTargetItems / rows));
     const int64_t chunk = (n + chunks - 1) / chunks;
     if (chunks == 1) {
-      row_sums_blocks<T, T><<<blocks_for(rows), kThreads>>>(x.data<T>(), rows, n, n, 1, out.data<T>());
+      row_sums_blocks<T, T><<<cuda::row_grid(rows), kThreads>>>(x.data<T>(), rows, n, n, 1, out.data<T>());
       return;
     }
     Tensor partial = Tensor::empty({rows, chunks}, DType::Float64, x.device());
-    row_sums_blocks<T, double><<<blocks_for(rows * chunks), kThreads>>>(x.data<T>(), rows, n, chunk, chunks,
+    row_sums_blocks<T, double><<<cuda::row_grid(rows * chunks), kThreads>>>(x.data<T>(), rows, n, chunk, chunks,
                                                                        partial.data<double>());
     cuda::check_launch("row_sums_blocks");
     row_sums_serial<double, T><<<cuda::grid_for(rows), kThreads>>>(partial.data<double>(), rows, chunks,
@@ -190,7 +188,7 @@ void cuda_max_rows(const Tensor& x, int64_t rows, int64_t n, const Tensor& out, 
       max_rows_serial<T><<<cuda::grid_for(rows), kThreads>>>(x.data<T>(), rows, n, out.data<T>(),
                                                              arg.data<int64_t>());
     else
-      max_rows_blocks<T><<<blocks_for(rows), kThreads>>>(x.data<T>(), rows, n, out.data<T>(), arg.data<int64_t>());
+      max_rows_blocks<T><<<cuda::row_grid(rows), kThreads>>>(x.data<T>(), rows, n, out.data<T>(), arg.data<int64_t>());
   });
   cuda::check_launch("max rows");
 }

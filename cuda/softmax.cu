@@ -17,12 +17,8 @@ namespace {
 
 using cuda::kThreads;
 
-// Threads of a block that reduces rows of length n: whole warps, no more than
-// the row has elements (rounded up to a warp), at most kThreads.
-int row_threads(int64_t n) {
-  return static_cast<int>(std::min<int64_t>(kThreads, std::max<int64_t>(32, (n + 31) / 32 * 32)));
-}
-unsigned row_blocks(int64_t rows) { return static_cast<unsigned>(std::min<int64_t>(rows, 65535)); }
+using cuda::row_grid;
+using cuda::row_threads;
 
 // The row's max, NaN first (as block_max). Every thread starts from row[0],
 // so threads without elements of their own do not need an identity. n > 0.
@@ -161,7 +157,7 @@ void cuda_softmax_forward(const Tensor& x, const Tensor& y, int64_t rows, int64_
   cuda::DeviceGuard guard(x.device().index);
   dispatch_float(x.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    softmax_rows<T><<<row_blocks(rows), row_threads(n)>>>(x.data<T>(), y.data<T>(), rows, n, log);
+    softmax_rows<T><<<row_grid(rows), row_threads(n)>>>(x.data<T>(), y.data<T>(), rows, n, log);
   });
   cuda::check_launch("softmax_rows");
 }
@@ -173,7 +169,7 @@ void cuda_softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx, 
   cuda::DeviceGuard guard(y.device().index);
   dispatch_float(y.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    softmax_backward_rows<T><<<row_blocks(rows), row_threads(n)>>>(y.data<T>(), dy.data<T>(), dx.data<T>(), rows, n,
+    softmax_backward_rows<T><<<row_grid(rows), row_threads(n)>>>(y.data<T>(), dy.data<T>(), dx.data<T>(), rows, n,
                                                                    log);
   });
   cuda::check_launch("softmax_backward_rows");
@@ -207,7 +203,7 @@ Tensor cuda_cross_entropy_forward(const Tensor& x, const Tensor& targets, int64_
   dispatch_float(x.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (N > 0) {
-      cross_entropy_rows<T><<<row_blocks(N), row_threads(C)>>>(x.data<T>(), targets.data<int64_t>(), N, C,
+      cross_entropy_rows<T><<<row_grid(N), row_threads(C)>>>(x.data<T>(), targets.data<int64_t>(), N, C,
                                                                ignore_index, lse.data<T>(), row_loss.data<double>());
       cuda::check_launch("cross_entropy_rows");
     }

@@ -67,8 +67,8 @@ void cuda_topk_rows(const Tensor& x, int64_t rows, int64_t n, int64_t k, bool la
   MG_CHECK(k >= 1 && k <= n, "topk: k = ", k, " out of range [1, ", n, "]");
   if (rows == 0) return;
   cuda::DeviceGuard guard(x.device().index);
-  const int threads = static_cast<int>(std::min<int64_t>(cuda::kThreads, (n + 31) / 32 * 32));
-  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(rows, 65535));
+  const int threads = cuda::row_threads(n);
+  const unsigned blocks = cuda::row_grid(rows);
   dispatch_float(x.dtype(), "topk", [&](auto tag) {
     using T = typename decltype(tag)::type;
     topk_rows_kernel<T><<<blocks, threads>>>(x.data<T>(), rows, n, k, largest, values.data<T>(),
