@@ -16,22 +16,6 @@ using namespace moegrad::testing;
 
 namespace {
 
-// k distinct experts per token in [0, E), as top-k gives (k <= E).
-Tensor random_assignment(int64_t n, int64_t k, int64_t E, uint64_t seed) {
-  Generator g(seed);
-  std::vector<int64_t> idx;
-  for (int64_t i = 0; i < n; ++i) {
-    std::vector<int64_t> pool(E);
-    for (int64_t e = 0; e < E; ++e) pool[e] = e;
-    for (int64_t j = 0; j < k; ++j) {
-      int64_t pick = j + static_cast<int64_t>(random_uniform(g.seed(), g.take(1)) * (E - j));
-      std::swap(pool[j], pool[pick]);
-      idx.push_back(pool[j]);
-    }
-  }
-  return Tensor::from_indices(idx, {n, k});
-}
-
 struct PlanCase {
   int64_t n, k, E;
   double capacity_factor;

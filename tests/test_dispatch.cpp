@@ -5,22 +5,7 @@
 
 using namespace moegrad;
 using moegrad::testing::leaf;
-
-static Tensor random_assignment(int64_t n, int64_t k, int64_t E, uint64_t seed) {
-  // k distinct experts per token, as top-k would give
-  Generator g(seed);
-  std::vector<int64_t> idx;
-  for (int64_t i = 0; i < n; ++i) {
-    std::vector<int64_t> pool(E);
-    for (int64_t e = 0; e < E; ++e) pool[e] = e;
-    for (int64_t j = 0; j < k; ++j) {
-      int64_t pick = j + static_cast<int64_t>(random_uniform(g.seed(), g.take(1)) * (E - j));
-      std::swap(pool[j], pool[pick]);
-      idx.push_back(pool[j]);
-    }
-  }
-  return Tensor::from_indices(idx, {n, k});
-}
+using moegrad::testing::random_assignment;
 
 TEST(RoutingPlan, InvariantsWithoutCapacity) {
   Tensor idx = random_assignment(50, 2, 6, 1);
