@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes the PyTorch reference fixtures that tests/test_fixtures.cpp matches.
+"""Writes the PyTorch reference fixtures that tests/moe/test_fixtures.cpp matches.
 
 Independent PyTorch implementations (float64) of
   1. a small transformer LM with the architecture "sgsc": attention, a top-k MoE

@@ -17,7 +17,7 @@ namespace {
 const double kTol = 1e-9;  // relative to max(1, |reference|)
 
 std::string fixture(const std::string& name) {
-  return (std::filesystem::path(__FILE__).parent_path() / "fixtures" / name).string();
+  return (std::filesystem::path(__FILE__).parent_path().parent_path() / "fixtures" / name).string();
 }
 
 // Tensors named "<prefix>.<rest>" as rest -> tensor.
