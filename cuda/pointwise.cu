@@ -17,12 +17,12 @@ namespace {
 using cuda::Offsets;
 
 template <typename T>
-__device__ T binary_fn(CudaBinaryOp op, T a, T b) {
+__device__ T binary_fn(BinaryOp op, T a, T b) {
   switch (op) {
-    case CudaBinaryOp::Add: return a + b;
-    case CudaBinaryOp::Sub: return a - b;
-    case CudaBinaryOp::Mul: return a * b;
-    case CudaBinaryOp::Div: return a / b;
+    case BinaryOp::Add: return a + b;
+    case BinaryOp::Sub: return a - b;
+    case BinaryOp::Mul: return a * b;
+    case BinaryOp::Div: return a / b;
   }
   return a;
 }
@@ -33,57 +33,57 @@ __device__ T gelu_tanh_t(T x) {
 }
 
 template <typename T>
-__device__ T unary_fn(CudaUnaryOp op, T v, double p, double q) {
+__device__ T unary_fn(UnaryOp op, T v, double p, double q) {
   switch (op) {
-    case CudaUnaryOp::Neg: return -v;
-    case CudaUnaryOp::Exp: return exp(v);
-    case CudaUnaryOp::Log: return log(v);
-    case CudaUnaryOp::Sqrt: return sqrt(v);
-    case CudaUnaryOp::Pow: return pow(v, T(p));
-    case CudaUnaryOp::Abs: return fabs(v);
-    case CudaUnaryOp::Relu: return v > T(0) ? v : T(0);
-    case CudaUnaryOp::Tanh: return tanh(v);
-    case CudaUnaryOp::Sigmoid: return T(1) / (T(1) + exp(-v));
-    case CudaUnaryOp::GeluErf: {
+    case UnaryOp::Neg: return -v;
+    case UnaryOp::Exp: return exp(v);
+    case UnaryOp::Log: return log(v);
+    case UnaryOp::Sqrt: return sqrt(v);
+    case UnaryOp::Pow: return pow(v, T(p));
+    case UnaryOp::Abs: return fabs(v);
+    case UnaryOp::Relu: return v > T(0) ? v : T(0);
+    case UnaryOp::Tanh: return tanh(v);
+    case UnaryOp::Sigmoid: return T(1) / (T(1) + exp(-v));
+    case UnaryOp::GeluErf: {
       const double x = v;
       return T(0.5 * x * (1 + erf(x * kInvSqrt2)));
     }
-    case CudaUnaryOp::GeluTanh: return T(0.5) * v * (T(1) + gelu_tanh_t(v));
-    case CudaUnaryOp::Affine: return T(p) * v + T(q);
-    case CudaUnaryOp::Reciprocal: return T(p) / v;
+    case UnaryOp::GeluTanh: return T(0.5) * v * (T(1) + gelu_tanh_t(v));
+    case UnaryOp::Affine: return T(p) * v + T(q);
+    case UnaryOp::Reciprocal: return T(p) / v;
   }
   return v;
 }
 
 // f'(x), given y = f(x).
 template <typename T>
-__device__ T unary_grad(CudaUnaryOp op, T x, T y, double p) {
+__device__ T unary_grad(UnaryOp op, T x, T y, double p) {
   switch (op) {
-    case CudaUnaryOp::Neg: return T(-1);
-    case CudaUnaryOp::Exp: return y;
-    case CudaUnaryOp::Log: return T(1) / x;
-    case CudaUnaryOp::Sqrt: return T(0.5 / double(y));
-    case CudaUnaryOp::Pow: return p == 0 ? T(0) : T(p * double(pow(x, T(p - 1))));
-    case CudaUnaryOp::Abs: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
-    case CudaUnaryOp::Relu: return x > T(0) ? T(1) : T(0);
-    case CudaUnaryOp::Tanh: return T(1) - y * y;
-    case CudaUnaryOp::Sigmoid: return y * (T(1) - y);
-    case CudaUnaryOp::GeluErf: {
+    case UnaryOp::Neg: return T(-1);
+    case UnaryOp::Exp: return y;
+    case UnaryOp::Log: return T(1) / x;
+    case UnaryOp::Sqrt: return T(0.5 / double(y));
+    case UnaryOp::Pow: return p == 0 ? T(0) : T(p * double(pow(x, T(p - 1))));
+    case UnaryOp::Abs: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
+    case UnaryOp::Relu: return x > T(0) ? T(1) : T(0);
+    case UnaryOp::Tanh: return T(1) - y * y;
+    case UnaryOp::Sigmoid: return y * (T(1) - y);
+    case UnaryOp::GeluErf: {
       const double v = x;
       return T(0.5 * (1 + erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * exp(-0.5 * v * v));
     }
-    case CudaUnaryOp::GeluTanh: {
+    case UnaryOp::GeluTanh: {
       const T t = gelu_tanh_t(x);
       return T(0.5) * (T(1) + t) + T(0.5 * kSqrt2OverPi) * x * (T(1) - t * t) * (T(1) + T(3 * kGeluC) * x * x);
     }
-    case CudaUnaryOp::Affine:
-    case CudaUnaryOp::Reciprocal: break;  // refused on the host
+    case UnaryOp::Affine:
+    case UnaryOp::Reciprocal: break;  // refused on the host
   }
   return T(0);
 }
 
 template <typename T>
-__global__ void binary_kernel(CudaBinaryOp op, T* out, const T* a, const T* b, Offsets<3> o, int64_t n) {
+__global__ void binary_kernel(BinaryOp op, T* out, const T* a, const T* b, Offsets<3> o, int64_t n) {
   MG_GRID_STRIDE(i, n) {
     int64_t off[3];
     o.at(i, off);
@@ -92,7 +92,7 @@ __global__ void binary_kernel(CudaBinaryOp op, T* out, const T* a, const T* b, O
 }
 
 template <typename T>
-__global__ void unary_kernel(CudaUnaryOp op, double p, double q, T* out, const T* x, Offsets<2> o, int64_t n) {
+__global__ void unary_kernel(UnaryOp op, double p, double q, T* out, const T* x, Offsets<2> o, int64_t n) {
   MG_GRID_STRIDE(i, n) {
     int64_t off[2];
     o.at(i, off);
@@ -101,7 +101,7 @@ __global__ void unary_kernel(CudaUnaryOp op, double p, double q, T* out, const T
 }
 
 template <typename T>
-__global__ void unary_backward_kernel(CudaUnaryOp op, double p, T* dx, const T* dy, const T* x, const T* y,
+__global__ void unary_backward_kernel(UnaryOp op, double p, T* dx, const T* dy, const T* x, const T* y,
                                       Offsets<4> o, int64_t n) {
   MG_GRID_STRIDE(i, n) {
     int64_t off[4];
@@ -129,7 +129,7 @@ void check_operands(const char* op, std::initializer_list<const Tensor*> ts, Dev
 
 }  // namespace
 
-Tensor cuda_binary(CudaBinaryOp op, const Tensor& a, const Tensor& b, const Shape& shape) {
+Tensor cuda_binary(BinaryOp op, const Tensor& a, const Tensor& b, const Shape& shape) {
   const char* name = "cuda_binary";
   check_operands(name, {&b}, a.device(), a.dtype());
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
@@ -146,7 +146,7 @@ Tensor cuda_binary(CudaBinaryOp op, const Tensor& a, const Tensor& b, const Shap
   return out;
 }
 
-Tensor cuda_unary(CudaUnaryOp op, const Tensor& x, double p, double q) {
+Tensor cuda_unary(UnaryOp op, const Tensor& x, double p, double q) {
   const char* name = "cuda_unary";
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   const int64_t n = out.numel();
@@ -161,9 +161,9 @@ Tensor cuda_unary(CudaUnaryOp op, const Tensor& x, double p, double q) {
   return out;
 }
 
-Tensor cuda_unary_backward(CudaUnaryOp op, const Tensor& dy, const Tensor& x, const Tensor& y, double p) {
+Tensor cuda_unary_backward(UnaryOp op, const Tensor& dy, const Tensor& x, const Tensor& y, double p) {
   const char* name = "cuda_unary_backward";
-  MG_CHECK(op != CudaUnaryOp::Affine && op != CudaUnaryOp::Reciprocal, name,
+  MG_CHECK(op != UnaryOp::Affine && op != UnaryOp::Reciprocal, name,
            ": Affine and Reciprocal have no fused backward");
   check_operands(name, {&dy, &y}, x.device(), x.dtype());
   MG_CHECK(y.shape() == x.shape(), name, ": output of shape ", shape_str(y.shape()), " for an input of shape ",

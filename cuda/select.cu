@@ -12,20 +12,20 @@ namespace {
 using cuda::Offsets;
 
 template <typename T>
-__device__ bool compare_fn(CudaCompareOp op, T a, T b) {
+__device__ bool compare_fn(CompareOp op, T a, T b) {
   switch (op) {
-    case CudaCompareOp::Eq: return a == b;
-    case CudaCompareOp::Ne: return a != b;
-    case CudaCompareOp::Lt: return a < b;
-    case CudaCompareOp::Le: return a <= b;
-    case CudaCompareOp::Gt: return a > b;
-    case CudaCompareOp::Ge: return a >= b;
+    case CompareOp::Eq: return a == b;
+    case CompareOp::Ne: return a != b;
+    case CompareOp::Lt: return a < b;
+    case CompareOp::Le: return a <= b;
+    case CompareOp::Gt: return a > b;
+    case CompareOp::Ge: return a >= b;
   }
   return false;
 }
 
 template <typename T>
-__global__ void compare_kernel(CudaCompareOp op, bool* out, const T* a, const T* b, Offsets<3> o, int64_t n) {
+__global__ void compare_kernel(CompareOp op, bool* out, const T* a, const T* b, Offsets<3> o, int64_t n) {
   MG_GRID_STRIDE(i, n) {
     int64_t off[3];
     o.at(i, off);
@@ -34,7 +34,7 @@ __global__ void compare_kernel(CudaCompareOp op, bool* out, const T* a, const T*
 }
 
 template <typename T>
-__global__ void compare_scalar_kernel(CudaCompareOp op, bool* out, const T* a, double s, Offsets<2> o, int64_t n) {
+__global__ void compare_scalar_kernel(CompareOp op, bool* out, const T* a, double s, Offsets<2> o, int64_t n) {
   MG_GRID_STRIDE(i, n) {
     int64_t off[2];
     o.at(i, off);
@@ -94,7 +94,7 @@ void dispatch_comparable(DType dtype, const char* op, F&& f) {
 
 }  // namespace
 
-Tensor cuda_compare(CudaCompareOp op, const Tensor& a, const Tensor& b, const Shape& shape) {
+Tensor cuda_compare(CompareOp op, const Tensor& a, const Tensor& b, const Shape& shape) {
   Tensor out = Tensor::empty(shape, DType::Bool, a.device());
   const int64_t n = out.numel();
   if (n == 0) return out;
@@ -109,7 +109,7 @@ Tensor cuda_compare(CudaCompareOp op, const Tensor& a, const Tensor& b, const Sh
   return out;
 }
 
-Tensor cuda_compare_scalar(CudaCompareOp op, const Tensor& a, double s) {
+Tensor cuda_compare_scalar(CompareOp op, const Tensor& a, double s) {
   Tensor out = Tensor::empty(a.shape(), DType::Bool, a.device());
   const int64_t n = out.numel();
   if (n == 0) return out;

@@ -9,17 +9,16 @@
 #pragma once
 #include <cstdint>
 
+#include "tensor/elementwise.h"
 #include "tensor/tensor.h"
 
 namespace moegrad {
 
-enum class CudaCompareOp : uint8_t { Eq, Ne, Lt, Le, Gt, Ge };
-
 // out (bool, `shape`) = a op b, a and b of one dtype (float32, float64 or
 // int64) broadcast to shape.
-Tensor cuda_compare(CudaCompareOp op, const Tensor& a, const Tensor& b, const Shape& shape);
+Tensor cuda_compare(CompareOp op, const Tensor& a, const Tensor& b, const Shape& shape);
 // out (bool, a's shape) = double(a) op s.
-Tensor cuda_compare_scalar(CudaCompareOp op, const Tensor& a, double s);
+Tensor cuda_compare_scalar(CompareOp op, const Tensor& a, double s);
 // out = mask ? value : x, mask (bool) broadcast to x's shape; value is
 // converted with saturate_cast to x's dtype.
 Tensor cuda_masked_fill(const Tensor& x, const Tensor& mask, double value);

@@ -13,11 +13,9 @@
 #include <cmath>
 
 #include "autograd/ops/util.h"
+#include "cuda/attention.h"
 #include "tensor/parallel.h"
 #include "tensor/random.h"
-#ifdef MOEGRAD_WITH_CUDA
-#include "cuda/attention.h"
-#endif
 
 namespace moegrad {
 
@@ -72,9 +70,7 @@ void masked_softmax_backward(const T* y, const T* dy, T* dx, int64_t rows, int64
 
 // The kernels above on contiguous x, y (dy, dx) of either device.
 void masked_softmax_rows(const Tensor& x, const Tensor& y, int64_t rows, int64_t nt, int64_t ns, bool causal) {
-#ifdef MOEGRAD_WITH_CUDA
-  if (x.device().is_cuda()) return cuda_masked_softmax(x, y, rows, nt, ns, causal);
-#endif
+  if (x.device().is_cuda()) return MOEGRAD_CUDA(cuda_masked_softmax(x, y, rows, nt, ns, causal));
   dispatch_float(x.dtype(), "masked_softmax", [&](auto tag) {
     using T = typename decltype(tag)::type;
     masked_softmax_forward(x.data<T>(), y.data<T>(), rows, nt, ns, causal);
@@ -83,9 +79,7 @@ void masked_softmax_rows(const Tensor& x, const Tensor& y, int64_t rows, int64_t
 
 void masked_softmax_rows_backward(const Tensor& y, const Tensor& dy, const Tensor& dx, int64_t rows, int64_t nt,
                                   int64_t ns, bool causal) {
-#ifdef MOEGRAD_WITH_CUDA
-  if (y.device().is_cuda()) return cuda_masked_softmax_backward(y, dy, dx, rows, nt, ns, causal);
-#endif
+  if (y.device().is_cuda()) return MOEGRAD_CUDA(cuda_masked_softmax_backward(y, dy, dx, rows, nt, ns, causal));
   dispatch_float(y.dtype(), "masked_softmax", [&](auto tag) {
     using T = typename decltype(tag)::type;
     masked_softmax_backward(y.data<T>(), dy.data<T>(), dx.data<T>(), rows, nt, ns, causal);
@@ -127,12 +121,10 @@ Tensor elliptical_metric(const Tensor& v, const Tensor& v_prev, bool causal) {
   Tensor a = contiguous(v.detach()), b = contiguous(v_prev.detach());
   const int64_t rows_out = causal ? nt : 1;
   Tensor m = Tensor::empty({v.size(0), v.size(1), rows_out, nd}, v.dtype(), v.device());
-#ifdef MOEGRAD_WITH_CUDA
   if (v.device().is_cuda()) {
-    cuda_elliptical_metric(a, b, m, nb, nt, nd, causal);
+    MOEGRAD_CUDA(cuda_elliptical_metric(a, b, m, nb, nt, nd, causal));
     return m;
   }
-#endif
   dispatch_float(v.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T *ap = a.data<T>(), *bp = b.data<T>();

@@ -22,11 +22,9 @@
 #include <type_traits>
 
 #include "autograd/ops/util.h"
+#include "cuda/flash_attention.h"
 #include "nn/attention.h"
 #include "tensor/parallel.h"
-#ifdef MOEGRAD_WITH_CUDA
-#include "cuda/flash_attention.h"
-#endif
 
 namespace moegrad {
 
@@ -146,19 +144,13 @@ Operand<const T> cop(const Tensor& t, int64_t off, Layout l) {
   return {t.data<T>() + off, l};
 }
 
-#ifdef MOEGRAD_WITH_CUDA
 CudaAttentionDims cuda_dims(const Dims& d) { return {d.nb, d.nh, d.nt, d.ns, d.dh, d.causal, d.scale}; }
 CudaAttentionRows cuda_rows(const Tensor& t, int64_t off, Layout l) { return {t, off, l.batch, l.head, l.row}; }
-#endif
 
 void run_forward(const Dims& d, const Saved& s, Tensor& lse) {
-#ifdef MOEGRAD_WITH_CUDA
-  if (s.out.device().is_cuda()) {
-    cuda_flash_attention(cuda_dims(d), cuda_rows(s.qs, s.q0, s.lq), cuda_rows(s.ks, s.k0, s.lk),
-                         cuda_rows(s.vs, s.v0, s.lv), cuda_rows(s.out, 0, s.lo), lse);
-    return;
-  }
-#endif
+  if (s.out.device().is_cuda())
+    return MOEGRAD_CUDA(cuda_flash_attention(cuda_dims(d), cuda_rows(s.qs, s.q0, s.lq), cuda_rows(s.ks, s.k0, s.lk),
+                                             cuda_rows(s.vs, s.v0, s.lv), cuda_rows(s.out, 0, s.lo), lse));
   dispatch_float(s.out.dtype(), "fused_attention", [&](auto tag) {
     using T = typename decltype(tag)::type;
     forward_kernel<T>(d, cop<T>(s.qs, s.q0, s.lq), cop<T>(s.ks, s.k0, s.lk), cop<T>(s.vs, s.v0, s.lv),
@@ -174,15 +166,11 @@ struct Grads {
 };
 
 void run_backward(const Dims& d, const Saved& s, const Tensor& lse, const Tensor& dout, Layout ldo, Grads& g) {
-#ifdef MOEGRAD_WITH_CUDA
-  if (s.out.device().is_cuda()) {
-    cuda_flash_attention_backward(cuda_dims(d), cuda_rows(s.qs, s.q0, s.lq), cuda_rows(s.ks, s.k0, s.lk),
-                                  cuda_rows(s.vs, s.v0, s.lv), cuda_rows(s.out, 0, s.lo), lse,
-                                  cuda_rows(dout, 0, ldo), cuda_rows(g.dq, g.q0, g.lq), cuda_rows(g.dk, g.k0, g.lk),
-                                  cuda_rows(g.dv, g.v0, g.lv));
-    return;
-  }
-#endif
+  if (s.out.device().is_cuda())
+    return MOEGRAD_CUDA(cuda_flash_attention_backward(
+        cuda_dims(d), cuda_rows(s.qs, s.q0, s.lq), cuda_rows(s.ks, s.k0, s.lk), cuda_rows(s.vs, s.v0, s.lv),
+        cuda_rows(s.out, 0, s.lo), lse, cuda_rows(dout, 0, ldo), cuda_rows(g.dq, g.q0, g.lq),
+        cuda_rows(g.dk, g.k0, g.lk), cuda_rows(g.dv, g.v0, g.lv)));
   dispatch_float(s.out.dtype(), "fused_attention", [&](auto tag) {
     using T = typename decltype(tag)::type;
     backward_kernel<T>(d, cop<T>(s.qs, s.q0, s.lq), cop<T>(s.ks, s.k0, s.lk), cop<T>(s.vs, s.v0, s.lv),

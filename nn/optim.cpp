@@ -11,10 +11,9 @@
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
-#include "tensor/parallel.h"
-#ifdef MOEGRAD_WITH_CUDA
 #include "cuda/optim.h"
-#endif
+#include "tensor/backend.h"
+#include "tensor/parallel.h"
 
 namespace moegrad {
 
@@ -118,13 +117,9 @@ SGD::SGD(std::vector<Tensor> params, SGDOptions options)
 }
 
 void SGD::update(const Tensor& param, const Tensor& grad, ParamState& st) {
-#ifdef MOEGRAD_WITH_CUDA
-  if (param.device().is_cuda()) {
-    cuda_sgd_update(param, grad, st.buffers.empty() ? Tensor() : st.buffers[0], lr_, options_.weight_decay,
-                    options_.momentum, st.step == 1);
-    return;
-  }
-#endif
+  if (param.device().is_cuda())
+    return MOEGRAD_CUDA(cuda_sgd_update(param, grad, st.buffers.empty() ? Tensor() : st.buffers[0], lr_,
+                                        options_.weight_decay, options_.momentum, st.step == 1));
   dispatch_float(param.dtype(), name_, [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* w = param.data<T>();
@@ -165,13 +160,9 @@ void Adam::update(const Tensor& param, const Tensor& grad, ParamState& st) {
   const double l2 = decoupled_ ? 0.0 : o.weight_decay;          // Adam: into the gradient
   const double keep = decoupled_ ? 1 - lr_ * o.weight_decay : 1.0;  // AdamW: on the weight
   const double step_size = lr_ / bias1, inv_sqrt_bias2 = 1 / std::sqrt(bias2);
-#ifdef MOEGRAD_WITH_CUDA
-  if (param.device().is_cuda()) {
-    cuda_adam_update(param, grad, st.buffers[0], st.buffers[1],
-                     CudaAdamStep{o.beta1, o.beta2, o.eps, l2, keep, step_size, inv_sqrt_bias2});
-    return;
-  }
-#endif
+  if (param.device().is_cuda())
+    return MOEGRAD_CUDA(cuda_adam_update(param, grad, st.buffers[0], st.buffers[1],
+                                         CudaAdamStep{o.beta1, o.beta2, o.eps, l2, keep, step_size, inv_sqrt_bias2}));
   dispatch_float(param.dtype(), name_, [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* w = param.data<T>();

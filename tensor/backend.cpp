@@ -17,6 +17,10 @@ DeviceBackend* cuda_backend() {
 #endif
 }
 
+void no_cuda_backend() {
+  throw Error("this build of moegrad has no CUDA backend (configure with -DMOEGRAD_CUDA=ON and nvcc)");
+}
+
 int cuda_device_count() {
   DeviceBackend* b = cuda_backend();
   return b ? b->device_count() : 0;

@@ -2,6 +2,13 @@
 // it: cuda/ implements DeviceBackend (copies between host and device, copies
 // and fills on the device, device validation) and tensor/ calls it. A build
 // without the CUDA backend has none, and CUDA tensors cannot be made in it.
+//
+// MOEGRAD_CUDA(call) is how an op calls a kernel of cuda/ (whose headers are
+// plain C++ and always included): the op builds one node whatever the device
+// and picks the kernel with `if (t.device().is_cuda()) return
+// MOEGRAD_CUDA(cuda_kernel(...));`. Without the CUDA backend the call is
+// compiled out (it only names the kernel's type) and becomes an Error; it
+// cannot be reached there, since no tensor can live on a CUDA device.
 #pragma once
 #include <cstddef>
 
@@ -25,6 +32,15 @@ class DeviceBackend {
   // Waits until all work queued on the device has finished.
   virtual void synchronize(Device device) = 0;
 };
+
+#ifdef MOEGRAD_WITH_CUDA
+#define MOEGRAD_CUDA(call) (call)
+#else
+#define MOEGRAD_CUDA(call) (::moegrad::no_cuda_backend(), decltype(call)())
+#endif
+
+// Throws the Error of a CUDA kernel called in a build without the CUDA backend.
+[[noreturn]] void no_cuda_backend();
 
 // The CUDA backend, or nullptr when this build has none.
 DeviceBackend* cuda_backend();

@@ -1,14 +1,13 @@
 // add, sub, mul, div with NumPy broadcasting, their scalar forms, and the
 // unrecorded in-place accumulate add_. Backward: the upstream gradient times
 // the local derivative, summed back down to each input's shape (sum_to).
-// CUDA tensors go to the kernels of cuda/pointwise.cu.
+// The device picks the forward kernel (cuda/pointwise.cu on CUDA); the
+// backward is built from other ops, so it runs on either.
 #include "autograd/ops/pointwise.h"
 
 namespace moegrad {
 
 namespace {
-
-enum class BinaryOp { Add, Sub, Mul, Div };
 
 const char* binary_name(BinaryOp op) {
   switch (op) {
@@ -25,12 +24,7 @@ Tensor binary_forward(BinaryOp op, const Tensor& a, const Tensor& b) {
   check_float(a, name, "first input");
   check_float(b, name, "second input");
   check_same_type(a, b, name);
-#ifdef MOEGRAD_WITH_CUDA
-  if (a.device().is_cuda()) {
-    const CudaBinaryOp cop[] = {CudaBinaryOp::Add, CudaBinaryOp::Sub, CudaBinaryOp::Mul, CudaBinaryOp::Div};
-    return cuda_binary(cop[static_cast<int>(op)], a, b, broadcast_shapes(a.shape(), b.shape(), name));
-  }
-#endif
+  if (a.device().is_cuda()) return MOEGRAD_CUDA(cuda_binary(op, a, b, broadcast_shapes(a.shape(), b.shape(), name)));
   return dispatch_float(a.dtype(), name, [&](auto tag) {
     using T = typename decltype(tag)::type;
     switch (op) {
@@ -88,40 +82,38 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   return out;
 }
 
-// y = alpha * x + beta (add / mul by a scalar) or y = alpha / x (rdiv).
-enum class ScalarOp { Affine, Reciprocal };
-
+// y = alpha * x + beta (add / mul by a scalar: UnaryOp::Affine) or
+// y = alpha / x (rdiv: UnaryOp::Reciprocal).
 struct ScalarBackward : Node {
-  ScalarOp op;
+  UnaryOp op;
   double alpha;
   Tensor x, out;
-  const char* name() const override { return op == ScalarOp::Affine ? "scalar affine" : "rdiv"; }
+  const char* name() const override { return op == UnaryOp::Affine ? "scalar affine" : "rdiv"; }
   std::vector<Tensor> backward(const Tensor& dout) override {
-    if (op == ScalarOp::Affine) return {alpha == 1.0 ? dout : mul(dout, alpha)};
+    if (op == UnaryOp::Affine) return {alpha == 1.0 ? dout : mul(dout, alpha)};
     return {neg(div(mul(dout, out), x))};  // d(alpha/x)/dx = -alpha/x^2 = -out/x
   }
   void release() override { x = out = Tensor(); }
 };
 
-Tensor scalar_op(ScalarOp op, const Tensor& x, double alpha, double beta, const char* name) {
-  check_float(x, name);
-  Tensor out;
-#ifdef MOEGRAD_WITH_CUDA
-  if (x.device().is_cuda())
-    out = cuda_unary(op == ScalarOp::Affine ? CudaUnaryOp::Affine : CudaUnaryOp::Reciprocal, x, alpha, beta);
-  else
-#endif
-  out = dispatch_float(x.dtype(), name, [&](auto tag) {
+Tensor scalar_forward(UnaryOp op, const Tensor& x, double alpha, double beta, const char* name) {
+  if (x.device().is_cuda()) return MOEGRAD_CUDA(cuda_unary(op, x, alpha, beta));
+  return dispatch_float(x.dtype(), name, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T a = static_cast<T>(alpha), c = static_cast<T>(beta);
-    if (op == ScalarOp::Affine) return map_unary<T, T>(x, [=](T v) { return a * v + c; });
+    if (op == UnaryOp::Affine) return map_unary<T, T>(x, [=](T v) { return a * v + c; });
     return map_unary<T, T>(x, [=](T v) { return a / v; });
   });
+}
+
+Tensor scalar_op(UnaryOp op, const Tensor& x, double alpha, double beta, const char* name) {
+  check_float(x, name);
+  Tensor out = scalar_forward(op, x, alpha, beta, name);
   if (any_requires_grad({x})) {
     auto node = std::make_shared<ScalarBackward>();
     node->op = op;
     node->alpha = alpha;
-    if (op == ScalarOp::Reciprocal) node->x = x.detach(), node->out = out.detach();
+    if (op == UnaryOp::Reciprocal) node->x = x.detach(), node->out = out.detach();
     attach_node(out, node, {x});
   }
   return out;
@@ -134,10 +126,10 @@ Tensor sub(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Sub, a, b
 Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Mul, a, b); }
 Tensor div(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Div, a, b); }
 
-Tensor add(const Tensor& a, double b) { return scalar_op(ScalarOp::Affine, a, 1.0, b, "add"); }
-Tensor mul(const Tensor& a, double b) { return scalar_op(ScalarOp::Affine, a, b, 0.0, "mul"); }
-Tensor rsub(double a, const Tensor& b) { return scalar_op(ScalarOp::Affine, b, -1.0, a, "rsub"); }
-Tensor rdiv(double a, const Tensor& b) { return scalar_op(ScalarOp::Reciprocal, b, a, 0.0, "rdiv"); }
+Tensor add(const Tensor& a, double b) { return scalar_op(UnaryOp::Affine, a, 1.0, b, "add"); }
+Tensor mul(const Tensor& a, double b) { return scalar_op(UnaryOp::Affine, a, b, 0.0, "mul"); }
+Tensor rsub(double a, const Tensor& b) { return scalar_op(UnaryOp::Affine, b, -1.0, a, "rsub"); }
+Tensor rdiv(double a, const Tensor& b) { return scalar_op(UnaryOp::Reciprocal, b, a, 0.0, "rdiv"); }
 
 void add_(const Tensor& acc, const Tensor& x, double alpha) {
   check_float(acc, "add_", "accumulator");
@@ -146,12 +138,10 @@ void add_(const Tensor& acc, const Tensor& x, double alpha) {
            x.device().str());
   MG_CHECK(broadcast_shapes(acc.shape(), x.shape(), "add_") == acc.shape(), "add_: addend of shape ",
            shape_str(x.shape()), " does not broadcast to the accumulator's shape ", shape_str(acc.shape()));
-#ifdef MOEGRAD_WITH_CUDA
-  if (acc.device().is_cuda()) return cuda_add_(acc, x.dtype() == acc.dtype() ? x : x.to(acc.dtype()), alpha);
-#endif
+  const Tensor xs = x.dtype() == acc.dtype() ? x : x.to(acc.dtype());
+  if (acc.device().is_cuda()) return MOEGRAD_CUDA(cuda_add_(acc, xs, alpha));
   dispatch_float(acc.dtype(), "add_", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    Tensor xs = x.dtype() == acc.dtype() ? x : x.to(acc.dtype());
     T* o = acc.data<T>();
     const T* xp = xs.data<T>();
     const T al = static_cast<T>(alpha);

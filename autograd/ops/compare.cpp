@@ -22,15 +22,11 @@ void check_comparable(const Tensor& t, const char* op, const char* what) {
 
 // out = cmp(a, b) over the broadcast shape.
 template <typename Cmp>
-Tensor compare(const Tensor& a, const Tensor& b, const char* op, CudaCompareOp cuda_op, Cmp cmp) {
+Tensor compare(const Tensor& a, const Tensor& b, const char* op, CompareOp code, Cmp cmp) {
   check_comparable(a, op, "first input");
   check_comparable(b, op, "second input");
   check_same_type(a, b, op);
-#ifdef MOEGRAD_WITH_CUDA
-  if (a.device().is_cuda()) return cuda_compare(cuda_op, a, b, broadcast_shapes(a.shape(), b.shape(), op));
-#else
-  (void)cuda_op;
-#endif
+  if (a.device().is_cuda()) return MOEGRAD_CUDA(cuda_compare(code, a, b, broadcast_shapes(a.shape(), b.shape(), op)));
   return dispatch_all(a.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     return map_binary<bool, T, T>(a, b, op, [cmp](T x, T y) { return cmp(x, y); });
@@ -39,13 +35,9 @@ Tensor compare(const Tensor& a, const Tensor& b, const char* op, CudaCompareOp c
 
 // out = cmp(a, s), each element of a converted to double.
 template <typename Cmp>
-Tensor compare(const Tensor& a, double s, const char* op, CudaCompareOp cuda_op, Cmp cmp) {
+Tensor compare(const Tensor& a, double s, const char* op, CompareOp code, Cmp cmp) {
   check_comparable(a, op, "input");
-#ifdef MOEGRAD_WITH_CUDA
-  if (a.device().is_cuda()) return cuda_compare_scalar(cuda_op, a, s);
-#else
-  (void)cuda_op;
-#endif
+  if (a.device().is_cuda()) return MOEGRAD_CUDA(cuda_compare_scalar(code, a, s));
   return dispatch_all(a.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     return map_unary<bool, T>(a, [cmp, s](T x) { return cmp(static_cast<double>(x), s); });
@@ -54,15 +46,15 @@ Tensor compare(const Tensor& a, double s, const char* op, CudaCompareOp cuda_op,
 
 }  // namespace
 
-Tensor eq(const Tensor& a, const Tensor& b) { return compare(a, b, "eq", CudaCompareOp::Eq, std::equal_to<>()); }
-Tensor ne(const Tensor& a, const Tensor& b) { return compare(a, b, "ne", CudaCompareOp::Ne, std::not_equal_to<>()); }
-Tensor lt(const Tensor& a, const Tensor& b) { return compare(a, b, "lt", CudaCompareOp::Lt, std::less<>()); }
-Tensor le(const Tensor& a, const Tensor& b) { return compare(a, b, "le", CudaCompareOp::Le, std::less_equal<>()); }
-Tensor gt(const Tensor& a, const Tensor& b) { return compare(a, b, "gt", CudaCompareOp::Gt, std::greater<>()); }
-Tensor ge(const Tensor& a, const Tensor& b) { return compare(a, b, "ge", CudaCompareOp::Ge, std::greater_equal<>()); }
+Tensor eq(const Tensor& a, const Tensor& b) { return compare(a, b, "eq", CompareOp::Eq, std::equal_to<>()); }
+Tensor ne(const Tensor& a, const Tensor& b) { return compare(a, b, "ne", CompareOp::Ne, std::not_equal_to<>()); }
+Tensor lt(const Tensor& a, const Tensor& b) { return compare(a, b, "lt", CompareOp::Lt, std::less<>()); }
+Tensor le(const Tensor& a, const Tensor& b) { return compare(a, b, "le", CompareOp::Le, std::less_equal<>()); }
+Tensor gt(const Tensor& a, const Tensor& b) { return compare(a, b, "gt", CompareOp::Gt, std::greater<>()); }
+Tensor ge(const Tensor& a, const Tensor& b) { return compare(a, b, "ge", CompareOp::Ge, std::greater_equal<>()); }
 
-Tensor eq(const Tensor& a, double b) { return compare(a, b, "eq", CudaCompareOp::Eq, std::equal_to<>()); }
-Tensor lt(const Tensor& a, double b) { return compare(a, b, "lt", CudaCompareOp::Lt, std::less<>()); }
-Tensor gt(const Tensor& a, double b) { return compare(a, b, "gt", CudaCompareOp::Gt, std::greater<>()); }
+Tensor eq(const Tensor& a, double b) { return compare(a, b, "eq", CompareOp::Eq, std::equal_to<>()); }
+Tensor lt(const Tensor& a, double b) { return compare(a, b, "lt", CompareOp::Lt, std::less<>()); }
+Tensor gt(const Tensor& a, double b) { return compare(a, b, "gt", CompareOp::Gt, std::greater<>()); }
 
 }  // namespace moegrad

@@ -21,18 +21,17 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
   const uint64_t seed = g.seed(), first = g.take(static_cast<uint64_t>(x.numel()));
   const double scale = p == 1.0 ? 0.0 : 1.0 / (1.0 - p);
   Tensor mask = Tensor::empty(x.shape(), x.dtype(), x.device());  // 0 or scale
-#ifdef MOEGRAD_WITH_CUDA
-  if (x.device().is_cuda()) cuda_dropout_mask(mask, seed, first, p, scale);
+  if (x.device().is_cuda())
+    MOEGRAD_CUDA(cuda_dropout_mask(mask, seed, first, p, scale));
   else
-#endif
-  dispatch_float(x.dtype(), "dropout", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    T* m = mask.data<T>();
-    parallel_for(x.numel(), kParallelGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i)
-        m[i] = random_uniform(seed, first + static_cast<uint64_t>(i)) >= p ? static_cast<T>(scale) : T(0);
+    dispatch_float(x.dtype(), "dropout", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      T* m = mask.data<T>();
+      parallel_for(x.numel(), kParallelGrain, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i)
+          m[i] = random_uniform(seed, first + static_cast<uint64_t>(i)) >= p ? static_cast<T>(scale) : T(0);
+      });
     });
-  });
   Tensor out = mul(x.detach(), mask);
   attach_backward(out, "dropout", {x}, [mask](const Tensor& dout) { return std::vector<Tensor>{mul(dout, mask)}; });
   return out;

@@ -21,9 +21,7 @@ namespace {
 
 // The first position of idx (contiguous int64) outside [0, n), or -1.
 int64_t first_out_of_range(const Tensor& idx, int64_t n) {
-#ifdef MOEGRAD_WITH_CUDA
-  if (idx.device().is_cuda()) return cuda_first_out_of_range(idx, n);
-#endif
+  if (idx.device().is_cuda()) return MOEGRAD_CUDA(cuda_first_out_of_range(idx, n));
   const int64_t* p = idx.data<int64_t>();
   for (int64_t i = 0; i < idx.numel(); ++i)
     if (p[i] < 0 || p[i] >= n) return i;
@@ -55,12 +53,10 @@ Tensor select_rows(const Tensor& x, int64_t d, const Tensor& idx, const char* op
   shape[d] = idx.numel();
   Tensor out = Tensor::empty(shape, x.dtype(), x.device());
   const Split s(x.shape(), d);
-#ifdef MOEGRAD_WITH_CUDA
   if (x.device().is_cuda()) {
-    cuda_select_rows(x, s.outer, s.n, s.inner, idx, out);
+    MOEGRAD_CUDA(cuda_select_rows(x, s.outer, s.n, s.inner, idx, out));
     return out;
   }
-#endif
   const int64_t m = idx.numel();
   const int64_t* ip = idx.data<int64_t>();
   dispatch_float(x.dtype(), op, [&](auto tag) {
@@ -82,9 +78,7 @@ Tensor select_rows(const Tensor& x, int64_t d, const Tensor& idx, const char* op
 // Parallel over the (o, j) columns; each column adds its rows in index order.
 void add_rows(const Tensor& out, int64_t d, const Tensor& idx, const Tensor& src, const char* op) {
   const Split s(out.shape(), d);
-#ifdef MOEGRAD_WITH_CUDA
-  if (out.device().is_cuda()) return cuda_add_rows(out, s.outer, s.n, s.inner, idx, src);
-#endif
+  if (out.device().is_cuda()) return MOEGRAD_CUDA(cuda_add_rows(out, s.outer, s.n, s.inner, idx, src));
   const int64_t m = idx.numel();
   const int64_t* ip = idx.data<int64_t>();
   dispatch_float(out.dtype(), op, [&](auto tag) {
@@ -203,20 +197,19 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   const int64_t d = check_index_nd(x, dim, index, nullptr, "gather");
   Tensor out = Tensor::empty(index.shape(), x.dtype(), x.device());
   const int64_t xd = x.strides()[d];
-#ifdef MOEGRAD_WITH_CUDA
-  if (x.device().is_cuda()) cuda_gather(x, d, index, out);
+  if (x.device().is_cuda())
+    MOEGRAD_CUDA(cuda_gather(x, d, index, out));
   else
-#endif
-  dispatch_float(x.dtype(), "gather", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    const int64_t* ip = index.data<int64_t>();
-    const T* xp = x.data<T>();
-    T* o = out.data<T>();
-    index_lines(index, d, out.strides(), x.strides(),
-                [&](int64_t i0, int64_t o0, int64_t x0, int64_t n, const std::array<int64_t, 3>& st) {
-                  for (int64_t k = 0; k < n; ++k) o[o0 + k * st[1]] = xp[x0 + k * st[2] + ip[i0 + k * st[0]] * xd];
-                });
-  });
+    dispatch_float(x.dtype(), "gather", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const int64_t* ip = index.data<int64_t>();
+      const T* xp = x.data<T>();
+      T* o = out.data<T>();
+      index_lines(index, d, out.strides(), x.strides(),
+                  [&](int64_t i0, int64_t o0, int64_t x0, int64_t n, const std::array<int64_t, 3>& st) {
+                    for (int64_t k = 0; k < n; ++k) o[o0 + k * st[1]] = xp[x0 + k * st[2] + ip[i0 + k * st[0]] * xd];
+                  });
+    });
   Shape in_shape = x.shape();
   Tensor idx = index.detach();
   attach_backward(out, "gather", {x}, [in_shape, d, idx](const Tensor& dout) {
@@ -229,21 +222,20 @@ Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tens
   const int64_t d = check_index_nd(x, dim, index, &src, "scatter_add");
   Tensor out = copy_of(x);
   const int64_t od = out.strides()[d];
-#ifdef MOEGRAD_WITH_CUDA
-  if (x.device().is_cuda()) cuda_scatter_add(out, d, index, src);
+  if (x.device().is_cuda())
+    MOEGRAD_CUDA(cuda_scatter_add(out, d, index, src));
   else
-#endif
-  dispatch_float(x.dtype(), "scatter_add", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    const int64_t* ip = index.data<int64_t>();
-    const T* sp = src.data<T>();
-    T* o = out.data<T>();
-    // one line per output column (all coordinates but d): summed in index order
-    index_lines(index, d, src.strides(), out.strides(),
-                [&](int64_t i0, int64_t s0, int64_t o0, int64_t n, const std::array<int64_t, 3>& st) {
-                  for (int64_t k = 0; k < n; ++k) o[o0 + k * st[2] + ip[i0 + k * st[0]] * od] += sp[s0 + k * st[1]];
-                });
-  });
+    dispatch_float(x.dtype(), "scatter_add", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const int64_t* ip = index.data<int64_t>();
+      const T* sp = src.data<T>();
+      T* o = out.data<T>();
+      // one line per output column (all coordinates but d): summed in index order
+      index_lines(index, d, src.strides(), out.strides(),
+                  [&](int64_t i0, int64_t s0, int64_t o0, int64_t n, const std::array<int64_t, 3>& st) {
+                    for (int64_t k = 0; k < n; ++k) o[o0 + k * st[2] + ip[i0 + k * st[0]] * od] += sp[s0 + k * st[1]];
+                  });
+    });
   Shape src_shape = src.shape();
   Tensor idx = index.detach();
   attach_backward(out, "scatter_add", {x, src}, [d, idx, src_shape](const Tensor& dout) {

@@ -108,13 +108,11 @@ struct LayerNormBackward : Node {
     if (inputs[0].active()) dx = Tensor::empty(x.shape(), x.dtype(), x.device());
     if (inputs[1].active()) dweight = Tensor::empty({D}, x.dtype(), x.device());
     if (inputs[2].active()) dbias = Tensor::empty({D}, x.dtype(), x.device());
-#ifdef MOEGRAD_WITH_CUDA
     if (x.device().is_cuda()) {
-      if (dx.defined()) cuda_layer_norm_backward_dx(x, weight, mean, rstd, dy, dx, rows, D);
-      cuda_layer_norm_backward_params(x, mean, rstd, dy, dweight, dbias, rows, D);
+      if (dx.defined()) MOEGRAD_CUDA(cuda_layer_norm_backward_dx(x, weight, mean, rstd, dy, dx, rows, D));
+      MOEGRAD_CUDA(cuda_layer_norm_backward_params(x, mean, rstd, dy, dweight, dbias, rows, D));
       return {dx, dweight, dbias};
     }
-#endif
     dispatch_float(x.dtype(), "layer_norm backward", [&](auto tag) {
       using T = typename decltype(tag)::type;
       if (dx.defined())
@@ -154,15 +152,14 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor mean = Tensor::empty({rows}, x.dtype(), x.device());
   Tensor rstd = Tensor::empty({rows}, x.dtype(), x.device());
-#ifdef MOEGRAD_WITH_CUDA
-  if (x.device().is_cuda()) cuda_layer_norm_forward(xc, w, b, y, mean, rstd, rows, D, eps);
+  if (x.device().is_cuda())
+    MOEGRAD_CUDA(cuda_layer_norm_forward(xc, w, b, y, mean, rstd, rows, D, eps));
   else
-#endif
-  dispatch_float(x.dtype(), op, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    layer_norm_forward(xc.data<T>(), data_or_null<T>(w), data_or_null<T>(b), y.data<T>(), mean.data<T>(),
-                       rstd.data<T>(), rows, D, eps);
-  });
+    dispatch_float(x.dtype(), op, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      layer_norm_forward(xc.data<T>(), data_or_null<T>(w), data_or_null<T>(b), y.data<T>(), mean.data<T>(),
+                         rstd.data<T>(), rows, D, eps);
+    });
 
   if (any_requires_grad({x, weight, bias})) {
     auto node = std::make_shared<LayerNormBackward>();

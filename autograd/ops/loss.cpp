@@ -5,9 +5,11 @@
 // The forward saves the logits and lse per row; the backward, by hand:
 //   dlogits_ij = (exp(x_ij - lse_i) - [j == t_i]) * dout / count,
 // with zero rows for ignored targets.
-// CUDA logits take CUDA targets: the targets are checked on the device (one
-// read-back per call), then each row is one block of cuda/softmax.cu's
-// kernels and the loss a fixed-order sum over rows, so it is deterministic.
+// One node on either device; the forward keeps a private copy of the targets
+// (so changing the caller's targets cannot reach the backward). CUDA logits
+// take CUDA targets: they are checked on the device (one read-back per call),
+// then each row is one block of cuda/softmax.cu's kernels and the loss a
+// fixed-order sum over rows, so it is deterministic.
 #include <cmath>
 
 #include "autograd/ops/util.h"
@@ -20,9 +22,8 @@ namespace {
 
 // Per-row lse and loss of the non-ignored rows (rows of x are contiguous).
 template <typename T>
-void cross_entropy_forward(const T* x, const std::vector<int64_t>& t, int64_t ignore_index, int64_t C, T* lse,
+void cross_entropy_forward(const T* x, const int64_t* t, int64_t N, int64_t ignore_index, int64_t C, T* lse,
                            std::vector<double>& row_loss) {
-  const int64_t N = static_cast<int64_t>(t.size());
   parallel_for(N, grain_for(C), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       lse[i] = 0;
@@ -40,9 +41,8 @@ void cross_entropy_forward(const T* x, const std::vector<int64_t>& t, int64_t ig
 }
 
 template <typename T>
-void cross_entropy_backward(const T* x, const T* lse, const std::vector<int64_t>& t, int64_t ignore_index, int64_t C,
+void cross_entropy_backward(const T* x, const T* lse, const int64_t* t, int64_t N, int64_t ignore_index, int64_t C,
                             double scale, T* dx) {
-  const int64_t N = static_cast<int64_t>(t.size());
   const T sc = static_cast<T>(scale);
   parallel_for(N, grain_for(C), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
@@ -59,9 +59,11 @@ void cross_entropy_backward(const T* x, const T* lse, const std::vector<int64_t>
 }
 
 // The count of targets != ignore_index and the first one out of range.
-TargetCheck check_targets(const std::vector<int64_t>& t, int64_t C, int64_t ignore_index) {
+TargetCheck check_targets(const Tensor& targets, int64_t C, int64_t ignore_index) {
+  if (targets.device().is_cuda()) return MOEGRAD_CUDA(cuda_check_targets(targets, C, ignore_index));
+  const int64_t* t = targets.data<int64_t>();
   TargetCheck c;
-  for (int64_t i = 0; i < static_cast<int64_t>(t.size()); ++i) {
+  for (int64_t i = 0; i < targets.numel(); ++i) {
     if (t[i] == ignore_index) continue;
     if (t[i] < 0 || t[i] >= C) {
       c.first_bad = i, c.bad_value = t[i];
@@ -77,27 +79,32 @@ void require_valid_targets(const TargetCheck& c, int64_t C, int64_t ignore_index
            ") and is not ignore_index (", ignore_index, ")");
 }
 
-#ifdef MOEGRAD_WITH_CUDA
-// cross_entropy on a CUDA device; targets (int64, logits' device) and shapes
-// are checked. The forward saves the logits, lse and a private copy of the
-// targets (so changing the caller's targets cannot reach the backward).
-Tensor cuda_cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index, const char* op) {
-  const int64_t N = logits.shape()[0], C = logits.shape()[1];
-  Tensor t = Tensor::empty({N}, DType::Int64, logits.device());
-  t.copy_(targets.detach());
-  const TargetCheck check = cuda_check_targets(t, C, ignore_index);
-  require_valid_targets(check, C, ignore_index, op);
-  const int64_t count = check.count;
-
-  Tensor x = contiguous(logits.detach()).detach();
-  Tensor lse = Tensor::empty({N}, x.dtype(), x.device());
-  Tensor out = cuda_cross_entropy_forward(x, t, ignore_index, count, lse);
-  attach_backward(out, op, {logits}, [x, lse, t, ignore_index, count](const Tensor& dout) {
-    return std::vector<Tensor>{cuda_cross_entropy_backward(x, lse, t, ignore_index, count, dout)};
+// The mean loss over the non-ignored rows (count of them); fills lse [N].
+Tensor cross_entropy_mean(const Tensor& x, const Tensor& t, int64_t ignore_index, int64_t count, const Tensor& lse) {
+  if (x.device().is_cuda()) return MOEGRAD_CUDA(cuda_cross_entropy_forward(x, t, ignore_index, count, lse));
+  const int64_t N = x.shape()[0];
+  std::vector<double> row_loss(N, 0.0);
+  dispatch_float(x.dtype(), "cross_entropy", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    cross_entropy_forward(x.data<T>(), t.data<int64_t>(), N, ignore_index, x.shape()[1], lse.data<T>(), row_loss);
   });
-  return out;
+  double total = 0;  // summed in row order: deterministic
+  for (double l : row_loss) total += l;
+  return Tensor::scalar(count > 0 ? total / static_cast<double>(count) : 0.0, x.dtype());
 }
-#endif
+
+Tensor cross_entropy_grad(const Tensor& x, const Tensor& lse, const Tensor& t, int64_t ignore_index, int64_t count,
+                          const Tensor& dout) {
+  if (x.device().is_cuda()) return MOEGRAD_CUDA(cuda_cross_entropy_backward(x, lse, t, ignore_index, count, dout));
+  Tensor dlogits = Tensor::empty(x.shape(), x.dtype(), x.device());
+  const double scale = count > 0 ? dout.item() / static_cast<double>(count) : 0.0;
+  dispatch_float(x.dtype(), "cross_entropy", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    cross_entropy_backward(x.data<T>(), lse.data<T>(), t.data<int64_t>(), x.shape()[0], ignore_index, x.shape()[1],
+                           scale, dlogits.data<T>());
+  });
+  return dlogits;
+}
 
 }  // namespace
 
@@ -109,33 +116,17 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   check_index(targets, logits.device(), op, "targets");
   MG_CHECK(targets.shape() == Shape{N}, op, ": targets must have shape [", N, "] for logits of shape ",
            shape_str(logits.shape()), ", got ", shape_str(targets.shape()));
-#ifdef MOEGRAD_WITH_CUDA
-  if (logits.device().is_cuda()) return cuda_cross_entropy(logits, targets, ignore_index, op);
-#endif
-  std::vector<int64_t> t = targets.to_indices();
+  Tensor t = Tensor::empty({N}, DType::Int64, logits.device());
+  t.copy_(targets.detach());
   const TargetCheck check = check_targets(t, C, ignore_index);
   require_valid_targets(check, C, ignore_index, op);
   const int64_t count = check.count;
 
   Tensor x = contiguous(logits.detach()).detach();
   Tensor lse = Tensor::empty({N}, x.dtype(), x.device());
-  std::vector<double> row_loss(N, 0.0);
-  dispatch_float(x.dtype(), op, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    cross_entropy_forward(x.data<T>(), t, ignore_index, C, lse.data<T>(), row_loss);
-  });
-  double total = 0;  // summed in row order: deterministic
-  for (double l : row_loss) total += l;
-  Tensor out = Tensor::scalar(count > 0 ? total / static_cast<double>(count) : 0.0, x.dtype());
-
-  attach_backward(out, op, {logits}, [x, lse, t = std::move(t), ignore_index, count, op](const Tensor& dout) {
-    Tensor dlogits = Tensor::empty(x.shape(), x.dtype(), x.device());
-    const double scale = count > 0 ? dout.item() / static_cast<double>(count) : 0.0;
-    dispatch_float(x.dtype(), op, [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      cross_entropy_backward(x.data<T>(), lse.data<T>(), t, ignore_index, x.shape()[1], scale, dlogits.data<T>());
-    });
-    return std::vector<Tensor>{dlogits};
+  Tensor out = cross_entropy_mean(x, t, ignore_index, count, lse);
+  attach_backward(out, op, {logits}, [x, lse, t, ignore_index, count](const Tensor& dout) {
+    return std::vector<Tensor>{cross_entropy_grad(x, lse, t, ignore_index, count, dout)};
   });
   return out;
 }

@@ -12,9 +12,7 @@
 
 #include "autograd/ops/util.h"
 #include "tensor/strided.h"
-#ifdef MOEGRAD_WITH_CUDA
 #include "cuda/gemm.h"
-#endif
 
 namespace moegrad {
 
@@ -101,7 +99,6 @@ Tensor mappable(const Tensor& t) {
   return m.row_major() || m.col_major() ? t : contiguous(t).detach();
 }
 
-#ifdef MOEGRAD_WITH_CUDA
 // A [batch..., r, c] operand as a [nbatch, r, c] view with one batch stride
 // (0 where it broadcasts), or, when its batch dims cannot be flattened into
 // one stride, a contiguous copy of its broadcast.
@@ -126,14 +123,14 @@ Tensor as_batched(const Tensor& t, const Shape& batch) {
 }
 
 // out [batch..., m, n] = a · b on a CUDA device, through cuBLAS (cuda/gemm.h).
-void cuda_matmul(const Tensor& a_in, const Tensor& b_in, const Shape& batch, const Tensor& out) {
+void matmul_cuda(const Tensor& a_in, const Tensor& b_in, const Shape& batch, const Tensor& out) {
   NoGradGuard no_grad;  // the copies below are not part of the graph
   Tensor a = mappable(a_in.detach()), b = mappable(b_in.detach());
   const int64_t m = out.shape()[out.dim() - 2], n = out.shape().back();
-  if (batch.empty()) return cuda_gemm(a, b, out);
-  cuda_gemm(as_batched(a, batch), as_batched(b, batch), out.as_strided({shape_numel(batch), m, n}, {m * n, n, 1}, 0));
+  if (batch.empty()) return MOEGRAD_CUDA(cuda_gemm(a, b, out));
+  MOEGRAD_CUDA(cuda_gemm(as_batched(a, batch), as_batched(b, batch),
+                         out.as_strided({shape_numel(batch), m, n}, {m * n, n, 1}, 0)));
 }
-#endif
 
 // Batched product of a [..., m, k] and b [..., k, n] (both >= 2-d).
 Tensor matmul_nd(const Tensor& a_in, const Tensor& b_in) {
@@ -153,12 +150,10 @@ Tensor matmul_nd(const Tensor& a_in, const Tensor& b_in) {
     out.fill_(0.0);
     return out;
   }
-#ifdef MOEGRAD_WITH_CUDA
   if (out.device().is_cuda()) {
-    cuda_matmul(a_in, b_in, batch, out);
+    matmul_cuda(a_in, b_in, batch, out);
     return out;
   }
-#endif
 
   // [..., m, k] x [k, n] with a row-major-collapsible left operand: one GEMM
   if (b_in.dim() == 2 && a_in.is_contiguous()) {

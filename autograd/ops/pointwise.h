@@ -1,11 +1,12 @@
 // Elementwise kernels shared by the pointwise ops: map_unary and map_binary
 // produce a new contiguous tensor from inputs of any layout (broadcasting in
 // map_binary). Contiguous inputs of the output's shape take a flat parallel
-// loop; anything else goes through strided_rows. The ops that also run on
-// CUDA send CUDA tensors to cuda/pointwise.h before reaching these.
+// loop; anything else goes through strided_rows. These are the CPU kernels:
+// the ops send CUDA tensors to cuda/pointwise.h instead.
 #pragma once
 #include "autograd/ops/util.h"
 #include "cuda/pointwise.h"
+#include "tensor/backend.h"
 #include "tensor/strided.h"
 
 namespace moegrad {

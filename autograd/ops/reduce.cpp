@@ -61,15 +61,13 @@ Tensor rows_view(const Tensor& x, const ReducePlan& p) {
 
 Tensor sum_forward(const Tensor& x, const ReducePlan& p) {
   Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
-#ifdef MOEGRAD_WITH_CUDA
   if (x.device().is_cuda()) {
     if (leading_reduction(x, p))
-      cuda_sum_columns(x, p.row_len, p.rows, out);
+      MOEGRAD_CUDA(cuda_sum_columns(x, p.row_len, p.rows, out));
     else
-      cuda_sum_rows(rows_view(x, p), p.rows, p.row_len, out);
+      MOEGRAD_CUDA(cuda_sum_rows(rows_view(x, p), p.rows, p.row_len, out));
     return out;
   }
-#endif
   dispatch_float(x.dtype(), "sum", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using Acc = double;
@@ -161,12 +159,10 @@ static std::pair<Tensor, Tensor> max_rows(const Tensor& x, const ReducePlan& p, 
   Tensor out = Tensor::empty(p.out_shape, x.dtype(), x.device());
   Tensor arg = Tensor::empty(p.out_shape, DType::Int64, x.device());
   Tensor xr = rows_view(x, p);
-#ifdef MOEGRAD_WITH_CUDA
   if (x.device().is_cuda()) {
-    cuda_max_rows(xr, p.rows, p.row_len, out, arg);
+    MOEGRAD_CUDA(cuda_max_rows(xr, p.rows, p.row_len, out, arg));
     return {out, arg};
   }
-#endif
   dispatch_float(x.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* xp = xr.data<T>();
@@ -200,17 +196,16 @@ Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
     for (size_t i = 0; i < perm.size(); ++i) perm_shape[i] = in_shape[perm[i]];
     Tensor g = Tensor::zeros(perm_shape, dout.dtype(), dout.device());
     Tensor d = contiguous(dout);
-#ifdef MOEGRAD_WITH_CUDA
-    if (d.device().is_cuda()) cuda_scatter_rows(d, arg, rows, n, g);
+    if (d.device().is_cuda())
+      MOEGRAD_CUDA(cuda_scatter_rows(d, arg, rows, n, g));
     else
-#endif
-    dispatch_float(dout.dtype(), "max backward", [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      T* gp = g.data<T>();
-      const T* dp = d.data<T>();
-      const int64_t* a = arg.data<int64_t>();
-      for (int64_t r = 0; r < rows; ++r) gp[r * n + a[r]] = dp[r];
-    });
+      dispatch_float(dout.dtype(), "max backward", [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        T* gp = g.data<T>();
+        const T* dp = d.data<T>();
+        const int64_t* a = arg.data<int64_t>();
+        for (int64_t r = 0; r < rows; ++r) gp[r * n + a[r]] = dp[r];
+      });
     std::vector<int64_t> inverse(perm.size());
     for (size_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = static_cast<int64_t>(i);
     return std::vector<Tensor>{permute(g, inverse)};

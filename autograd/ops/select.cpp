@@ -24,9 +24,7 @@ void check_mask(const Tensor& m, Device device, const char* op, const char* what
 // The kernel of where, without validation or graph: out = cond ? a : b.
 Tensor where_forward(const Tensor& cond, const Tensor& a, const Tensor& b) {
   Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
-#ifdef MOEGRAD_WITH_CUDA
-  if (a.device().is_cuda()) return cuda_where(cond, a, b, shape);
-#endif
+  if (a.device().is_cuda()) return MOEGRAD_CUDA(cuda_where(cond, a, b, shape));
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
   Shape cs = broadcast_strides(cond.shape(), cond.strides(), shape);
   Shape as = broadcast_strides(a.shape(), a.strides(), shape);
@@ -55,15 +53,14 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   MG_CHECK(broadcast_shapes(x.shape(), mask.shape(), "masked_fill") == x.shape(), "masked_fill: mask of shape ",
            shape_str(mask.shape()), " does not broadcast to the input's shape ", shape_str(x.shape()));
   Tensor out;
-#ifdef MOEGRAD_WITH_CUDA
-  if (x.device().is_cuda()) out = cuda_masked_fill(x, mask, value);
+  if (x.device().is_cuda())
+    out = MOEGRAD_CUDA(cuda_masked_fill(x, mask, value));
   else
-#endif
-  out = dispatch_float(x.dtype(), "masked_fill", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    const T v = saturate_cast<T>(value);
-    return map_binary<T, T, bool>(x, mask, "masked_fill", [v](T xv, bool m) { return m ? v : xv; });
-  });
+    out = dispatch_float(x.dtype(), "masked_fill", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const T v = saturate_cast<T>(value);
+      return map_binary<T, T, bool>(x, mask, "masked_fill", [v](T xv, bool m) { return m ? v : xv; });
+    });
   Tensor md = mask.detach();
   attach_backward(out, "masked_fill", {x},
                   [md](const Tensor& dout) { return std::vector<Tensor>{masked_fill(dout, md, 0.0)}; });
@@ -87,27 +84,21 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 Tensor clamp(const Tensor& x, double low, double high) {
   check_float(x, "clamp", "input");
   MG_CHECK(low <= high, "clamp: expected low <= high, got low ", low, " and high ", high);
-#ifdef MOEGRAD_WITH_CUDA
-  if (x.device().is_cuda()) {
-    Tensor out = cuda_clamp(x, low, high);
-    Tensor xd = x.detach();
-    attach_backward(out, "clamp", {x}, [xd, low, high](const Tensor& dout) {
-      return std::vector<Tensor>{cuda_clamp_backward(dout, xd, low, high)};
-    });
-    return out;
-  }
-#endif
-  return dispatch_float(x.dtype(), "clamp", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    const T lo = saturate_cast<T>(low), hi = saturate_cast<T>(high);
-    Tensor out = map_unary<T, T>(x, [lo, hi](T v) { return v < lo ? lo : (v > hi ? hi : v); });
-    Tensor xd = x.detach();
-    attach_backward(out, "clamp", {x}, [xd, lo, hi](const Tensor& dout) {
-      Tensor dx = map_binary<T, T, T>(dout, xd, "clamp", [lo, hi](T g, T v) { return lo <= v && v <= hi ? g : T(0); });
-      return std::vector<Tensor>{dx};
-    });
-    return out;
+  Tensor out = x.device().is_cuda() ? MOEGRAD_CUDA(cuda_clamp(x, low, high))
+                                    : dispatch_float(x.dtype(), "clamp", [&](auto tag) {
+                                        using T = typename decltype(tag)::type;
+                                        const T lo = saturate_cast<T>(low), hi = saturate_cast<T>(high);
+                                        return map_unary<T, T>(x, [lo, hi](T v) { return v < lo ? lo : (v > hi ? hi : v); });
+                                      });
+  attach_backward(out, "clamp", {x}, [xd = x.detach(), low, high](const Tensor& dout) {
+    if (xd.device().is_cuda()) return std::vector<Tensor>{MOEGRAD_CUDA(cuda_clamp_backward(dout, xd, low, high))};
+    return std::vector<Tensor>{dispatch_float(xd.dtype(), "clamp", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const T lo = saturate_cast<T>(low), hi = saturate_cast<T>(high);
+      return map_binary<T, T, T>(dout, xd, "clamp", [lo, hi](T g, T v) { return lo <= v && v <= hi ? g : T(0); });
+    })};
   });
+  return out;
 }
 
 }  // namespace moegrad

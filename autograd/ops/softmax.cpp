@@ -86,9 +86,7 @@ void softmax_backward(const T* y, const T* dy, T* dx, int64_t rows, int64_t n, b
 
 // yr = softmax (log_softmax) of the rows of xr, on xr's device.
 void forward_rows(const Tensor& xr, const Tensor& yr, const RowLayout& l, bool log, const char* op) {
-#ifdef MOEGRAD_WITH_CUDA
-  if (xr.device().is_cuda()) return cuda_softmax_forward(xr, yr, l.rows, l.n, log);
-#endif
+  if (xr.device().is_cuda()) return MOEGRAD_CUDA(cuda_softmax_forward(xr, yr, l.rows, l.n, log));
   dispatch_float(xr.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     softmax_forward(xr.data<T>(), yr.data<T>(), l.rows, l.n, log);
@@ -98,9 +96,7 @@ void forward_rows(const Tensor& xr, const Tensor& yr, const RowLayout& l, bool l
 // dxr from the forward's yr and the upstream dyr, all in row layout.
 void backward_rows(const Tensor& yr, const Tensor& dyr, const Tensor& dxr, const RowLayout& l, bool log,
                    const char* op) {
-#ifdef MOEGRAD_WITH_CUDA
-  if (yr.device().is_cuda()) return cuda_softmax_backward(yr, dyr, dxr, l.rows, l.n, log);
-#endif
+  if (yr.device().is_cuda()) return MOEGRAD_CUDA(cuda_softmax_backward(yr, dyr, dxr, l.rows, l.n, log));
   dispatch_float(yr.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     softmax_backward(yr.data<T>(), dyr.data<T>(), dxr.data<T>(), l.rows, l.n, log);

@@ -60,14 +60,13 @@ TopK topk(const Tensor& x, int64_t k, int64_t dim, bool largest) {
   out_shape[last] = k;
   Tensor values = Tensor::empty(out_shape, x.dtype(), x.device());
   Tensor indices = Tensor::empty(out_shape, DType::Int64, x.device());
-#ifdef MOEGRAD_WITH_CUDA
-  if (x.device().is_cuda()) cuda_topk_rows(rows_x, rows_x.numel() / n, n, k, largest, values, indices);
+  if (x.device().is_cuda())
+    MOEGRAD_CUDA(cuda_topk_rows(rows_x, rows_x.numel() / n, n, k, largest, values, indices));
   else
-#endif
-  dispatch_float(x.dtype(), "topk", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    topk_rows<T>(rows_x.data<T>(), rows_x.numel() / n, n, k, largest, values.data<T>(), indices.data<int64_t>());
-  });
+    dispatch_float(x.dtype(), "topk", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      topk_rows<T>(rows_x.data<T>(), rows_x.numel() / n, n, k, largest, values.data<T>(), indices.data<int64_t>());
+    });
   values = contiguous(transpose(values, d, last));
   indices = contiguous(transpose(indices, d, last));
   Shape in_shape = x.shape();

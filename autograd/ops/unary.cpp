@@ -7,9 +7,10 @@
 //   gelu (erf):  Φ(x) + x φ(x)
 //   gelu (tanh): 0.5(1 + t) + 0.5 x (1 - t²) √(2/π)(1 + 3·0.044715 x²),
 //                t = tanh(√(2/π)(x + 0.044715 x³))
-// On CUDA each op is one kernel forward and one fused dx = dout · f'(x, y)
-// backward (cuda/pointwise.cu, the same formulas); GELU's tanh form recomputes
-// t there instead of saving it.
+// Each op builds one node; the device picks the kernels. On CUDA the forward
+// is one kernel and the backward one fused dx = dout · f'(x, y) kernel
+// (cuda/pointwise.cu, the same formulas); GELU's tanh form recomputes t there
+// instead of saving it.
 #include <Eigen/Core>
 #include <cmath>
 
@@ -19,33 +20,19 @@ namespace moegrad {
 
 namespace {
 
-#ifdef MOEGRAD_WITH_CUDA
-Tensor cuda_unary_op(const Tensor& x, const char* op, CudaUnaryOp code, double p) {
-  Tensor y = cuda_unary(code, x, p);
-  Tensor xd = x.detach(), yd = y.detach();
-  attach_backward(y, op, {x}, [xd, yd, code, p](const Tensor& dout) {
-    return std::vector<Tensor>{cuda_unary_backward(code, dout, xd, yd, p)};
-  });
-  return y;
-}
-#endif
-
-// y = fwd(x); dx = dout * grad(x, y). fwd and grad are generic lambdas; `code`
-// (with the parameter p) names the same op for the CUDA kernels.
+// y = fwd(x); dx = dout * grad(x, y). fwd and grad are generic lambdas for
+// the CPU; `code` (with the parameter p) names the same op for cuda/.
 template <typename Fwd, typename Grad>
-Tensor unary(const Tensor& x, const char* op, CudaUnaryOp code, double p, Fwd fwd, Grad grad) {
+Tensor unary(const Tensor& x, const char* op, UnaryOp code, double p, Fwd fwd, Grad grad) {
   check_float(x, op);
-#ifdef MOEGRAD_WITH_CUDA
-  if (x.device().is_cuda()) return cuda_unary_op(x, op, code, p);
-#else
-  (void)code, (void)p;
-#endif
-  Tensor y = dispatch_float(x.dtype(), op, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    return map_unary<T, T>(x, [&](T v) { return static_cast<T>(fwd(v)); });
-  });
+  Tensor y = x.device().is_cuda() ? MOEGRAD_CUDA(cuda_unary(code, x, p))
+                                  : dispatch_float(x.dtype(), op, [&](auto tag) {
+                                      using T = typename decltype(tag)::type;
+                                      return map_unary<T, T>(x, [&](T v) { return static_cast<T>(fwd(v)); });
+                                    });
   Tensor xd = x.detach(), yd = y.detach();
-  attach_backward(y, op, {x}, [xd, yd, op, grad](const Tensor& dout) {
+  attach_backward(y, op, {x}, [xd, yd, op, code, p, grad](const Tensor& dout) {
+    if (xd.device().is_cuda()) return std::vector<Tensor>{MOEGRAD_CUDA(cuda_unary_backward(code, dout, xd, yd, p))};
     Tensor local = dispatch_float(xd.dtype(), op, [&](auto tag) {
       using T = typename decltype(tag)::type;
       return map_binary<T, T, T>(xd, yd, op, [&](T xv, T yv) { return static_cast<T>(grad(xv, yv)); });
@@ -59,53 +46,51 @@ Tensor unary(const Tensor& x, const char* op, CudaUnaryOp code, double p, Fwd fw
 
 Tensor neg(const Tensor& x) {
   check_float(x, "neg");
-#ifdef MOEGRAD_WITH_CUDA
-  if (x.device().is_cuda()) return cuda_unary_op(x, "neg", CudaUnaryOp::Neg, 0.0);
-#endif
-  Tensor y = dispatch_float(x.dtype(), "neg", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    return map_unary<T, T>(x, [](T v) { return -v; });
-  });
+  Tensor y = x.device().is_cuda() ? MOEGRAD_CUDA(cuda_unary(UnaryOp::Neg, x))
+                                  : dispatch_float(x.dtype(), "neg", [&](auto tag) {
+                                      using T = typename decltype(tag)::type;
+                                      return map_unary<T, T>(x, [](T v) { return -v; });
+                                    });
   attach_backward(y, "neg", {x}, [](const Tensor& dout) { return std::vector<Tensor>{neg(dout)}; });
   return y;
 }
 
 Tensor exp(const Tensor& x) {
-  return unary(x, "exp", CudaUnaryOp::Exp, 0, [](auto v) { return std::exp(v); }, [](auto, auto y) { return y; });
+  return unary(x, "exp", UnaryOp::Exp, 0, [](auto v) { return std::exp(v); }, [](auto, auto y) { return y; });
 }
 
 Tensor log(const Tensor& x) {
-  return unary(x, "log", CudaUnaryOp::Log, 0, [](auto v) { return std::log(v); }, [](auto v, auto) { return 1 / v; });
+  return unary(x, "log", UnaryOp::Log, 0, [](auto v) { return std::log(v); }, [](auto v, auto) { return 1 / v; });
 }
 
 Tensor sqrt(const Tensor& x) {
-  return unary(x, "sqrt", CudaUnaryOp::Sqrt, 0, [](auto v) { return std::sqrt(v); },
+  return unary(x, "sqrt", UnaryOp::Sqrt, 0, [](auto v) { return std::sqrt(v); },
                [](auto, auto y) { return 0.5 / y; });
 }
 
 Tensor pow(const Tensor& x, double p) {
-  return unary(x, "pow", CudaUnaryOp::Pow, p, [p](auto v) { return std::pow(v, static_cast<decltype(v)>(p)); },
+  return unary(x, "pow", UnaryOp::Pow, p, [p](auto v) { return std::pow(v, static_cast<decltype(v)>(p)); },
                // p = 0 is constant: its gradient is 0, also at x = 0 where x^(p-1) is inf
                [p](auto v, auto) { return p == 0 ? 0 : p * std::pow(v, static_cast<decltype(v)>(p - 1)); });
 }
 
 Tensor abs(const Tensor& x) {
-  return unary(x, "abs", CudaUnaryOp::Abs, 0, [](auto v) { return std::abs(v); },
+  return unary(x, "abs", UnaryOp::Abs, 0, [](auto v) { return std::abs(v); },
                [](auto v, auto) { return v > 0 ? 1.0 : (v < 0 ? -1.0 : 0.0); });
 }
 
 Tensor relu(const Tensor& x) {
-  return unary(x, "relu", CudaUnaryOp::Relu, 0, [](auto v) { return v > 0 ? v : decltype(v)(0); },
+  return unary(x, "relu", UnaryOp::Relu, 0, [](auto v) { return v > 0 ? v : decltype(v)(0); },
                [](auto v, auto) { return v > 0 ? 1.0 : 0.0; });
 }
 
 Tensor tanh(const Tensor& x) {
-  return unary(x, "tanh", CudaUnaryOp::Tanh, 0, [](auto v) { return std::tanh(v); },
+  return unary(x, "tanh", UnaryOp::Tanh, 0, [](auto v) { return std::tanh(v); },
                [](auto, auto y) { return 1 - y * y; });
 }
 
 Tensor sigmoid(const Tensor& x) {
-  return unary(x, "sigmoid", CudaUnaryOp::Sigmoid, 0, [](auto v) { return 1 / (1 + std::exp(-v)); },
+  return unary(x, "sigmoid", UnaryOp::Sigmoid, 0, [](auto v) { return 1 / (1 + std::exp(-v)); },
                [](auto, auto y) { return y * (1 - y); });
 }
 
@@ -137,19 +122,22 @@ static void gelu_tanh_backward_kernel(const T* x, const T* t, const T* dy, T* dx
 Tensor gelu(const Tensor& x_in, GeluApprox approx) {
   if (approx == GeluApprox::Erf)
     return unary(
-        x_in, "gelu", CudaUnaryOp::GeluErf, 0, [](auto v) { return 0.5 * v * (1 + std::erf(v * kInvSqrt2)); },
+        x_in, "gelu", UnaryOp::GeluErf, 0, [](auto v) { return 0.5 * v * (1 + std::erf(v * kInvSqrt2)); },
         [](auto v, auto) { return 0.5 * (1 + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5 * v * v); });
   check_float(x_in, "gelu");
-#ifdef MOEGRAD_WITH_CUDA
-  if (x_in.device().is_cuda()) return cuda_unary_op(x_in, "gelu", CudaUnaryOp::GeluTanh, 0.0);
-#endif
-  Tensor x = contiguous(x_in).detach();
-  Tensor y = Tensor::empty(x.shape(), x.dtype()), t = Tensor::empty(x.shape(), x.dtype());
-  dispatch_float(x.dtype(), "gelu", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    gelu_tanh_kernel<T>(x.data<T>(), y.data<T>(), t.data<T>(), x.numel());
-  });
-  attach_backward(y, "gelu", {x_in}, [x, t](const Tensor& dy_in) {
+  Tensor x = contiguous(x_in).detach(), y, t;  // t: the CPU's saved tanh
+  if (x.device().is_cuda()) {
+    y = MOEGRAD_CUDA(cuda_unary(UnaryOp::GeluTanh, x));
+  } else {
+    y = Tensor::empty(x.shape(), x.dtype()), t = Tensor::empty(x.shape(), x.dtype());
+    dispatch_float(x.dtype(), "gelu", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      gelu_tanh_kernel<T>(x.data<T>(), y.data<T>(), t.data<T>(), x.numel());
+    });
+  }
+  attach_backward(y, "gelu", {x_in}, [x, y = y.detach(), t](const Tensor& dy_in) {
+    if (x.device().is_cuda())
+      return std::vector<Tensor>{MOEGRAD_CUDA(cuda_unary_backward(UnaryOp::GeluTanh, dy_in, x, y))};
     Tensor dy = contiguous(dy_in), dx = Tensor::empty(x.shape(), x.dtype());
     dispatch_float(x.dtype(), "gelu backward", [&](auto tag) {
       using T = typename decltype(tag)::type;
