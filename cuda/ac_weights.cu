@@ -24,12 +24,18 @@ constexpr int kTableThreads = 1024;
 // B = min(A, threshold): the clipped weight.
 __device__ double clipped_b(double a, double threshold) { return a > threshold ? threshold : a; }
 
-// One thread per (cluster e, feature f): μ, Σ of the deviation's derivative
-// and A over the tokens of e, taken from order[offsets[e], offsets[e + 1]) in
-// token order. An empty cluster gets μ = s = 0, so A = 1 / eps.
+// Whether cluster e takes part in the table: always, or (neutral) when it
+// holds at least two tokens.
+__device__ bool in_table(const int64_t* offsets, int64_t e, bool neutral) {
+  return !neutral || offsets[e + 1] - offsets[e] >= 2;
+}
+
+// One thread per (cluster e, feature f): μ, s and the sum of the deviation's
+// derivative over the tokens of e, taken from order[offsets[e], offsets[e + 1])
+// in token order. An empty cluster gets μ = s = 0.
 template <typename T>
 __global__ void cluster_stats(const T* x, const int64_t* order, const int64_t* offsets, int64_t E, int64_t d,
-                              bool mad, double eps, double* mu, double* dev, double* a) {
+                              bool mad, double* mu, double* s, double* dev) {
   MG_GRID_STRIDE(j, E * d) {
     const int64_t e = j / d, f = j - e * d;
     const int64_t begin = offsets[e], end = offsets[e + 1], count = end - begin;
@@ -44,76 +50,95 @@ __global__ void cluster_stats(const T* x, const int64_t* order, const int64_t* o
     }
     mu[j] = m;
     dev[j] = dv;
-    a[j] = 1.0 / ((count > 0 ? spread / count : 0.0) + eps);
+    s[j] = count > 0 ? spread / count : 0.0;
   }
 }
 
-// One block: threshold = clip · mean(A) (+inf for clip <= 0), B = min(A,
-// threshold), q = the per-feature (over the clusters, in cluster order) or
-// global mean of B, W = B / q.
+// One block: A = 1 / (s + eps), threshold = clip · mean(A) (+inf for clip <=
+// 0), B = min(A, threshold), q = the per-feature (over the clusters, in
+// cluster order) or global mean of B, W = B / q; the means over the clusters
+// in the table only, and W = 1 outside it.
 template <typename T>
-__global__ void __launch_bounds__(kTableThreads) cluster_weights_table(const double* a, int64_t E, int64_t d, double clip, bool per_feature,
-                                      double* q, double* threshold, T* W) {
+__global__ void __launch_bounds__(kTableThreads)
+    cluster_weights_table(const double* s, const int64_t* offsets, int64_t E, int64_t d, double eps, double clip,
+                          bool per_feature, bool neutral, double* A, double* q, double* threshold, T* W) {
   const int64_t size = E * d;
+  int64_t members = 0;  // clusters in the table
+  for (int64_t e = 0; e < E; ++e) members += in_table(offsets, e, neutral);
   double part = 0;
-  for (int64_t j = threadIdx.x; j < size; j += blockDim.x) part += a[j];
-  const double mean_a = cuda::block_sum(part) / static_cast<double>(size);
-  const double thr = clip > 0 ? clip * mean_a : INFINITY;
+  for (int64_t j = threadIdx.x; j < size; j += blockDim.x) {
+    A[j] = 1.0 / (s[j] + eps);
+    if (in_table(offsets, j / d, neutral)) part += A[j];
+  }
+  const double mean_a = cuda::block_sum(part) / static_cast<double>(members * d);
+  const double thr = clip > 0 && members > 0 ? clip * mean_a : INFINITY;
   part = 0;
   if (!per_feature)
-    for (int64_t j = threadIdx.x; j < size; j += blockDim.x) part += clipped_b(a[j], thr);
+    for (int64_t j = threadIdx.x; j < size; j += blockDim.x)
+      if (in_table(offsets, j / d, neutral)) part += clipped_b(A[j], thr);
   const double total_b = cuda::block_sum(part);
   if (per_feature) {
     for (int64_t f = threadIdx.x; f < d; f += blockDim.x) {
-      double s = 0;
-      for (int64_t e = 0; e < E; ++e) s += clipped_b(a[e * d + f], thr);
-      q[f] = s / E;
+      double sum = 0;
+      for (int64_t e = 0; e < E; ++e)
+        if (in_table(offsets, e, neutral)) sum += clipped_b(A[e * d + f], thr);
+      q[f] = members > 0 ? sum / members : 1.0;
     }
   } else if (threadIdx.x == 0) {
-    q[0] = total_b / size;
+    q[0] = members > 0 ? total_b / (members * d) : 1.0;
   }
   if (threadIdx.x == 0) *threshold = thr;
   __syncthreads();  // every thread reads the q written above
   for (int64_t j = threadIdx.x; j < size; j += blockDim.x)
-    W[j] = static_cast<T>(clipped_b(a[j], thr) / q[per_feature ? j % d : 0]);
+    W[j] = in_table(offsets, j / d, neutral) ? static_cast<T>(clipped_b(A[j], thr) / q[per_feature ? j % d : 0])
+                                             : T(1);
 }
 
 // One block, the backward of the table: through W = B / q into dB, through the
-// clip (the threshold depends on every A) into dA, through A = 1 / (s + eps)
-// and s = D / n_e into ds (= d loss / dD) and dmu (the part through μ, per
-// token of the cluster). dB is scratch [E, d].
+// clip (the threshold depends on every A in the table) into dA, through
+// A = 1 / (s + eps) and s = D / n_e into ds (= d loss / dD) and dmu (the part
+// through μ, per token of the cluster). Clusters outside the table get none.
+// dB is scratch [E, d].
 template <typename T>
-__global__ void __launch_bounds__(kTableThreads) cluster_weights_table_backward(const T* dW, const double* a, const double* dev, const double* q,
-                                               const double* threshold, const int64_t* offsets, int64_t E, int64_t d,
-                                               double clip, bool per_feature, double* dB, double* ds, double* dmu) {
+__global__ void __launch_bounds__(kTableThreads)
+    cluster_weights_table_backward(const T* dW, const double* A, const double* dev, const double* q,
+                                   const double* threshold, const int64_t* offsets, int64_t E, int64_t d, double clip,
+                                   bool per_feature, bool neutral, double* dB, double* ds, double* dmu) {
   const int64_t size = E * d;
   const double thr = *threshold;
-  const double members = per_feature ? E : size;
+  int64_t members = 0;
+  for (int64_t e = 0; e < E; ++e) members += in_table(offsets, e, neutral);
+  const double in_mean = per_feature ? members : members * d;  // entries behind each mean q
   double part = 0;
   if (!per_feature)
-    for (int64_t j = threadIdx.x; j < size; j += blockDim.x) part += static_cast<double>(dW[j]) * clipped_b(a[j], thr);
+    for (int64_t j = threadIdx.x; j < size; j += blockDim.x)
+      if (in_table(offsets, j / d, neutral)) part += static_cast<double>(dW[j]) * clipped_b(A[j], thr);
   const double dot_all = cuda::block_sum(part);
   if (per_feature) {
     for (int64_t f = threadIdx.x; f < d; f += blockDim.x) {
       double dot = 0;
-      for (int64_t e = 0; e < E; ++e) dot += static_cast<double>(dW[e * d + f]) * clipped_b(a[e * d + f], thr);
       for (int64_t e = 0; e < E; ++e)
-        dB[e * d + f] = static_cast<double>(dW[e * d + f]) / q[f] - dot / (members * q[f] * q[f]);
+        if (in_table(offsets, e, neutral)) dot += static_cast<double>(dW[e * d + f]) * clipped_b(A[e * d + f], thr);
+      for (int64_t e = 0; e < E; ++e)
+        dB[e * d + f] = in_table(offsets, e, neutral)
+                            ? static_cast<double>(dW[e * d + f]) / q[f] - dot / (in_mean * q[f] * q[f])
+                            : 0.0;
     }
   } else {
     for (int64_t j = threadIdx.x; j < size; j += blockDim.x)
-      dB[j] = static_cast<double>(dW[j]) / q[0] - dot_all / (members * q[0] * q[0]);
+      dB[j] = in_table(offsets, j / d, neutral) ? static_cast<double>(dW[j]) / q[0] - dot_all / (in_mean * q[0] * q[0])
+                                                : 0.0;
   }
   __syncthreads();  // dB is read below by other threads than wrote it
   part = 0;
   for (int64_t j = threadIdx.x; j < size; j += blockDim.x)
-    if (a[j] > thr) part += dB[j];
+    if (in_table(offsets, j / d, neutral) && A[j] > thr) part += dB[j];
   const double dthreshold = cuda::block_sum(part);
-  const double share = isfinite(thr) ? clip / static_cast<double>(size) : 0.0;
+  const double share = isfinite(thr) ? clip / static_cast<double>(members * d) : 0.0;
   for (int64_t j = threadIdx.x; j < size; j += blockDim.x) {
     const int64_t e = j / d, count = offsets[e + 1] - offsets[e];
-    const double dA = (a[j] > thr ? 0.0 : dB[j]) + share * dthreshold;
-    ds[j] = count > 0 ? -dA * a[j] * a[j] / count : 0.0;
+    const double dA = in_table(offsets, e, neutral) ? (A[j] > thr ? 0.0 : dB[j]) + share * dthreshold : 0.0;
+    ds[j] = count > 0 ? -dA * A[j] * A[j] / count : 0.0;
     dmu[j] = count > 0 ? -ds[j] * dev[j] / count : 0.0;
   }
 }
@@ -189,43 +214,52 @@ Tensor f64(const Shape& shape, Device device) { return Tensor::empty(shape, DTyp
 
 }  // namespace
 
-CudaACStats cuda_ac_cluster_weights(const Tensor& x, const CudaCountingSort& clusters, int64_t E, bool mad,
-                                    double eps, double clip, bool per_feature, const Tensor& W) {
-  const int64_t d = x.size(1);
-  const Device dev = x.device();
-  CudaACStats s{f64({E, d}, dev), f64({E, d}, dev), f64({E, d}, dev), f64({per_feature ? d : 1}, dev), f64({1}, dev)};
-  if (E * d == 0) return s;
-  cuda::DeviceGuard guard(dev.index);
+void cuda_ac_cluster_statistics(const Tensor& x, const Tensor& order, const Tensor& offsets, bool mad,
+                                const Tensor& mu, const Tensor& s, const Tensor& dev) {
+  const int64_t E = mu.size(0), d = mu.size(1);
+  if (E * d == 0) return;
+  cuda::DeviceGuard guard(x.device().index);
   dispatch_float(x.dtype(), "ac_cluster_weights", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    cluster_stats<T><<<cuda::grid_for(E * d), kThreads>>>(
-        x.data<T>(), clusters.order.data<int64_t>(), clusters.offsets.data<int64_t>(), E, d, mad, eps,
-        s.mu.data<double>(), s.dev.data<double>(), s.a.data<double>());
-    cuda::check_launch("cluster_stats");
-    cluster_weights_table<T><<<1, kTableThreads>>>(s.a.data<double>(), E, d, clip, per_feature, s.q.data<double>(),
-                                                   s.threshold.data<double>(), W.data<T>());
-    cuda::check_launch("cluster_weights_table");
+    cluster_stats<T><<<cuda::grid_for(E * d), kThreads>>>(x.data<T>(), order.data<int64_t>(),
+                                                         offsets.data<int64_t>(), E, d, mad, mu.data<double>(),
+                                                         s.data<double>(), dev.data<double>());
   });
-  return s;
+  cuda::check_launch("cluster_stats");
 }
 
-void cuda_ac_cluster_weights_backward(const Tensor& x, const Tensor& labels, const CudaCountingSort& clusters,
-                                      const CudaACStats& s, bool mad, double clip, bool per_feature,
-                                      const Tensor& dW, const Tensor& dx) {
-  const int64_t n = x.size(0), d = x.size(1), E = s.a.size(0);
+void cuda_ac_weight_table(const Tensor& s, const Tensor& offsets, double eps, double clip, bool per_feature,
+                          bool neutral, const Tensor& A, const Tensor& threshold, const Tensor& q, const Tensor& W) {
+  const int64_t E = s.size(0), d = s.size(1);
+  if (E * d == 0) return;
+  cuda::DeviceGuard guard(s.device().index);
+  dispatch_float(W.dtype(), "ac_cluster_weights", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    cluster_weights_table<T><<<1, kTableThreads>>>(s.data<double>(), offsets.data<int64_t>(), E, d, eps, clip,
+                                                   per_feature, neutral, A.data<double>(), q.data<double>(),
+                                                   threshold.data<double>(), W.data<T>());
+  });
+  cuda::check_launch("cluster_weights_table");
+}
+
+void cuda_ac_cluster_weights_backward(const Tensor& x, const Tensor& labels, const Tensor& offsets, const Tensor& mu,
+                                      const Tensor& dev, const Tensor& A, const Tensor& threshold, const Tensor& q,
+                                      bool mad, double clip, bool per_feature, bool neutral, const Tensor& dW,
+                                      const Tensor& dx) {
+  const int64_t n = x.size(0), d = x.size(1), E = A.size(0);
   if (n * d == 0) return;
-  const Device dev = x.device();
-  cuda::DeviceGuard guard(dev.index);
-  Tensor dB = f64({E, d}, dev), ds = f64({E, d}, dev), dmu = f64({E, d}, dev);
+  const Device dev_id = x.device();
+  cuda::DeviceGuard guard(dev_id.index);
+  Tensor dB = f64({E, d}, dev_id), ds = f64({E, d}, dev_id), dmu = f64({E, d}, dev_id);
   dispatch_float(x.dtype(), "ac_cluster_weights backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     cluster_weights_table_backward<T><<<1, kTableThreads>>>(
-        dW.data<T>(), s.a.data<double>(), s.dev.data<double>(), s.q.data<double>(), s.threshold.data<double>(),
-        clusters.offsets.data<int64_t>(), E, d, clip, per_feature, dB.data<double>(), ds.data<double>(),
+        dW.data<T>(), A.data<double>(), dev.data<double>(), q.data<double>(), threshold.data<double>(),
+        offsets.data<int64_t>(), E, d, clip, per_feature, neutral, dB.data<double>(), ds.data<double>(),
         dmu.data<double>());
     cuda::check_launch("cluster_weights_table_backward");
     cluster_weights_dx<T><<<cuda::grid_for(n * d), kThreads>>>(x.data<T>(), labels.data<int64_t>(),
-                                                              s.mu.data<double>(), ds.data<double>(),
+                                                              mu.data<double>(), ds.data<double>(),
                                                               dmu.data<double>(), n, d, mad, dx.data<T>());
     cuda::check_launch("cluster_weights_dx");
   });
@@ -246,7 +280,7 @@ void cuda_ac_scale_gather(const Tensor& x, const Tensor& W, const Tensor& index,
 }
 
 void cuda_ac_scale_gather_backward(const Tensor& dy, const Tensor& x, const Tensor& W, const Tensor& index,
-                                   const Tensor& mix, const CudaCountingSort& entries, const Tensor& dx,
+                                   const Tensor& mix, const Tensor& order, const Tensor& offsets, const Tensor& dx,
                                    const Tensor& dW, const Tensor& dmix) {
   const int64_t n = index.size(0), m = index.size(1), E = W.size(0), d = W.size(1);
   cuda::DeviceGuard guard(x.device().index);
@@ -265,8 +299,8 @@ void cuda_ac_scale_gather_backward(const Tensor& dy, const Tensor& x, const Tens
     }
     if (dW.defined() && E * d > 0) {
       scale_gather_dW<T><<<cuda::grid_for(E * d), kThreads>>>(dy.data<T>(), x.data<T>(), mp,
-                                                             entries.order.data<int64_t>(),
-                                                             entries.offsets.data<int64_t>(), E, m, d, dW.data<T>());
+                                                             order.data<int64_t>(), offsets.data<int64_t>(), E, m,
+                                                             d, dW.data<T>());
       cuda::check_launch("scale_gather_dW");
     }
   });

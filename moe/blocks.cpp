@@ -16,7 +16,7 @@ void check_architecture(const std::string& arch) {
   }
 }
 
-Sublayer::Sublayer(char k, const BlockConfig& cfg, const InitOptions& opt) : kind(k), pre_norm(cfg.pre_norm) {
+Sublayer::Sublayer(char k, const BlockConfig& cfg, const InitOptions& opt) : pre_norm(cfg.pre_norm) {
   norm = register_module("norm", std::make_shared<LayerNorm>(cfg.dim, 1e-5, opt));
   Generator& g = opt.generator();
   drop = register_module("drop", std::make_shared<Dropout>(cfg.dropout, random_bits(g.seed(), g.take(1))));

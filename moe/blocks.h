@@ -38,7 +38,6 @@ class Sublayer : public Module {
   Sublayer(char kind, const BlockConfig& config, const InitOptions& opt);
   // h: [B, T, dim] -> [B, T, dim]
   Tensor forward(const Tensor& h, StackState& state);
-  char kind;
   bool pre_norm;
   std::shared_ptr<LayerNorm> norm;
   std::shared_ptr<MultiHeadAttention> attn;

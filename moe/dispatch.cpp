@@ -1,12 +1,12 @@
 // Routing plan (counting sort by expert), permute, grouped linear and combine,
-// each forward beside its hand-written backward. All kernels write every
-// output element from one thread in a fixed order, so results are
-// deterministic; parallelism is over tokens (permute, combine) or over
-// experts (grouped linear: one GEMM per expert block). CUDA plans and tensors
-// take the same steps on the device: the plan through cuda/sort.h's stable
-// counting sort and the scatter of cuda/moe_dispatch.h, the gathers and sums
-// there too (one thread per output element, terms in choice order), and one
-// cuBLAS GEMM per non-empty expert block (cuda/gemm.h) on views of the
+// each forward beside its hand-written backward. Each op builds one node; the
+// plan's device picks the kernels. All kernels write every output element from
+// one thread in a fixed order, so results are deterministic; on the CPU the
+// parallelism is over tokens (permute, combine) or over experts (grouped
+// linear: one GEMM per expert block). On CUDA: the plan through cuda/sort.h's
+// stable counting sort and the scatter of cuda/moe_dispatch.h, the gathers and
+// sums there too (one thread per output element, terms in choice order), and
+// one cuBLAS GEMM per non-empty expert block (cuda/gemm.h) on views of the
 // permuted buffer, the bias gradient by cuda/reduce.h's fixed-order column sum.
 #include "moe/dispatch.h"
 
@@ -16,126 +16,162 @@
 #include <cstring>
 
 #include "autograd/ops/util.h"
-#include "tensor/parallel.h"
-#ifdef MOEGRAD_WITH_CUDA
 #include "cuda/gemm.h"
 #include "cuda/moe_dispatch.h"
 #include "cuda/reduce.h"
 #include "cuda/sort.h"
-#endif
+#include "tensor/parallel.h"
 
 namespace moegrad {
 
-#ifdef MOEGRAD_WITH_CUDA
 namespace {
 
-// The plan on expert_index's CUDA device (p has tokens, k, experts, capacity).
-// Keys in the CPU's order (slot (i, j) at j * tokens + i) are sorted stably by
-// expert; the first `capacity` slots of each expert are kept, so the ranks, and
-// with them the whole plan, equal the CPU's.
-void build_cuda_plan(const Tensor& expert_index, RoutingPlan& p) {
+// ---- the plan ----
+
+// Error naming the first expert index outside [0, E) of idx [n * k].
+void check_expert_indices(const std::vector<int64_t>& idx, const RoutingPlan& p) {
+  for (size_t s = 0; s < idx.size(); ++s)
+    MG_CHECK(idx[s] >= 0 && idx[s] < p.experts, "make_routing_plan: expert index ", idx[s], " at token ", s / p.k,
+             " choice ", s % p.k, " outside [0, ", p.experts, ")");
+}
+
+// The plan from host indices idx [n * k]: ranks in (choice, token) order,
+// dropping past capacity, then an exclusive scan and the scatter.
+void build_plan(const std::vector<int64_t>& idx, RoutingPlan& p) {
+  std::vector<int64_t> rank(idx.size(), -1);
+  p.counts.assign(p.experts, 0);
+  for (int64_t j = 0; j < p.k; ++j)
+    for (int64_t i = 0; i < p.tokens; ++i) {
+      const int64_t e = idx[i * p.k + j];
+      if (p.capacity > 0 && p.counts[e] >= p.capacity) continue;
+      rank[i * p.k + j] = p.counts[e]++;
+    }
+  p.offsets.assign(p.experts + 1, 0);
+  for (int64_t e = 0; e < p.experts; ++e) p.offsets[e + 1] = p.offsets[e] + p.counts[e];
+  std::vector<int64_t> position(idx.size(), -1), row_token(p.rows()), row_slot(p.rows());
+  for (size_t s = 0; s < idx.size(); ++s) {
+    if (rank[s] < 0) continue;
+    const int64_t row = p.offsets[idx[s]] + rank[s];
+    position[s] = row;
+    row_token[row] = static_cast<int64_t>(s) / p.k;
+    row_slot[row] = static_cast<int64_t>(s);
+  }
+  p.position = Tensor::from_indices(position, {p.tokens, p.k});
+  p.row_token = Tensor::from_indices(row_token, {p.rows()});
+  p.row_slot = Tensor::from_indices(row_slot, {p.rows()});
+}
+
+// The same plan on expert_index's CUDA device. Keys in the CPU's order (slot
+// (i, j) at j * tokens + i) are sorted stably by expert; the first `capacity`
+// slots of each expert are kept, so the ranks, and with them the whole plan,
+// equal the CPU's.
+void build_plan_cuda(const Tensor& expert_index, RoutingPlan& p) {
   const Device device = expert_index.device();
   const int64_t m = p.tokens * p.k;
-  p.device = device;
   p.counts.assign(p.experts, 0);
   p.offsets.assign(p.experts + 1, 0);
-  p.position_dev = Tensor::empty({p.tokens, p.k}, DType::Int64, device);
+  p.position = Tensor::empty({p.tokens, p.k}, DType::Int64, device);
   if (m == 0) {
-    p.row_token_dev = Tensor::empty({0}, DType::Int64, device);
-    p.row_slot_dev = Tensor::empty({0}, DType::Int64, device);
+    p.row_token = p.row_slot = Tensor::empty({0}, DType::Int64, device);
     return;
   }
   Tensor keys = Tensor::empty({p.k, p.tokens}, DType::Int64, device);
   keys.copy_(expert_index.as_strided({p.k, p.tokens}, {expert_index.strides()[1], expert_index.strides()[0]},
                                      expert_index.offset()));
   keys = keys.as_strided({m}, {1}, 0);
-  CudaCountingSort sorted = cuda_counting_sort(keys, p.experts, "make_routing_plan (expert index)");
-  // the one copy back of the plan (the sort reads back its range check too)
-  const std::vector<int64_t> sorted_offsets = sorted.offsets.to_indices();
+  CudaCountingSort sorted;
+  try {
+    sorted = MOEGRAD_CUDA(cuda_counting_sort(keys, p.experts, "make_routing_plan"));
+  } catch (const Error&) {  // the sort found an index out of range: name the first, as the CPU does
+    check_expert_indices(expert_index.to_indices(), p);
+    throw;
+  }
+  const std::vector<int64_t> sorted_offsets = sorted.offsets.to_indices();  // the one copy back of the plan
   for (int64_t e = 0; e < p.experts; ++e) {
     const int64_t all = sorted_offsets[e + 1] - sorted_offsets[e];
     p.counts[e] = p.capacity > 0 ? std::min(all, p.capacity) : all;
     p.offsets[e + 1] = p.offsets[e] + p.counts[e];
   }
   const Tensor kept_offsets = Tensor::from_indices(p.offsets, {p.experts + 1}).to(device);
-  p.row_token_dev = Tensor::empty({p.rows()}, DType::Int64, device);
-  p.row_slot_dev = Tensor::empty({p.rows()}, DType::Int64, device);
-  cuda_plan_scatter(keys, sorted.order, sorted.offsets, kept_offsets, p.tokens, p.k, p.capacity, p.position_dev,
-                    p.row_token_dev, p.row_slot_dev);
+  p.row_token = Tensor::empty({p.rows()}, DType::Int64, device);
+  p.row_slot = Tensor::empty({p.rows()}, DType::Int64, device);
+  MOEGRAD_CUDA(cuda_plan_scatter(keys, sorted.order, sorted.offsets, kept_offsets, p.tokens, p.k, p.capacity,
+                                 p.position, p.row_token, p.row_slot));
 }
 
-}  // namespace
-#endif
-
-PlanPtr make_routing_plan(const Tensor& expert_index, int64_t experts, double capacity_factor) {
-  MG_CHECK(expert_index.defined(), "make_routing_plan: expert_index is an undefined tensor");
-  const bool on_cuda = expert_index.device().is_cuda();
-  check_index(expert_index, expert_index.device(), "make_routing_plan", "expert_index");
-  MG_CHECK(expert_index.dim() == 2, "make_routing_plan: expert_index must be [tokens, k], got ",
-           shape_str(expert_index.shape()));
-  MG_CHECK(experts > 0, "make_routing_plan: number of experts must be positive, got ", experts);
-  auto plan = std::make_shared<RoutingPlan>();
-  RoutingPlan& p = *plan;
-  p.tokens = expert_index.size(0);
-  p.k = expert_index.size(1);
-  p.experts = experts;
-  if (capacity_factor > 0)
-    p.capacity = static_cast<int64_t>(std::ceil(capacity_factor * p.tokens * p.k / static_cast<double>(experts)));
-#ifdef MOEGRAD_WITH_CUDA
-  if (on_cuda) {
-    build_cuda_plan(expert_index, p);
-    return plan;
-  }
-#endif
-  std::vector<int64_t> idx = expert_index.to_indices();
-  for (size_t s = 0; s < idx.size(); ++s)
-    MG_CHECK(idx[s] >= 0 && idx[s] < experts, "make_routing_plan: expert index ", idx[s], " at token ",
-             s / p.k, " choice ", s % p.k, " outside [0, ", experts, ")");
-
-  // histogram with ranks in (choice, token) order, dropping past capacity
-  std::vector<int64_t> rank(idx.size(), -1);
-  p.counts.assign(experts, 0);
-  for (int64_t j = 0; j < p.k; ++j)
-    for (int64_t i = 0; i < p.tokens; ++i) {
-      int64_t e = idx[i * p.k + j];
-      if (p.capacity > 0 && p.counts[e] >= p.capacity) continue;
-      rank[i * p.k + j] = p.counts[e]++;
-    }
-  // exclusive scan, then scatter
-  p.offsets.assign(experts + 1, 0);
-  for (int64_t e = 0; e < experts; ++e) p.offsets[e + 1] = p.offsets[e] + p.counts[e];
-  p.position.assign(idx.size(), -1);
-  p.row_token.assign(p.rows(), 0);
-  p.row_slot.assign(p.rows(), 0);
-  for (size_t s = 0; s < idx.size(); ++s) {
-    if (rank[s] < 0) continue;
-    int64_t row = p.offsets[idx[s]] + rank[s];
-    p.position[s] = row;
-    p.row_token[row] = static_cast<int64_t>(s) / p.k;
-    p.row_slot[row] = static_cast<int64_t>(s);
-  }
-  return plan;
-}
-
-static void check_plan(const PlanPtr& plan, const char* op) {
-  MG_CHECK(plan != nullptr, op, ": routing plan is null");
-}
-
-// Error unless t (defined) is on the plan's device.
-static void check_plan_device(const Tensor& t, const PlanPtr& plan, const char* op, const char* what) {
-  MG_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
-  MG_CHECK(t.device() == plan->device, op, ": ", what, " is on ", t.device().str(),
-           " but the routing plan was made on ", plan->device.str());
-}
+void check_plan(const PlanPtr& plan, const char* op) { MG_CHECK(plan != nullptr, op, ": routing plan is null"); }
 
 // Error unless t is a float tensor on the plan's device.
-static void check_float_for(const Tensor& t, const PlanPtr& plan, const char* op, const char* what) {
-  check_plan_device(t, plan, op, what);
+void check_float_for(const Tensor& t, const PlanPtr& plan, const char* op, const char* what) {
+  MG_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
+  MG_CHECK(t.device() == plan->device(), op, ": ", what, " is on ", t.device().str(),
+           " but the routing plan was made on ", plan->device().str());
   check_float(t, op, what);
 }
 
-#ifdef MOEGRAD_WITH_CUDA
-namespace {
+// ---- permute kernels: xp[r] = x[row_token[r]];  dx[i] = Σ_j dxp[position[i, j]] ----
+
+Tensor permute_rows(const Tensor& x, const RoutingPlan& p) {
+  const int64_t d = x.size(1), rows = p.rows();
+  Tensor xp = Tensor::empty({rows, d}, x.dtype(), x.device());
+  if (x.device().is_cuda()) {
+    MOEGRAD_CUDA(cuda_permute_rows(x, p.row_token, xp));
+    return xp;
+  }
+  const size_t row_bytes = d * dtype_size(x.dtype());
+  const char* src = static_cast<const char*>(x.raw_data());
+  char* dst = static_cast<char*>(xp.raw_data());
+  const int64_t* row_token = p.row_token.data<int64_t>();
+  parallel_for(rows, grain_for(d), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) std::memcpy(dst + r * row_bytes, src + row_token[r] * row_bytes, row_bytes);
+  });
+  return xp;
+}
+
+Tensor permute_rows_backward(const Tensor& dxp, const RoutingPlan& p) {
+  const int64_t d = dxp.size(1), k = p.k;
+  if (dxp.device().is_cuda()) {
+    Tensor dx = Tensor::empty({p.tokens, d}, dxp.dtype(), dxp.device());
+    MOEGRAD_CUDA(cuda_permute_rows_backward(dxp, p.position, k, dx));
+    return dx;
+  }
+  Tensor dx = Tensor::zeros({p.tokens, d}, dxp.dtype());
+  const int64_t* position = p.position.data<int64_t>();
+  dispatch_float(dxp.dtype(), "moe_permute backward", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* g = dxp.data<T>();
+    T* out = dx.data<T>();
+    parallel_for(p.tokens, grain_for(d * k), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        for (int64_t j = 0; j < k; ++j) {
+          const int64_t r = position[i * k + j];
+          if (r < 0) continue;
+          for (int64_t c = 0; c < d; ++c) out[i * d + c] += g[r * d + c];
+        }
+    });
+  });
+  return dx;
+}
+
+// ---- grouped linear kernels: block e of rows: yp_e = xp_e W_eᵀ + b_e ----
+//   dxp_e = dyp_e W_e,   dW_e = dyp_eᵀ xp_e,   db_e = Σ_rows dyp_e
+
+template <typename T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <typename T>
+using ConstMap = Eigen::Map<const RowMat<T>>;
+template <typename T>
+using MutMap = Eigen::Map<RowMat<T>>;
+
+// Runs f(e) for every expert, load-balanced over threads (dynamic schedule;
+// each expert's work is sequential, so the result is deterministic). Small
+// layers (`work` operations in all) run on the calling thread: waking the
+// threads would cost more than the products.
+template <typename F>
+void for_each_expert(int64_t experts, int64_t work, F f) {
+#pragma omp parallel for schedule(dynamic, 1) if (work > kParallelGrain)
+  for (int64_t e = 0; e < experts; ++e) f(e);
+}
 
 // Rows [r0, r0 + n) of a contiguous [rows, cols] tensor as a [n, cols] view.
 Tensor row_block(const Tensor& t, int64_t r0, int64_t n) {
@@ -155,137 +191,182 @@ Tensor transposed(const Tensor& block) {
   return block.as_strided({block.size(1), block.size(0)}, {1, block.size(1)}, block.offset());
 }
 
-Tensor cuda_moe_permute(const Tensor& x_in, const PlanPtr& plan) {
-  Tensor x = contiguous(x_in).detach();
-  const int64_t d = x.size(1);
-  Tensor xp = Tensor::empty({plan->rows(), d}, x.dtype(), x.device());
-  cuda_permute_rows(x, plan->row_token_dev, xp);
-  attach_backward(xp, "moe_permute", {x_in}, [plan, d](const Tensor& dxp_in) {
-    Tensor dxp = contiguous(dxp_in);
-    Tensor dx = Tensor::empty({plan->tokens, d}, dxp.dtype(), dxp.device());
-    cuda_permute_rows_backward(dxp, plan->position_dev, plan->k, dx);
-    return std::vector<Tensor>{dx};
-  });
-  return xp;
-}
-
-Tensor cuda_grouped_linear(const Tensor& xp_in, const Tensor& weight, const Tensor& bias, const PlanPtr& plan) {
-  Tensor xp = contiguous(xp_in).detach(), w = contiguous(weight).detach();
-  Tensor b = bias.defined() ? contiguous(bias).detach() : Tensor();
-  const int64_t E = plan->experts, out_f = w.size(1);
-  Tensor yp = Tensor::empty({plan->rows(), out_f}, xp.dtype(), xp.device());
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t r0 = plan->offsets[e], n = plan->counts[e];
-    if (n == 0) continue;
-    Tensor y = row_block(yp, r0, n);
-    if (b.defined()) y.copy_(b.as_strided({1, out_f}, {out_f, 1}, b.offset() + e * out_f));
-    cuda_gemm(row_block(xp, r0, n), matrix_at(w, e, true), y, 1.0, b.defined() ? 1.0 : 0.0);
-  }
-  std::vector<Tensor> inputs{xp_in, weight};
-  if (bias.defined()) inputs.push_back(bias);
-  attach_backward(yp, "grouped_linear", inputs, [plan, xp, w, has_bias = bias.defined(), out_f](const Tensor& dyp_in) {
-    Tensor dyp = contiguous(dyp_in);
-    const int64_t E = plan->experts;
-    Tensor dxp = Tensor::empty(xp.shape(), xp.dtype(), xp.device());
-    Tensor dw = Tensor::zeros(w.shape(), w.dtype(), w.device());  // an expert without rows keeps 0
-    Tensor db = has_bias ? Tensor::zeros({E, out_f}, w.dtype(), w.device()) : Tensor();
-    for (int64_t e = 0; e < E; ++e) {
-      const int64_t r0 = plan->offsets[e], n = plan->counts[e];
+Tensor expert_products(const Tensor& xp, const Tensor& w, const Tensor& b, const RoutingPlan& p) {
+  const int64_t out_f = w.size(1), in_f = w.size(2);
+  Tensor yp = Tensor::empty({p.rows(), out_f}, xp.dtype(), xp.device());
+  if (xp.device().is_cuda()) {
+    for (int64_t e = 0; e < p.experts; ++e) {
+      const int64_t r0 = p.offsets[e], n = p.counts[e];
       if (n == 0) continue;
-      Tensor g = row_block(dyp, r0, n);
-      cuda_gemm(g, matrix_at(w, e), row_block(dxp, r0, n));               // dxp_e = g W_e
-      cuda_gemm(transposed(g), row_block(xp, r0, n), matrix_at(dw, e));   // dW_e = gᵀ xp_e
-      if (has_bias) cuda_sum_columns(g, n, out_f, db.as_strided({out_f}, {1}, e * out_f));
+      Tensor y = row_block(yp, r0, n);
+      if (b.defined()) y.copy_(b.as_strided({1, out_f}, {out_f, 1}, b.offset() + e * out_f));
+      MOEGRAD_CUDA(cuda_gemm(row_block(xp, r0, n), matrix_at(w, e, true), y, 1.0, b.defined() ? 1.0 : 0.0));
     }
-    std::vector<Tensor> grads{dxp, dw};
-    if (has_bias) grads.push_back(db);
-    return grads;
+    return yp;
+  }
+  dispatch_float(xp.dtype(), "grouped_linear", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    for_each_expert(p.experts, p.rows() * in_f * out_f, [&](int64_t e) {
+      const int64_t r0 = p.offsets[e], n = p.counts[e];
+      if (n == 0) return;
+      MutMap<T> y(yp.data<T>() + r0 * out_f, n, out_f);
+      y.noalias() = ConstMap<T>(xp.data<T>() + r0 * in_f, n, in_f) *
+                    ConstMap<T>(w.data<T>() + e * out_f * in_f, out_f, in_f).transpose();
+      if (b.defined()) y.rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(b.data<T>() + e * out_f, out_f);
+    });
   });
   return yp;
 }
 
-Tensor cuda_moe_combine(const Tensor& yp_in, const Tensor& scores_in, const PlanPtr& plan) {
-  Tensor yp = contiguous(yp_in).detach(), scores = contiguous(scores_in).detach();
-  Tensor y = Tensor::empty({plan->tokens, yp.size(1)}, yp.dtype(), yp.device());
-  cuda_combine_rows(yp, scores, plan->position_dev, y);
-  attach_backward(y, "moe_combine", {yp_in, scores_in}, [plan, yp, scores](const Tensor& dy_in) {
-    Tensor dy = contiguous(dy_in);
-    Tensor dyp = Tensor::empty(yp.shape(), yp.dtype(), yp.device());
-    Tensor ds = Tensor::empty(scores.shape(), scores.dtype(), scores.device());
-    cuda_combine_rows_backward(dy, yp, scores, plan->position_dev, dyp, ds);
-    return std::vector<Tensor>{dyp, ds};
+struct LinearGrads {
+  Tensor dxp, dw, db;
+};
+
+LinearGrads expert_products_backward(const Tensor& dyp, const Tensor& xp, const Tensor& w, bool has_bias,
+                                     const RoutingPlan& p) {
+  const int64_t E = p.experts, out_f = w.size(1), in_f = w.size(2);
+  const Device device = xp.device();
+  if (device.is_cuda()) {
+    LinearGrads g{Tensor::empty(xp.shape(), xp.dtype(), device),
+                  Tensor::zeros(w.shape(), w.dtype(), device),  // an expert without rows keeps 0
+                  has_bias ? Tensor::zeros({E, out_f}, w.dtype(), device) : Tensor()};
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t r0 = p.offsets[e], n = p.counts[e];
+      if (n == 0) continue;
+      Tensor dy = row_block(dyp, r0, n);
+      MOEGRAD_CUDA(cuda_gemm(dy, matrix_at(w, e), row_block(g.dxp, r0, n)));               // dxp_e = dy W_e
+      MOEGRAD_CUDA(cuda_gemm(transposed(dy), row_block(xp, r0, n), matrix_at(g.dw, e)));   // dW_e = dyᵀ xp_e
+      if (has_bias) MOEGRAD_CUDA(cuda_sum_columns(dy, n, out_f, g.db.as_strided({out_f}, {1}, e * out_f)));
+    }
+    return g;
+  }
+  LinearGrads g{Tensor::empty(xp.shape(), xp.dtype()), Tensor::empty(w.shape(), w.dtype()),
+                has_bias ? Tensor::empty({E, out_f}, w.dtype()) : Tensor()};
+  dispatch_float(xp.dtype(), "grouped_linear backward", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    for_each_expert(E, p.rows() * in_f * out_f, [&](int64_t e) {
+      const int64_t r0 = p.offsets[e], n = p.counts[e];
+      MutMap<T> dW(g.dw.data<T>() + e * out_f * in_f, out_f, in_f);
+      if (n == 0) {
+        dW.setZero();
+        if (has_bias) MutMap<T>(g.db.data<T>() + e * out_f, 1, out_f).setZero();
+        return;
+      }
+      ConstMap<T> dy(dyp.data<T>() + r0 * out_f, n, out_f);
+      ConstMap<T> x(xp.data<T>() + r0 * in_f, n, in_f);
+      MutMap<T>(g.dxp.data<T>() + r0 * in_f, n, in_f).noalias() =
+          dy * ConstMap<T>(w.data<T>() + e * out_f * in_f, out_f, in_f);
+      dW.noalias() = dy.transpose() * x;
+      if (has_bias) MutMap<T>(g.db.data<T>() + e * out_f, 1, out_f) = dy.colwise().sum();
+    });
+  });
+  return g;
+}
+
+// ---- combine kernels: y_i = Σ_j s_ij yp[pos_ij] ----
+//   dyp[pos_ij] = s_ij dy_i,   ds_ij = <dy_i, yp[pos_ij]>
+
+Tensor combine_rows(const Tensor& yp, const Tensor& scores, const RoutingPlan& p) {
+  const int64_t d = yp.size(1), n = p.tokens, k = p.k;
+  if (yp.device().is_cuda()) {
+    Tensor y = Tensor::empty({n, d}, yp.dtype(), yp.device());
+    MOEGRAD_CUDA(cuda_combine_rows(yp, scores, p.position, y));
+    return y;
+  }
+  Tensor y = Tensor::zeros({n, d}, yp.dtype());
+  const int64_t* position = p.position.data<int64_t>();
+  dispatch_float(yp.dtype(), "moe_combine", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* src = yp.data<T>();
+    const T* s = scores.data<T>();
+    T* out = y.data<T>();
+    parallel_for(n, grain_for(d * k), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        for (int64_t j = 0; j < k; ++j) {
+          const int64_t r = position[i * k + j];
+          if (r < 0) continue;
+          const T sc = s[i * k + j];
+          for (int64_t c = 0; c < d; ++c) out[i * d + c] += sc * src[r * d + c];
+        }
+    });
   });
   return y;
 }
 
-}  // namespace
-#endif
+// dyp and dscores from dy.
+std::pair<Tensor, Tensor> combine_rows_backward(const Tensor& dy, const Tensor& yp, const Tensor& scores,
+                                                const RoutingPlan& p) {
+  const Device device = yp.device();
+  const int64_t d = yp.size(1), n = p.tokens, k = p.k;
+  Tensor dyp = Tensor::empty(yp.shape(), yp.dtype(), device);
+  if (device.is_cuda()) {
+    Tensor ds = Tensor::empty(scores.shape(), scores.dtype(), device);
+    MOEGRAD_CUDA(cuda_combine_rows_backward(dy, yp, scores, p.position, dyp, ds));
+    return {dyp, ds};
+  }
+  Tensor ds = Tensor::zeros(scores.shape(), scores.dtype());
+  const int64_t* position = p.position.data<int64_t>();
+  dispatch_float(yp.dtype(), "moe_combine backward", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* g = dy.data<T>();
+    const T* src = yp.data<T>();
+    const T* s = scores.data<T>();
+    T* dsrc = dyp.data<T>();
+    T* dsc = ds.data<T>();
+    parallel_for(n, grain_for(d * k), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        for (int64_t j = 0; j < k; ++j) {
+          const int64_t r = position[i * k + j];
+          if (r < 0) continue;
+          const T sc = s[i * k + j];
+          T dot = 0;
+          for (int64_t c = 0; c < d; ++c) {
+            dsrc[r * d + c] = sc * g[i * d + c];
+            dot += g[i * d + c] * src[r * d + c];
+          }
+          dsc[i * k + j] = dot;
+        }
+    });
+  });
+  return {dyp, ds};
+}
 
-// ---- permute: xp[r] = x[row_token[r]];  dx[i] = Σ_j dxp[position[i, j]] ----
+}  // namespace
+
+PlanPtr make_routing_plan(const Tensor& expert_index, int64_t experts, double capacity_factor) {
+  MG_CHECK(expert_index.defined(), "make_routing_plan: expert_index is an undefined tensor");
+  check_index(expert_index, expert_index.device(), "make_routing_plan", "expert_index");
+  MG_CHECK(expert_index.dim() == 2, "make_routing_plan: expert_index must be [tokens, k], got ",
+           shape_str(expert_index.shape()));
+  MG_CHECK(experts > 0, "make_routing_plan: number of experts must be positive, got ", experts);
+  auto plan = std::make_shared<RoutingPlan>();
+  RoutingPlan& p = *plan;
+  p.tokens = expert_index.size(0);
+  p.k = expert_index.size(1);
+  p.experts = experts;
+  if (capacity_factor > 0)
+    p.capacity = static_cast<int64_t>(std::ceil(capacity_factor * p.tokens * p.k / static_cast<double>(experts)));
+  if (expert_index.device().is_cuda()) {
+    build_plan_cuda(expert_index, p);  // the sort checks the range on the device
+    return plan;
+  }
+  const std::vector<int64_t> idx = expert_index.to_indices();
+  check_expert_indices(idx, p);
+  build_plan(idx, p);
+  return plan;
+}
 
 Tensor moe_permute(const Tensor& x_in, const PlanPtr& plan) {
   check_plan(plan, "moe_permute");
   check_float_for(x_in, plan, "moe_permute", "input");
   MG_CHECK(x_in.dim() == 2 && x_in.size(0) == plan->tokens, "moe_permute: expected x of shape [", plan->tokens,
            ", d], got ", shape_str(x_in.shape()));
-#ifdef MOEGRAD_WITH_CUDA
-  if (plan->is_cuda()) return cuda_moe_permute(x_in, plan);
-#endif
-  Tensor x = contiguous(x_in).detach();
-  const int64_t d = x.size(1), rows = plan->rows();
-  Tensor xp = Tensor::empty({rows, d}, x.dtype());
-  const size_t row_bytes = d * dtype_size(x.dtype());
-  const char* src = static_cast<const char*>(x.raw_data());
-  char* dst = static_cast<char*>(xp.raw_data());
-  parallel_for(rows, grain_for(d), [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) std::memcpy(dst + r * row_bytes, src + plan->row_token[r] * row_bytes, row_bytes);
-  });
-  attach_backward(xp, "moe_permute", {x_in}, [plan, d](const Tensor& dxp_in) {
-    Tensor dxp = contiguous(dxp_in);
-    Tensor dx = Tensor::zeros({plan->tokens, d}, dxp.dtype());
-    dispatch_float(dxp.dtype(), "moe_permute backward", [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      const T* g = dxp.data<T>();
-      T* out = dx.data<T>();
-      const int64_t k = plan->k;
-      parallel_for(plan->tokens, grain_for(d * k),
-                   [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i)
-          for (int64_t j = 0; j < k; ++j) {
-            int64_t r = plan->position[i * k + j];
-            if (r < 0) continue;
-            for (int64_t c = 0; c < d; ++c) out[i * d + c] += g[r * d + c];
-          }
-      });
-    });
-    return std::vector<Tensor>{dx};
+  Tensor xp = permute_rows(contiguous(x_in).detach(), *plan);
+  attach_backward(xp, "moe_permute", {x_in}, [plan](const Tensor& dxp) {
+    return std::vector<Tensor>{permute_rows_backward(contiguous(dxp), *plan)};
   });
   return xp;
 }
-
-// ---- grouped linear: block e of rows: yp_e = xp_e W_eᵀ + b_e ----
-//   dxp_e = dyp_e W_e,   dW_e = dyp_eᵀ xp_e,   db_e = Σ_rows dyp_e
-
-namespace {
-
-template <typename T>
-using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <typename T>
-using ConstMap = Eigen::Map<const RowMat<T>>;
-template <typename T>
-using MutMap = Eigen::Map<RowMat<T>>;
-
-// Runs f(e) for every expert, load-balanced over threads (dynamic schedule;
-// each expert's work is sequential, so the result is deterministic). Small
-// layers (`work` operations in all) run on the calling thread: waking the
-// threads would cost more than the products.
-template <typename F>
-void for_each_expert(int64_t experts, int64_t work, F f) {
-#pragma omp parallel for schedule(dynamic, 1) if (work > kParallelGrain)
-  for (int64_t e = 0; e < experts; ++e) f(e);
-}
-
-}  // namespace
 
 Tensor grouped_linear(const Tensor& xp_in, const Tensor& weight, const Tensor& bias, const PlanPtr& plan) {
   check_plan(plan, "grouped_linear");
@@ -304,59 +385,18 @@ Tensor grouped_linear(const Tensor& xp_in, const Tensor& weight, const Tensor& b
     MG_CHECK(bias.dim() == 2 && bias.size(0) == E && bias.size(1) == out_f, "grouped_linear: bias must be [", E,
              ", ", out_f, "], got ", shape_str(bias.shape()));
   }
-#ifdef MOEGRAD_WITH_CUDA
-  if (plan->is_cuda()) return cuda_grouped_linear(xp_in, weight, bias, plan);
-#endif
   Tensor xp = contiguous(xp_in).detach(), w = contiguous(weight).detach();
-  Tensor b = bias.defined() ? contiguous(bias).detach() : Tensor();
-  Tensor yp = Tensor::empty({plan->rows(), out_f}, xp.dtype());
-  dispatch_float(xp.dtype(), "grouped_linear", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    for_each_expert(E, plan->rows() * in_f * out_f, [&](int64_t e) {
-      const int64_t r0 = plan->offsets[e], n = plan->counts[e];
-      if (n == 0) return;
-      MutMap<T> y(yp.data<T>() + r0 * out_f, n, out_f);
-      y.noalias() = ConstMap<T>(xp.data<T>() + r0 * in_f, n, in_f) *
-                    ConstMap<T>(w.data<T>() + e * out_f * in_f, out_f, in_f).transpose();
-      if (b.defined()) y.rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(b.data<T>() + e * out_f, out_f);
-    });
-  });
+  Tensor yp = expert_products(xp, w, bias.defined() ? contiguous(bias).detach() : Tensor(), *plan);
   std::vector<Tensor> inputs{xp_in, weight};
   if (bias.defined()) inputs.push_back(bias);
-  attach_backward(yp, "grouped_linear", inputs, [plan, xp, w, has_bias = bias.defined(), in_f, out_f](
-                                                     const Tensor& dyp_in) {
-    Tensor dyp = contiguous(dyp_in);
-    const int64_t E = plan->experts;
-    Tensor dxp = Tensor::empty(xp.shape(), xp.dtype());
-    Tensor dw = Tensor::empty(w.shape(), w.dtype());
-    Tensor db = has_bias ? Tensor::empty({E, out_f}, w.dtype()) : Tensor();
-    dispatch_float(xp.dtype(), "grouped_linear backward", [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      for_each_expert(E, plan->rows() * in_f * out_f, [&](int64_t e) {
-        const int64_t r0 = plan->offsets[e], n = plan->counts[e];
-        MutMap<T> dW(dw.data<T>() + e * out_f * in_f, out_f, in_f);
-        if (n == 0) {
-          dW.setZero();
-          if (has_bias) MutMap<T>(db.data<T>() + e * out_f, 1, out_f).setZero();
-          return;
-        }
-        ConstMap<T> g(dyp.data<T>() + r0 * out_f, n, out_f);
-        ConstMap<T> x(xp.data<T>() + r0 * in_f, n, in_f);
-        MutMap<T>(dxp.data<T>() + r0 * in_f, n, in_f).noalias() =
-            g * ConstMap<T>(w.data<T>() + e * out_f * in_f, out_f, in_f);
-        dW.noalias() = g.transpose() * x;
-        if (has_bias) MutMap<T>(db.data<T>() + e * out_f, 1, out_f) = g.colwise().sum();
-      });
-    });
-    std::vector<Tensor> grads{dxp, dw};
-    if (has_bias) grads.push_back(db);
+  attach_backward(yp, "grouped_linear", inputs, [plan, xp, w, has_bias = bias.defined()](const Tensor& dyp) {
+    LinearGrads g = expert_products_backward(contiguous(dyp), xp, w, has_bias, *plan);
+    std::vector<Tensor> grads{g.dxp, g.dw};
+    if (has_bias) grads.push_back(g.db);
     return grads;
   });
   return yp;
 }
-
-// ---- combine: y_i = Σ_j s_ij yp[pos_ij] ----
-//   dyp[pos_ij] = s_ij dy_i,   ds_ij = <dy_i, yp[pos_ij]>
 
 Tensor moe_combine(const Tensor& yp_in, const Tensor& scores_in, const PlanPtr& plan) {
   check_plan(plan, "moe_combine");
@@ -367,55 +407,10 @@ Tensor moe_combine(const Tensor& yp_in, const Tensor& scores_in, const PlanPtr& 
            plan->rows(), ", d], got ", shape_str(yp_in.shape()));
   MG_CHECK(scores_in.shape() == (Shape{plan->tokens, plan->k}), "moe_combine: expected scores [", plan->tokens,
            ", ", plan->k, "], got ", shape_str(scores_in.shape()));
-#ifdef MOEGRAD_WITH_CUDA
-  if (plan->is_cuda()) return cuda_moe_combine(yp_in, scores_in, plan);
-#endif
   Tensor yp = contiguous(yp_in).detach(), scores = contiguous(scores_in).detach();
-  const int64_t d = yp.size(1), n = plan->tokens, k = plan->k;
-  Tensor y = Tensor::zeros({n, d}, yp.dtype());
-  const int64_t grain = grain_for(d * k);
-  dispatch_float(yp.dtype(), "moe_combine", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    const T* src = yp.data<T>();
-    const T* s = scores.data<T>();
-    T* out = y.data<T>();
-    parallel_for(n, grain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i)
-        for (int64_t j = 0; j < k; ++j) {
-          int64_t r = plan->position[i * k + j];
-          if (r < 0) continue;
-          const T sc = s[i * k + j];
-          for (int64_t c = 0; c < d; ++c) out[i * d + c] += sc * src[r * d + c];
-        }
-    });
-  });
-  attach_backward(y, "moe_combine", {yp_in, scores_in}, [plan, yp, scores, grain](const Tensor& dy_in) {
-    Tensor dy = contiguous(dy_in);
-    const int64_t d = yp.size(1), n = plan->tokens, k = plan->k;
-    Tensor dyp = Tensor::empty(yp.shape(), yp.dtype());
-    Tensor ds = Tensor::zeros(scores.shape(), scores.dtype());
-    dispatch_float(yp.dtype(), "moe_combine backward", [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      const T* g = dy.data<T>();
-      const T* src = yp.data<T>();
-      const T* s = scores.data<T>();
-      T* dsrc = dyp.data<T>();
-      T* dsc = ds.data<T>();
-      parallel_for(n, grain, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i)
-          for (int64_t j = 0; j < k; ++j) {
-            int64_t r = plan->position[i * k + j];
-            if (r < 0) continue;
-            const T sc = s[i * k + j];
-            T dot = 0;
-            for (int64_t c = 0; c < d; ++c) {
-              dsrc[r * d + c] = sc * g[i * d + c];
-              dot += g[i * d + c] * src[r * d + c];
-            }
-            dsc[i * k + j] = dot;
-          }
-      });
-    });
+  Tensor y = combine_rows(yp, scores, *plan);
+  attach_backward(y, "moe_combine", {yp_in, scores_in}, [plan, yp, scores](const Tensor& dy) {
+    auto [dyp, ds] = combine_rows_backward(contiguous(dy), yp, scores, *plan);
     return std::vector<Tensor>{dyp, ds};
   });
   return y;

@@ -13,12 +13,14 @@
 //   y  = moe_combine(yp, scores, plan)        [n, o]     y_i = Σ_j s_ij yp[pos_ij]
 // Each expert is one GEMM over its block; no loop over tokens per expert.
 //
-// On CUDA (expert_index on a CUDA device) the plan is built on the device
-// with cuda/sort.h's counting sort over the same (choice, token) order, so it
-// equals the CPU's element for element; the slot and row maps stay on the
-// device (position_dev, row_token_dev, row_slot_dev) and only counts and
-// offsets come back to the host (one small copy per plan), to launch the
-// per-expert GEMMs. The three ops then take tensors of the plan's device.
+// The plan's maps are int64 tensors on the device of the expert indices it
+// was made from, and the three ops take tensors of that device: each builds
+// one autograd node and its device picks the kernels (on CUDA: the plan from
+// cuda/sort.h's counting sort over the same (choice, token) order, so it
+// equals the CPU's element for element; the gathers and sums of
+// cuda/moe_dispatch.h; one cuBLAS GEMM per expert block). Counts and offsets
+// live on the host, since every device launches its per-expert products from
+// them (a CUDA plan copies E + 1 offsets back).
 #pragma once
 #include <memory>
 #include <vector>
@@ -32,17 +34,12 @@ using PlanPtr = std::shared_ptr<const RoutingPlan>;
 
 struct RoutingPlan {
   int64_t tokens = 0, k = 0, experts = 0, capacity = 0;  // capacity 0: unlimited
-  std::vector<int64_t> counts;        // [E] rows per expert (after dropping)
-  std::vector<int64_t> offsets;       // [E + 1] exclusive prefix sum of counts
-  // CPU plans only (empty for a CUDA plan, which holds them in the *_dev tensors):
-  std::vector<int64_t> position;      // [n * k] row of slot (i, j), -1 if dropped
-  std::vector<int64_t> row_token;     // [rows] token of each row
-  std::vector<int64_t> row_slot;      // [rows] slot index i * k + j of each row
-  // where the plan was made; CUDA plans only: the same maps as int64 tensors
-  // there, position_dev of shape [n, k]
-  Device device = Device::cpu();
-  Tensor position_dev, row_token_dev, row_slot_dev;
-  bool is_cuda() const { return device.is_cuda(); }
+  std::vector<int64_t> counts;   // [E] rows per expert (after dropping), on the host
+  std::vector<int64_t> offsets;  // [E + 1] exclusive prefix sum of counts, on the host
+  Tensor position;               // int64 [n, k]: row of slot (i, j), -1 if dropped
+  Tensor row_token;              // int64 [rows]: token of each row
+  Tensor row_slot;               // int64 [rows]: slot index i * k + j of each row
+  Device device() const { return position.device(); }
   int64_t rows() const { return offsets.empty() ? 0 : offsets.back(); }
   int64_t dropped() const { return tokens * k - rows(); }
 };

@@ -31,7 +31,7 @@ void ac_weight_stats(const Tensor& W, RoutingStats& s) {
 MoEOutput MoELayer::forward(const Tensor& x, const Assignments& previous) {
   MG_CHECK(x.defined() && x.dim() == 2 && x.size(1) == config.dim, "MoELayer: expected tokens [n, ", config.dim,
            "], got ", x.defined() ? shape_str(x.shape()) : "undefined");
-  RouterOutput r = config.use_ac ? static_cast<ACRouter&>(*router).forward(x, previous) : router->forward(x);
+  RouterOutput r = router->forward(x, previous);
   PlanPtr plan = make_routing_plan(r.indices, config.experts, config.capacity_factor);
   Tensor expert_in = config.use_ac && config.scale_expert_input ? r.scaled_input : x;
   Tensor y = moe_combine(experts->forward(moe_permute(expert_in, plan), plan), r.scores, plan);

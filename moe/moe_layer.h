@@ -6,7 +6,7 @@
 // logging. With the parameters and tokens on a CUDA device every step runs
 // there (moe/router.h, moe/dispatch.h); the statistics are the only reads
 // back to the host: the plan's counts and the two loss values (and W's
-// spread for AC layers), as on the CPU.
+// spread for AC layers).
 #pragma once
 #include "moe/experts.h"
 #include "moe/router.h"

@@ -1,26 +1,26 @@
-// Routers: the top-k router (SMoE / Switch / GShard) and the AC router.
+// Routers: the top-k router (SMoE / Switch / GShard) and the AC router, both
+// behind one virtual forward(x, previous).
 //
 // Top-k: logits = gate(x); the k largest per token, sorted (column 0 is the
 // argmax); scores = softmax over those k logits. Switch load-balance loss
 // L = E · Σ_e f_e P_e (f_e: share of routed slots sent to e, P_e: mean router
-// probability of e); optional z-loss mean(logsumexp(logits)²).
+// probability of e); optional z-loss mean(logsumexp(logits)²). The top-k
+// router ignores `previous`.
 //
 // AC: takes the previous MoE layer's assignments. Feature weights W [E, d]
-// from the clusters of that layer's top-1 labels (moe/ac_weights.h); token i
-// is scaled by w_i = W[c_i] (or mixed over the previous top-m with the softmax
-// of those logits), and routed with logits = gate(x ⊙ w). In the paper's
-// detached mode no gradient flows through W or the mixing weights; the
-// differentiable mode backpropagates through all of it.
+// from the clusters of that layer's top-1 labels; token i is scaled by
+// w_i = W[c_i] (or mixed over the previous top-m with the softmax of those
+// logits), and routed with logits = gate(x ⊙ w) (ac_token_scale,
+// moe/ac_weights.h). In the paper's detached mode no gradient flows through
+// W or the mixing weights; the differentiable mode backpropagates through
+// all of it.
 //
 // The gate is linear (x Gᵀ + b) or XMoE-style: expert embeddings renormalised
-// to unit length, logits = x · Êᵀ.
+// to unit length, logits = x · Êᵀ (the token itself is not normalised).
 //
-// On CUDA tensors (router weights, tokens and assignments on one device) the
-// same graph runs on the device: the gate through matmul and the pointwise
-// ops, the top-k and the softmax over the k logits in one fused kernel, the
-// two losses and the AC mixing softmax in the kernels of cuda/moe_router.h
-// (each with its hand-written backward). The AC weights themselves are
-// moe/ac_weights.h's ops.
+// Everything is built from ops that run on either device (matmul, topk,
+// softmax, ...), so a router whose weights and tokens are on a CUDA device
+// runs there with the same graph.
 #pragma once
 #include "moe/ac_weights.h"
 #include "nn/layers.h"
@@ -28,13 +28,6 @@
 namespace moegrad {
 
 enum class GateKind { Linear, Cosine };
-
-// What a MoE layer hands to the next AC layer.
-struct Assignments {
-  Tensor indices;  // int64 [n, k]: experts chosen, column 0 the top-1
-  Tensor logits;   // [n, k]: their gate logits (for mixing over the top-m)
-  bool defined() const { return indices.defined(); }
-};
 
 struct RouterOutput {
   Tensor logits;        // [n, E]
@@ -54,8 +47,8 @@ struct RouterConfig {
 };
 
 // The k largest logits per token [n, E], sorted (column 0 the argmax, ties to
-// the lower expert), and the softmax over those k: topk then softmax on the
-// CPU, one fused kernel on CUDA. values and scores are differentiable.
+// the lower expert), and the softmax over those k. values and scores are
+// differentiable.
 struct RouterTopK {
   Tensor values;   // [n, k]
   Tensor indices;  // int64 [n, k]
@@ -68,21 +61,11 @@ Tensor switch_balance_loss(const Tensor& logits, const Tensor& indices);
 // mean over tokens of logsumexp(logits)².
 Tensor router_z_loss(const Tensor& logits);
 
-// The AC scaling of tokens x [n, d] from the previous layer's assignments:
-// W [E, d] from the clusters of its top-1 labels, and scaled = x ⊙ w with
-// w = W[label], or mixed over the top-m with the softmax of their logits.
-// W and the mixing weights are detached unless `differentiable` (x keeps its
-// gradient through the scaling either way; dtypes must match).
-struct ACScale {
-  Tensor W, scaled;
-};
-ACScale ac_token_scale(const Tensor& x, const Assignments& previous, int64_t experts, const ACOptions& options,
-                       int64_t mix_m, bool differentiable, const char* caller);
-
 class TopKRouter : public Module {
  public:
   TopKRouter(const RouterConfig& config, const InitOptions& opt = {});
-  RouterOutput forward(const Tensor& x);
+  // x [n, dim]; previous: the last MoE layer's assignments (only the AC router reads them).
+  virtual RouterOutput forward(const Tensor& x, const Assignments& previous = {});
   // logits of the gate for (possibly scaled) tokens x [n, d]
   Tensor gate_logits(const Tensor& x) const;
   RouterConfig config;
@@ -101,7 +84,7 @@ struct ACConfig {
 class ACRouter : public TopKRouter {
  public:
   ACRouter(const RouterConfig& config, const ACConfig& ac, const InitOptions& opt = {});
-  RouterOutput forward(const Tensor& x, const Assignments& previous);
+  RouterOutput forward(const Tensor& x, const Assignments& previous) override;
   ACConfig ac;
 };
 

@@ -1,16 +1,14 @@
 // Soft MoE forward (see soft_moe.h): normalise, (AC) scale, dispatch to slots,
 // run the experts batched, combine. Built from differentiable ops; the
 // backward is theirs. On a CUDA device the same ops run their kernels; the
-// handed-on experts (slot / p) come from cuda/soft_moe.cu and the tokens per
-// expert from the bucket sizes of cuda/sort.h's counting sort.
+// handed-on experts (slot / p) are computed on the host from the top slots
+// (n · mix_k integers), which the routing statistics read anyway.
 #include "moe/soft_moe.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "autograd/node.h"
-#include "cuda/soft_moe.h"
-#include "cuda/sort.h"
 
 namespace moegrad {
 
@@ -67,23 +65,12 @@ SoftMoEOutput SoftMoE::forward(const Tensor& x, const Assignments& previous) {
   // handed on: the experts of each token's top slots (top by combine weight = top by logit)
   const int64_t k = std::min(config.mix_k, S);
   TopK top = topk(reshape(logits, {n, S}), k, -1);
-  Tensor top_experts;  // [n, k] on x's device
+  std::vector<int64_t> slot_expert = top.indices.to_indices();
+  for (int64_t& e : slot_expert) e /= p;
   last_stats = RoutingStats();
   last_stats.tokens_per_expert.assign(E, 0);
-  if (x.device().is_cuda()) {
-#ifdef MOEGRAD_WITH_CUDA
-    top_experts = cuda_slot_experts(top.indices, p);
-    // tokens per expert by top slot: the bucket sizes of a counting sort of column 0 (E + 1 values come back)
-    const std::vector<int64_t> offsets =
-        cuda_counting_sort(squeeze(narrow(top_experts, 1, 0, 1), 1), E, "SoftMoE").offsets.to_indices();
-    for (int64_t e = 0; e < E; ++e) last_stats.tokens_per_expert[e] = offsets[e + 1] - offsets[e];
-#endif
-  } else {
-    std::vector<int64_t> slot_expert = top.indices.to_indices();
-    for (int64_t& e : slot_expert) e /= p;
-    for (int64_t i = 0; i < n; ++i) last_stats.tokens_per_expert[slot_expert[i * k]]++;
-    top_experts = Tensor::from_indices(slot_expert, top.indices.shape());
-  }
+  for (int64_t i = 0; i < n; ++i) last_stats.tokens_per_expert[slot_expert[i * k]]++;
+  const Tensor top_experts = Tensor::from_indices(slot_expert, top.indices.shape()).to(x.device());
   if (ac_weights.defined()) ac_weight_stats(ac_weights, last_stats);
   return {y, {top_experts, top.values}, dispatch, combine};
 }

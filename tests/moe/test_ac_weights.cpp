@@ -1,6 +1,8 @@
 // The AC feature weights: values against a direct transcription of the
 // equations, gradchecks of the differentiable op in every variant and on the
 // edge cases (empty clusters, one cluster, n = 1, clipping active), the
+// neutral treatment of small clusters (the shrinkage an empty cluster causes
+// under the official form, and its absence under the neutral one), the
 // scale-gather with mixing, and errors.
 #include <cmath>
 
@@ -10,7 +12,7 @@
 using namespace moegrad;
 using moegrad::testing::leaf;
 
-// The equations of DESIGN.md, written out with plain loops.
+// The equations of moe/ac_weights.h, written out with plain loops.
 static std::vector<double> reference(const Tensor& x, const std::vector<int64_t>& c, int64_t E,
                                      const ACOptions& o) {
   const int64_t n = x.size(0), d = x.size(1);
@@ -112,6 +114,81 @@ TEST(ACWeights, GradcheckEdgeCases) {
         return ac_cluster_weights(in[0], labels, E, o);
       }, {x});
     }
+  }
+}
+
+// One empty cluster among E, without clip: the official form divides each
+// feature by the mean over E + 1 rows, one of them 1/eps, so every real
+// cluster's weight falls by q_f / q'_f = (Σ_e A_ef / E) / ((Σ_e A_ef + 1/eps) / (E + 1)).
+TEST(ACWeights, AnEmptyClusterShrinksTheOfficialWeights) {
+  Tensor x = Tensor::randn({24, 4}, 0, 1, DType::Float64, nullptr);
+  std::vector<int64_t> c(24);
+  for (int i = 0; i < 24; ++i) c[i] = i % 3;
+  Tensor labels = Tensor::from_indices(c, {24});
+  ACOptions o;
+  o.clip = 0;
+  const std::vector<double> base = ac_cluster_weights(x, labels, 3, o).to_vector();
+  const std::vector<double> with_empty = ac_cluster_weights(x, labels, 4, o).to_vector();
+  double mean_w = 0, mean_base = 0;
+  for (int64_t f = 0; f < 4; ++f) {
+    double sum_a = 0;  // Σ_e A_ef with A = 1 / (s + eps) over the 8 tokens of each cluster
+    for (int64_t e = 0; e < 3; ++e) {
+      double s = 0, mu = 0;
+      for (int i = e; i < 24; i += 3) mu += x.at({i, f}) / 8;
+      for (int i = e; i < 24; i += 3) s += std::fabs(x.at({i, f}) - mu) / 8;
+      sum_a += 1 / (s + o.eps);
+    }
+    const double factor = (sum_a / 3) / ((sum_a + 1 / o.eps) / 4);
+    for (int64_t e = 0; e < 3; ++e) {
+      EXPECT_NEAR(with_empty[e * 4 + f], base[e * 4 + f] * factor, 1e-12 * base[e * 4 + f]);
+      mean_w += with_empty[e * 4 + f] / 12, mean_base += base[e * 4 + f] / 12;
+    }
+    EXPECT_NEAR(with_empty[3 * 4 + f], (1 / o.eps) / ((sum_a + 1 / o.eps) / 4), 1e-9);
+  }
+  EXPECT_NEAR(mean_base, 1.0, 1e-12);
+  EXPECT_LT(mean_w, 0.01);  // the real clusters' weights shrink by orders of magnitude
+}
+
+// Neutral: a cluster of fewer than two tokens gets W = 1 and leaves the other
+// rows exactly as they are without it, in every variant (clip included).
+TEST(ACWeights, NeutralSmallClustersLeaveTheOthersUnchanged) {
+  Tensor x = Tensor::randn({25, 4}, 0, 1, DType::Float64, nullptr);
+  std::vector<int64_t> c(24);
+  for (int i = 0; i < 24; ++i) c[i] = i % 3;  // clusters 0, 1, 2 of 8 tokens
+  std::vector<int64_t> c_small = c;
+  c_small.push_back(4);  // token 24 alone in cluster 4; cluster 3 empty
+  for (ACOptions o : variants()) {
+    o.small_clusters = ACSmallClusters::Neutral;
+    const Tensor x24 = narrow(x, 0, 0, 24), labels = Tensor::from_indices(c, {24});
+    const std::vector<double> base = ac_cluster_weights(x24, labels, 3, o).to_vector();
+    ACOptions official = o;  // without small clusters the two forms agree
+    official.small_clusters = ACSmallClusters::Official;
+    EXPECT_EQ(base, ac_cluster_weights(x24, labels, 3, official).to_vector());
+    const std::vector<double> got = ac_cluster_weights(x, Tensor::from_indices(c_small, {25}), 6, o).to_vector();
+    for (int64_t j = 0; j < 12; ++j) EXPECT_NEAR(got[j], base[j], 1e-13 * std::fabs(base[j]));
+    for (int64_t j = 12; j < 24; ++j) EXPECT_EQ(got[j], 1.0);  // clusters 3 (empty), 4 (one token), 5 (empty)
+  }
+  // no cluster of two tokens: all of W is 1
+  ACOptions o;
+  o.small_clusters = ACSmallClusters::Neutral;
+  for (double v : ac_cluster_weights(narrow(x, 0, 0, 3), Tensor::from_indices({0, 1, 2}, {3}), 4, o).to_vector())
+    EXPECT_EQ(v, 1.0);
+}
+
+TEST(ACWeights, GradcheckNeutralSmallClusters) {
+  std::vector<int64_t> c = {0, 1, 0, 1, 1, 3, 0, 5, 3};  // cluster 2 and 4 empty, cluster 5 one token
+  Tensor labels = Tensor::from_indices(c, {9});
+  for (ACOptions o : variants()) {
+    o.small_clusters = ACSmallClusters::Neutral;
+    SCOPED_TRACE(std::to_string(static_cast<int>(o.stat)) + "/" + std::to_string(static_cast<int>(o.scaling)) +
+                 "/clip " + std::to_string(o.clip));
+    EXPECT_GRADCHECK([labels, o](const std::vector<Tensor>& in) { return ac_cluster_weights(in[0], labels, 6, o); },
+                     {leaf({9, 3}, 48)});
+    // through the scaling of the tokens, mixing over two previous choices
+    Tensor idx = Tensor::from_indices({0, 1, 1, 3, 0, 1, 1, 0, 1, 5, 3, 0, 0, 1, 5, 3, 3, 0}, {9, 2});
+    EXPECT_GRADCHECK([idx, o](const std::vector<Tensor>& in) {
+      return ac_token_scale(in[0], {idx, in[1]}, 6, o, 2, true, "test").scaled;
+    }, {leaf({9, 3}, 49), leaf({9, 2}, 50)});
   }
 }
 

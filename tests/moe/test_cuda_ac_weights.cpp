@@ -1,6 +1,7 @@
 // The AC feature weights on CUDA tensors against the CPU ops:
 // ac_cluster_weights in every variant (MAD / variance, per-feature / global
-// scaling, clip on / off, two eps) forward and backward, and ac_scale_gather
+// scaling, clip on / off, two eps, small clusters official / neutral) forward
+// and backward, and ac_scale_gather
 // with labels [n] or a mixed top-m index [n, m] (dx, dW, dmix), in float32 and
 // float64, on shapes with empty clusters, one cluster, one token, more tokens
 // than one sort chunk (256), more table columns than one block (1024),
@@ -22,17 +23,19 @@ std::vector<ACOptions> variants() {
   std::vector<ACOptions> out;
   for (ACStat st : {ACStat::MAD, ACStat::Variance})
     for (ACScaling sc : {ACScaling::PerFeature, ACScaling::Global})
-      for (double clip : {10.0, 1.3, 0.0}) {
-        ACOptions o;
-        o.stat = st, o.scaling = sc, o.clip = clip, o.eps = clip == 1.3 ? 0.35 : 1e-4;
-        out.push_back(o);
-      }
+      for (double clip : {10.0, 1.3, 0.0})
+        for (ACSmallClusters small : {ACSmallClusters::Official, ACSmallClusters::Neutral}) {
+          ACOptions o;
+          o.stat = st, o.scaling = sc, o.clip = clip, o.eps = clip == 1.3 ? 0.35 : 1e-4, o.small_clusters = small;
+          out.push_back(o);
+        }
   return out;
 }
 
 std::string name(const ACOptions& o) {
   return std::string(o.stat == ACStat::MAD ? "MAD" : "variance") + "/" +
-         (o.scaling == ACScaling::PerFeature ? "per-feature" : "global") + "/clip " + std::to_string(o.clip);
+         (o.scaling == ACScaling::PerFeature ? "per-feature" : "global") + "/clip " + std::to_string(o.clip) +
+         (o.small_clusters == ACSmallClusters::Neutral ? "/neutral" : "/official");
 }
 
 // Labels in [0, E) drawn from a counter-based stream; cluster 1 is left empty when E > 2.
@@ -66,6 +69,7 @@ const std::vector<ClusterCase>& cluster_cases() {
   static const std::vector<ClusterCase> all = {
       {9, 3, 4, false},     // cluster 1 empty
       {1, 4, 3, false},     // one token
+      {4, 3, 3, false},     // few tokens: clusters of one token or none
       {5, 2, 1, false},     // one cluster
       {12, 5, 6, true},     // non-contiguous x, several empty clusters
       {700, 6, 5, false},   // tokens over several sort chunks

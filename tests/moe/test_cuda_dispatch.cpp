@@ -29,17 +29,17 @@ const std::vector<PlanCase>& plan_cases() {
 }
 
 void expect_same_plan(const RoutingPlan& got, const RoutingPlan& want, const std::string& what) {
-  EXPECT_TRUE(got.is_cuda()) << what;
+  EXPECT_TRUE(got.device().is_cuda()) << what;
   EXPECT_EQ(got.tokens, want.tokens) << what;
   EXPECT_EQ(got.k, want.k) << what;
   EXPECT_EQ(got.experts, want.experts) << what;
   EXPECT_EQ(got.capacity, want.capacity) << what;
   EXPECT_EQ(got.counts, want.counts) << what;
   EXPECT_EQ(got.offsets, want.offsets) << what;
-  EXPECT_EQ(got.position_dev.shape(), (Shape{want.tokens, want.k})) << what;
-  EXPECT_EQ(got.position_dev.to_indices(), want.position) << what;
-  EXPECT_EQ(got.row_token_dev.to_indices(), want.row_token) << what;
-  EXPECT_EQ(got.row_slot_dev.to_indices(), want.row_slot) << what;
+  EXPECT_EQ(got.position.shape(), (Shape{want.tokens, want.k})) << what;
+  EXPECT_EQ(got.position.to_indices(), want.position.to_indices()) << what;
+  EXPECT_EQ(got.row_token.to_indices(), want.row_token.to_indices()) << what;
+  EXPECT_EQ(got.row_slot.to_indices(), want.row_slot.to_indices()) << what;
 }
 
 using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
@@ -171,7 +171,7 @@ TEST(CudaDispatch, DroppedSlotsContributeZero) {
   MG_SKIP_WITHOUT_CUDA();
   PlanPtr p = make_routing_plan(on_cuda(Tensor::from_indices({0, 0, 0}, {3, 1})), 2, 0.5);  // capacity 1
   EXPECT_EQ(p->dropped(), 2);
-  EXPECT_EQ(p->position_dev.to_indices(), (std::vector<int64_t>{0, -1, -1}));
+  EXPECT_EQ(p->position.to_indices(), (std::vector<int64_t>{0, -1, -1}));
   Tensor x = on_cuda(Tensor::ones({3, 2}, DType::Float64));
   Tensor y = moe_combine(moe_permute(x, p), on_cuda(Tensor::ones({3, 1}, DType::Float64)), p);
   EXPECT_EQ(y.to_vector(), (std::vector<double>{1, 1, 0, 0, 0, 0}));
@@ -180,8 +180,9 @@ TEST(CudaDispatch, DroppedSlotsContributeZero) {
 TEST(CudaDispatch, Errors) {
   MG_SKIP_WITHOUT_CUDA();
   EXPECT_MG_ERROR(make_routing_plan(on_cuda(Tensor::from_indices({0, 3}, {2, 1})), 3),
-                  "make_routing_plan (expert index): a key is outside [0, 3)");
-  EXPECT_MG_ERROR(make_routing_plan(on_cuda(Tensor::from_indices({0, -1}, {2, 1})), 3), "a key is outside [0, 3)");
+                  "make_routing_plan: expert index 3 at token 1 choice 0 outside [0, 3)");
+  EXPECT_MG_ERROR(make_routing_plan(on_cuda(Tensor::from_indices({0, -1}, {2, 1})), 3),
+                  "make_routing_plan: expert index -1 at token 1 choice 0 outside [0, 3)");
   EXPECT_MG_ERROR(make_routing_plan(on_cuda(Tensor::zeros({2, 1})), 3), "expert_index must be int64");
   EXPECT_MG_ERROR(make_routing_plan(on_cuda(Tensor::from_indices({0}, {1})), 3), "must be [tokens, k]");
   PlanPtr dp = make_routing_plan(on_cuda(Tensor::from_indices({0, 1}, {2, 1})), 2);

@@ -1,4 +1,4 @@
-// The routers on CUDA against the CPU: the fused top-k + softmax (ties to the
+// The routers on CUDA against the CPU: top-k then softmax (ties to the
 // lower expert, NaN first, k from 1 to E, rows of up to 300 experts,
 // non-contiguous logits), the Switch balance loss and the z-loss, forward
 // and backward in float32 and float64;
@@ -171,7 +171,7 @@ TEST(CudaRouter, Errors) {
   MG_SKIP_WITHOUT_CUDA();
   Tensor l = on_cuda(Tensor::zeros({2, 3}));
   EXPECT_MG_ERROR(switch_balance_loss(l, on_cuda(Tensor::from_indices({0, 3}, {2, 1}))),
-                  "switch_balance_loss (indices): a key is outside [0, 3)");
+                  "switch_balance_loss: expert index 3 outside [0, 3)");
   EXPECT_MG_ERROR(switch_balance_loss(l, Tensor::from_indices({0, 1}, {2, 1})),
                   "switch_balance_loss: indices is on cpu, expected cuda:0");
   EXPECT_MG_ERROR(switch_balance_loss(Tensor::zeros({2, 3}), on_cuda(Tensor::from_indices({0, 1}, {2, 1}))),

@@ -11,20 +11,22 @@ TEST(RoutingPlan, InvariantsWithoutCapacity) {
   Tensor idx = random_assignment(50, 2, 6, 1);
   PlanPtr p = make_routing_plan(idx, 6);
   std::vector<int64_t> e = idx.to_indices();
+  const std::vector<int64_t> position = p->position.to_indices(), row_token = p->row_token.to_indices(),
+                             row_slot = p->row_slot.to_indices();
   EXPECT_EQ(p->rows(), 100);
   EXPECT_EQ(p->dropped(), 0);
   for (int64_t s = 0; s < 100; ++s) {
-    int64_t r = p->position[s];
+    int64_t r = position[s];
     ASSERT_GE(r, 0);
-    EXPECT_EQ(p->row_slot[r], s);         // permutation inverse exact
-    EXPECT_EQ(p->row_token[r], s / 2);
+    EXPECT_EQ(row_slot[r], s);         // permutation inverse exact
+    EXPECT_EQ(row_token[r], s / 2);
     EXPECT_GE(r, p->offsets[e[s]]);       // row inside its expert's block
     EXPECT_LT(r, p->offsets[e[s] + 1]);
   }
   // within a block: choice-major, then token order
   for (int64_t x = 0; x < 6; ++x)
     for (int64_t r = p->offsets[x] + 1; r < p->offsets[x + 1]; ++r) {
-      int64_t a = p->row_slot[r - 1], b = p->row_slot[r];
+      int64_t a = row_slot[r - 1], b = row_slot[r];
       EXPECT_TRUE(a % 2 < b % 2 || (a % 2 == b % 2 && a < b));
     }
 }
@@ -37,12 +39,13 @@ TEST(RoutingPlan, CapacityDropsSecondChoicesFirst) {
   EXPECT_EQ(p->counts, (std::vector<int64_t>{2, 2}));
   EXPECT_EQ(p->dropped(), 4);
   // expert 0: first choices of tokens 0 and 1; expert 1: first choice of token 3, then token 0's second
-  EXPECT_GE(p->position[0], 0);
-  EXPECT_GE(p->position[2], 0);
-  EXPECT_EQ(p->position[4], -1);
-  EXPECT_GE(p->position[6], 0);
-  EXPECT_GE(p->position[1], 0);
-  EXPECT_EQ(p->position[3], -1);
+  const std::vector<int64_t> position = p->position.to_indices();
+  EXPECT_GE(position[0], 0);
+  EXPECT_GE(position[2], 0);
+  EXPECT_EQ(position[4], -1);
+  EXPECT_GE(position[6], 0);
+  EXPECT_GE(position[1], 0);
+  EXPECT_EQ(position[3], -1);
 }
 
 TEST(Dispatch, ValuesAgainstLoops) {
