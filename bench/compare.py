@@ -45,7 +45,7 @@ CASES = [
     ("attention", [], ["--warmup", "3", "--reps", "7"]),
 ]
 
-# The Switch-M shape of the issue: 6 MoE layers (AC on layers 2-6 for acmoe),
+# The Switch-M shape: 6 MoE layers (AC on layers 2-6 for acmoe),
 # d = 352, sequence 512, batch 32; 8 heads, 16 experts, top-2, expert hidden
 # 704 (2d, as the medium Transformer-XL configuration these models come from).
 SWITCH_M = ["--moe-layers", "6", "--dim", "352", "--seq", "512", "--batch", "32", "--hidden", "704"]

@@ -9,7 +9,7 @@ The models mirror moegrad's: pre-norm residual sublayers, learned positional
 embeddings, causal attention with a fused qkv projection, MoE layers with a
 linear gate, sorted top-k, softmax over the k logits, the Switch balance
 loss, token rows sorted by expert and one Linear-GELU(tanh)-Linear per
-expert, and the AC router of DESIGN.md (MAD, eps 1e-4, clip 10, per-feature
+expert, and the AC router of docs/design.md (MAD, eps 1e-4, clip 10, per-feature
 scaling, W detached). Runs on the CPU by default; --device cuda times with
 synchronisation and reports the CUDA allocator's peak instead of the RSS.
 """
@@ -45,7 +45,7 @@ class Attention(nn.Module):
 
 
 def ac_weights(x, labels, experts, eps=1e-4, clip=10.0):
-    """W [E, d] of DESIGN.md: 1 / (MAD + eps) per cluster and feature, clipped
+    """W [E, d] of docs/design.md: 1 / (MAD + eps) per cluster and feature, clipped
     at clip * mean(W), divided by its mean over the clusters per feature."""
     counts = torch.bincount(labels, minlength=experts).to(x.dtype).clamp_min(1).unsqueeze(1)
     mu = torch.zeros(experts, x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, labels, x) / counts

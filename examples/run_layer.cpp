@@ -6,8 +6,8 @@
 // CONFIG names the layer and its settings; INPUTS holds the layer's inputs,
 // parameters ("param.<name>") and upstream gradients ("grad_in.<output>");
 // OUTPUTS receives the outputs ("out.<name>"), the parameters used and every
-// gradient ("grad.<input>", "grad.param.<name>"). Keys and names: README.md,
-// "Checking your own implementation with run_layer". Prints one summary line;
+// gradient ("grad.<input>", "grad.param.<name>"). Keys and names:
+// docs/run_layer.md. Prints one summary line;
 // on a bad argument, config or input prints the error to stderr, writes
 // nothing and exits with 1 (2 for a wrong command line).
 #include <cstdio>
@@ -36,8 +36,7 @@ int main(int argc, char** argv) {
   if (argc != 4) {
     std::fprintf(stderr,
                  "usage: run_layer CONFIG.json INPUTS.safetensors OUTPUTS.safetensors\n"
-                 "Runs one layer forward and backward; see README.md, \"Checking your own implementation with "
-                 "run_layer\".\n");
+                 "Runs one layer forward and backward; config keys and tensor names: docs/run_layer.md.\n");
     return 2;
   }
   try {

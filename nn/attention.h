@@ -1,6 +1,6 @@
 // Multi-head self-attention, plain or elliptical, and the two kernels it
 // needs: a fused row-wise masked softmax (causal masking without building a
-// mask tensor) and the detached elliptical metric of DESIGN.md ("Elliptical
+// mask tensor) and the detached elliptical metric of docs/design.md ("Elliptical
 // attention"): scores = (q ⊙ m) kᵀ / √Dh with m from this layer's values and
 // the previous attention layer's values. Everything here takes CPU or CUDA
 // tensors (cuda/attention.h, cuda/flash_attention.h; the CUDA fused kernels
@@ -23,7 +23,7 @@ Tensor masked_softmax(const Tensor& scores, bool causal);
 // gradient). v, v_prev: [B, H, T, Dh] of one float dtype, T >= 1.
 // With causal, m [B, H, T, Dh] holds at row t the same statistic over tokens
 // 0..t only, so a causal model's token t never sees later tokens through m
-// (DESIGN.md's mean over all tokens would leak them into a language model).
+// (docs/design.md's mean over all tokens would leak them into a language model).
 Tensor elliptical_metric(const Tensor& v, const Tensor& v_prev, bool causal = false);
 
 // softmax(scale · q kᵀ) v, causal or not, without building the [T, S]

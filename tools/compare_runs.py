@@ -49,7 +49,7 @@ def main(folders):
     rows = [[r["name"]] + [f"{r['final'][c]['metric']:.4f}" for c in columns] + [f"{r['final']['tokens_per_s']:.0f}"]
             for r in runs]
     widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
-    print(f"metric: {metric} on the whole splits (attacked: word swap of DESIGN.md)")
+    print(f"metric: {metric} on the whole splits (attacked: word swap of docs/design.md)")
     for row in [header] + rows:
         print("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))))
     base = runs[0]

@@ -70,7 +70,7 @@ def attention(x, p, prefix, heads):
 
 
 def ac_weights(x, labels, E, eps, clip, per_feature, mad=True):
-    """The AC equations of DESIGN.md, written directly (no gradient)."""
+    """The AC equations of docs/design.md, written directly (no gradient)."""
     with torch.no_grad():
         n, d = x.shape
         W = torch.empty(E, d, dtype=x.dtype)

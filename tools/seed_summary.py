@@ -30,7 +30,7 @@ def main(folders):
         sys.exit(__doc__)
     seeds = [{r: read_run(os.path.join(f, r)) for r in ("smoe", "acmoe")} for f in folders]
     metric = seeds[0]["smoe"]["final"]["metric"]
-    print(f"{len(seeds)} seeds; {metric} on the whole splits, mean ± std (attacked: word swap of DESIGN.md)\n")
+    print(f"{len(seeds)} seeds; {metric} on the whole splits, mean ± std (attacked: word swap of docs/design.md)\n")
     print("| router | " + " | ".join(c.replace("_", " ") for c in COLUMNS) + " | tokens/s |")
     print("| --- |" + " --- |" * (len(COLUMNS) + 1))
     for router in ("smoe", "acmoe"):

@@ -1,4 +1,4 @@
-// The image attacks of DESIGN.md ("Evaluation under corruption"): FGSM and
+// The image attacks of docs/design.md ("Evaluation under corruption"): FGSM and
 // PGD under an L∞ budget ε given in pixel units /255, for images in [0, 1].
 //
 //   FGSM: x' = clip(x + ε sign(∇x L), 0, 1)

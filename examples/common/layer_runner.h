@@ -1,8 +1,8 @@
 // Runs one moegrad layer forward and backward from a JSON config and named
 // tensors, so that a user (e.g. with PyTorch) can compare their own
 // implementation with moegrad's outputs and gradients. examples/run_layer is
-// the command-line front end; README.md ("Checking your own implementation
-// with run_layer") documents every config key and tensor name.
+// the command-line front end; docs/run_layer.md documents every config key
+// and tensor name.
 //
 // Tensor names. In: the layer's inputs ("x", and "prev_values",
 // "prev_indices", "prev_logits" where the layer takes them), its parameters

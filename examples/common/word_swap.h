@@ -1,4 +1,4 @@
-// The word-swap attack of DESIGN.md ("Evaluation under corruption"), applied
+// The word-swap attack of docs/design.md ("Evaluation under corruption"), applied
 // to valid/test text before tokenizing: a fixed fraction of the non-stopword
 // words is replaced by an out-of-vocabulary token, chosen by a fixed seed so
 // every model is evaluated on the same attacked text.
