@@ -394,20 +394,27 @@ ACScale ac_token_scale(const Tensor& x, const Assignments& prev, int64_t experts
   MG_CHECK(prev.indices.device() == x.device() && (mix_m == 1 || prev.logits.device() == x.device()), caller,
            ": previous assignments are on ", prev.indices.device().str(), " but tokens are on ", x.device().str());
   const Tensor labels = contiguous(squeeze(narrow(prev.indices, 1, 0, 1), 1));
+  int64_t rows = experts;
+  if (options.rows == ACTableRows::LargestIndex) {
+    const std::vector<int64_t> all = prev.indices.to_indices();
+    const int64_t largest = all.empty() ? 0 : *std::max_element(all.begin(), all.end());
+    MG_CHECK(largest < experts, caller, ": previous expert index ", largest, " outside [0, ", experts, ")");
+    rows = std::max<int64_t>(largest, 0) + 1;  // a negative label is named by ac_cluster_weights
+  }
   ACScale out;
   if (differentiable) {
-    out.W = ac_cluster_weights(x, labels, experts, options);
+    out.W = ac_cluster_weights(x, labels, rows, options);
   } else {
     NoGradGuard no_grad;
-    out.W = ac_cluster_weights(x.detach(), labels, experts, options);
+    out.W = ac_cluster_weights(x.detach(), labels, rows, options);
   }
-  if (mix_m == 1) {
-    out.scaled = ac_scale_gather(x, out.W, labels);
-  } else {
+  out.index = contiguous(narrow(prev.indices, 1, 0, mix_m));
+  if (mix_m > 1) {
     Tensor mix_logits = narrow(prev.logits, 1, 0, mix_m);
     if (!differentiable) mix_logits = mix_logits.detach();
-    out.scaled = ac_scale_gather(x, out.W, narrow(prev.indices, 1, 0, mix_m), softmax(mix_logits, -1));
+    out.mix = softmax(mix_logits, -1);
   }
+  out.scaled = ac_scale_gather(x, out.W, out.index, out.mix);
   return out;
 }
 

@@ -35,7 +35,10 @@
 // grouped by cluster, in entry order), dmix_ij = <dy_i ⊙ x_i, W[idx_ij]>.
 //
 // ac_token_scale is what the AC router and Soft MoE call: labels from the
-// previous layer's assignments, W, and the scaled tokens.
+// previous layer's assignments, W, and the scaled tokens. Its table has a row
+// per expert, or (ACTableRows::LargestIndex, as the paper's code) as many
+// rows as the largest expert index among the previous choices plus one, so
+// unused experts above it are not empty clusters there.
 //
 // Labels or indices outside [0, E) are an Error naming the first one, on
 // either device; on CUDA the grouping runs on the device (cuda/sort.h) and
@@ -48,6 +51,7 @@ namespace moegrad {
 enum class ACStat { MAD, Variance };
 enum class ACScaling { PerFeature, Global };
 enum class ACSmallClusters { Official, Neutral };
+enum class ACTableRows { Experts, LargestIndex };
 
 struct ACOptions {
   ACStat stat = ACStat::MAD;
@@ -55,6 +59,7 @@ struct ACOptions {
   double clip = 10.0;
   ACScaling scaling = ACScaling::PerFeature;
   ACSmallClusters small_clusters = ACSmallClusters::Official;
+  ACTableRows rows = ACTableRows::Experts;  // ac_token_scale's table size
 };
 
 Tensor ac_cluster_weights(const Tensor& x, const Tensor& labels, int64_t experts, const ACOptions& options);
@@ -75,6 +80,8 @@ struct Assignments {
 // names the layer in errors.
 struct ACScale {
   Tensor W, scaled;
+  Tensor index;  // int64 [n, m]: the clusters each token's w mixes (m = 1: its label)
+  Tensor mix;    // [n, m]: their mixing weights; undefined for m = 1
 };
 ACScale ac_token_scale(const Tensor& x, const Assignments& previous, int64_t experts, const ACOptions& options,
                        int64_t mix_m, bool differentiable, const char* caller);

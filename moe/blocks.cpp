@@ -16,16 +16,30 @@ void check_architecture(const std::string& arch) {
   }
 }
 
-Sublayer::Sublayer(char k, const BlockConfig& cfg, const InitOptions& opt) : pre_norm(cfg.pre_norm) {
+void check_block_config(const BlockConfig& c) {
+  MG_CHECK(!c.moe_double_residual || !c.pre_norm,
+           "BlockConfig: the double residual of the MoE sublayers needs post-norm blocks");
+  MG_CHECK(!c.moe_double_residual || !c.soft_moe, "BlockConfig: the double residual is for top-k / AC MoE layers");
+}
+
+// The residual dropout of a sublayer of kind k: every sublayer's output
+// (Residual layout), or only the MoE output (Official).
+static double residual_dropout(char k, const BlockConfig& cfg) {
+  if (cfg.dropout_layout == DropoutLayout::Residual) return cfg.dropout;
+  return k == 'g' || k == 'c' ? cfg.dropout : 0.0;
+}
+
+Sublayer::Sublayer(char k, const BlockConfig& cfg, const InitOptions& opt) : kind(k), pre_norm(cfg.pre_norm) {
+  check_block_config(cfg);
   norm = register_module("norm", std::make_shared<LayerNorm>(cfg.dim, 1e-5, opt));
   Generator& g = opt.generator();
-  drop = register_module("drop", std::make_shared<Dropout>(cfg.dropout, random_bits(g.seed(), g.take(1))));
+  drop = register_module("drop", std::make_shared<Dropout>(residual_dropout(k, cfg), random_bits(g.seed(), g.take(1))));
   if (k == 's') {
     attn = register_module("attn", std::make_shared<MultiHeadAttention>(cfg.dim, cfg.heads, cfg.causal, cfg.dropout,
-                                                                        opt));
+                                                                        opt, cfg.attention_bias));
     attn->elliptical = cfg.elliptical;
   } else if (k == 'f') {
-    ffn = register_module("ffn", std::make_shared<FFN>(cfg.dim, cfg.ffn_hidden, cfg.dropout, opt));
+    ffn = register_module("ffn", std::make_shared<FFN>(cfg.dim, cfg.ffn_hidden, cfg.dropout, opt, cfg.activation));
   } else if (cfg.soft_moe) {
     SoftMoEConfig sc = cfg.soft;
     sc.dim = cfg.dim;
@@ -34,8 +48,12 @@ Sublayer::Sublayer(char k, const BlockConfig& cfg, const InitOptions& opt) : pre
   } else {
     MoEConfig mc = cfg.moe;
     mc.dim = cfg.dim;
-    mc.use_ac = k == 'c';
+    mc.use_ac = k == 'c' && cfg.c_use_ac;
+    if (k == 'c' && cfg.c_gate)
+      mc.gate = *cfg.c_gate, mc.embedding_gain = cfg.c_embedding_gain, mc.embedding_norm = cfg.c_embedding_norm;
+    if (cfg.dropout_layout == DropoutLayout::Official) mc.expert.dropout = cfg.dropout;
     moe = register_module("moe", std::make_shared<MoELayer>(mc, opt));
+    if (cfg.moe_double_residual) inner_norm = register_module("inner_norm", std::make_shared<LayerNorm>(cfg.dim, 1e-5, opt));
   }
 }
 
@@ -61,10 +79,13 @@ Tensor Sublayer::forward(const Tensor& h, StackState& state) {
     MoEOutput m = moe->forward(reshape(in, {B * T, d}), state.previous);
     state.previous = m.assignments;
     accumulate(state.balance_loss, m.balance_loss);
+    accumulate(kind == 'c' ? state.c_balance_loss : state.g_balance_loss, m.balance_loss);
     accumulate(state.z_loss, m.z_loss);
     out = reshape(m.y, {B, T, d});
   }
-  Tensor sum = add(h, drop->forward(out));
+  out = drop->forward(out);
+  if (inner_norm) out = inner_norm->forward(add(h, out));  // the double residual
+  Tensor sum = add(h, out);
   return pre_norm ? sum : norm->forward(sum);
 }
 

@@ -1,6 +1,6 @@
 // The MoE feed-forward layer: a router (top-k, or AC fed with the previous
 // MoE layer's assignments) picks k experts per token; tokens are permuted
-// into contiguous per-expert blocks, each expert (a GELU FFN, weights stacked
+// into contiguous per-expert blocks, each expert (an FFN, weights stacked
 // as [E, out, in]) runs as one GEMM per block, and the outputs are combined
 // with the gate scores. Routing statistics of the last forward are kept for
 // logging. With the parameters and tokens on a CUDA device every step runs
@@ -16,6 +16,8 @@ namespace moegrad {
 struct MoEConfig {
   int64_t dim = 0, hidden = 0, experts = 0, k = 2;
   GateKind gate = GateKind::Linear;
+  double embedding_gain = 0, embedding_norm = 0;  // cosine gate: see RouterConfig
+  ExpertOptions expert;                           // activation, dropout, init
   double capacity_factor = 0.0;     // <= 0: no capacity, no dropping
   bool use_ac = false;              // AC router (needs previous assignments)
   ACConfig ac;
@@ -28,10 +30,15 @@ struct RoutingStats {
   double balance_loss = 0, z_loss = 0;
   // AC weights W (AC layers only): spread over experts and features
   double ac_mean = 0, ac_std = 0, ac_min = 0, ac_max = 0;
+  // AC layers only: clusters (rows of W) with no token and with one token,
+  // and the mean of the tokens' weights w_i over tokens and features
+  double ac_empty = 0, ac_single = 0, ac_token_weight = 0;
 };
 
-// Fills the AC fields of stats from W [E, d].
-void ac_weight_stats(const Tensor& W, RoutingStats& stats);
+// Fills the AC fields of stats from W [rows, d], the clusters each token's
+// w mixes (index int64 [n, m], column 0 its label) and their mixing weights
+// (mix [n, m], undefined for m = 1).
+void ac_weight_stats(const Tensor& W, const Tensor& index, const Tensor& mix, RoutingStats& stats);
 
 struct MoEOutput {
   Tensor y;             // [n, d]

@@ -50,16 +50,28 @@ TopKRouter::TopKRouter(const RouterConfig& c, const InitOptions& opt) : config(c
   MG_CHECK(c.dim > 0 && c.experts > 0, "TopKRouter: dim and experts must be positive, got dim=", c.dim,
            " experts=", c.experts);
   MG_CHECK(c.k >= 1 && c.k <= c.experts, "TopKRouter: k must be in [1, experts=", c.experts, "], got ", c.k);
+  MG_CHECK(c.embedding_gain >= 0 && c.embedding_norm >= 0 &&
+               (c.gate == GateKind::Cosine || (c.embedding_gain == 0 && c.embedding_norm == 0)),
+           "TopKRouter: embedding_gain and embedding_norm are for the cosine gate and must be >= 0, got ",
+           c.embedding_gain, " and ", c.embedding_norm);
   const double bound = 1.0 / std::sqrt(static_cast<double>(c.dim));
-  weight = register_parameter("weight", init_uniform({c.experts, c.dim}, bound, opt));
+  weight = register_parameter("weight", c.embedding_gain > 0 ? init_orthogonal(c.experts, c.dim, c.embedding_gain, opt)
+                                                             : init_uniform({c.experts, c.dim}, bound, opt));
   if (c.gate == GateKind::Linear) bias = register_parameter("bias", init_uniform({c.experts}, bound, opt));
 }
 
-Tensor TopKRouter::gate_logits(const Tensor& x) const {
+// ‖w‖ per row, as [E, 1].
+static Tensor row_norms(const Tensor& w, double eps) { return sqrt(add(sum(mul(w, w), {1}, true), eps)); }
+
+Tensor TopKRouter::gate_logits(const Tensor& x) {
   MG_CHECK(x.defined() && x.dim() == 2 && x.size(1) == config.dim, "router: expected tokens [n, ", config.dim,
            "], got ", x.defined() ? shape_str(x.shape()) : "undefined");
   if (config.gate == GateKind::Linear) return add(matmul(x, transpose(weight, 0, 1)), bias);
-  Tensor unit = div(weight, sqrt(add(sum(mul(weight, weight), {1}, true), 1e-12)));
+  if (config.embedding_norm > 0) {
+    NoGradGuard no_grad;
+    weight.copy_(mul(div(weight, row_norms(weight, 0.0)), config.embedding_norm));
+  }
+  Tensor unit = div(weight, row_norms(weight, 1e-12));
   return matmul(x, transpose(unit, 0, 1));
 }
 
@@ -90,7 +102,7 @@ RouterOutput ACRouter::forward(const Tensor& x, const Assignments& prev) {
   ACScale scale = ac_token_scale(x, prev, config.experts, ac.stats, ac.mix_m, ac.differentiable, "ACRouter");
   RouterOutput out = route(gate_logits(scale.scaled));
   out.scaled_input = scale.scaled;
-  out.ac_weights = scale.W;
+  out.ac_weights = scale.W, out.ac_index = scale.index, out.ac_mix = scale.mix;
   return out;
 }
 

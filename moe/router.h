@@ -15,8 +15,12 @@
 // W or the mixing weights; the differentiable mode backpropagates through
 // all of it.
 //
-// The gate is linear (x Gᵀ + b) or XMoE-style: expert embeddings renormalised
-// to unit length, logits = x · Êᵀ (the token itself is not normalised).
+// The gate is linear (x Gᵀ + b) or XMoE-style ("cosine"): expert embeddings
+// normalised to unit length, logits = x · Êᵀ (the token itself is not
+// normalised). The paper's code starts the embeddings orthogonal (gain 0.32)
+// and rescales them in place to norm 1.5 before each forward, which the
+// normalisation then cancels: it changes only how an optimizer's steps
+// compare with the embeddings' size (RouterConfig::embedding_gain, _norm).
 //
 // Everything is built from ops that run on either device (matmul, topk,
 // softmax, ...), so a router whose weights and tokens are on a CUDA device
@@ -38,12 +42,17 @@ struct RouterOutput {
   Tensor z_loss;        // scalar
   Tensor scaled_input;  // AC: x ⊙ w (the experts' input when AC scales it); else x
   Tensor ac_weights;    // AC: W [E, d]; else undefined
+  Tensor ac_index, ac_mix;  // AC: the clusters each token's w mixes and their weights (ACScale)
   Assignments assignments() const { return {indices, topk_logits}; }
 };
 
 struct RouterConfig {
   int64_t dim = 0, experts = 0, k = 2;
   GateKind gate = GateKind::Linear;
+  // Cosine gate only: > 0 starts the embeddings orthogonal with this gain
+  // (else U(±1/√dim)); > 0 rescales each embedding in place to this norm
+  // before every forward.
+  double embedding_gain = 0, embedding_norm = 0;
 };
 
 // The k largest logits per token [n, E], sorted (column 0 the argmax, ties to
@@ -67,7 +76,7 @@ class TopKRouter : public Module {
   // x [n, dim]; previous: the last MoE layer's assignments (only the AC router reads them).
   virtual RouterOutput forward(const Tensor& x, const Assignments& previous = {});
   // logits of the gate for (possibly scaled) tokens x [n, d]
-  Tensor gate_logits(const Tensor& x) const;
+  Tensor gate_logits(const Tensor& x);
   RouterConfig config;
   Tensor weight, bias;  // Linear: weight [E, d], bias [E]; Cosine: weight = expert embeddings [E, d]
 

@@ -43,12 +43,11 @@ SoftMoEOutput SoftMoE::forward(const Tensor& x, const Assignments& previous) {
   const int64_t b = x.size(0), m = x.size(1), n = b * m;
 
   Tensor xt = l2_normalize(x, 2);                            // [b, m, d]
-  Tensor ac_weights;
+  ACScale ac;
   Tensor phit = mul(l2_normalize(phi, 0), scale);            // [d, S]
   if (config.use_ac) {
     const int64_t use = previous.defined() ? std::min(config.mix_k, previous.indices.size(1)) : 1;
-    ACScale ac = ac_token_scale(reshape(xt, {n, d}), previous, E, config.ac, use, config.differentiable, "SoftMoE");
-    ac_weights = ac.W;
+    ac = ac_token_scale(reshape(xt, {n, d}), previous, E, config.ac, use, config.differentiable, "SoftMoE");
     xt = reshape(ac.scaled, {b, m, d});
   }
 
@@ -71,7 +70,7 @@ SoftMoEOutput SoftMoE::forward(const Tensor& x, const Assignments& previous) {
   last_stats.tokens_per_expert.assign(E, 0);
   for (int64_t i = 0; i < n; ++i) last_stats.tokens_per_expert[slot_expert[i * k]]++;
   const Tensor top_experts = Tensor::from_indices(slot_expert, top.indices.shape()).to(x.device());
-  if (ac_weights.defined()) ac_weight_stats(ac_weights, last_stats);
+  if (ac.W.defined()) ac_weight_stats(ac.W, ac.index, ac.mix, last_stats);
   return {y, {top_experts, top.values}, dispatch, combine};
 }
 

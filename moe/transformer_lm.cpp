@@ -9,14 +9,16 @@ TransformerLM::TransformerLM(const LMConfig& c, const InitOptions& opt) : config
            c.max_len);
   config.block.causal = true;
   const int64_t d = c.block.dim;
-  tokens = register_module("tokens", std::make_shared<Embedding>(c.vocab, d, 0.02, opt));
-  positions = register_module("positions", std::make_shared<PositionalEmbedding>(c.max_len, d, 0.02, opt));
+  MG_CHECK(c.embedding_std > 0, "TransformerLM: embedding_std must be positive, got ", c.embedding_std);
+  tokens = register_module("tokens", std::make_shared<Embedding>(c.vocab, d, c.embedding_std, opt));
+  positions = register_module("positions", std::make_shared<PositionalEmbedding>(c.max_len, d, c.embedding_std, opt));
   Generator& g = opt.generator();
-  drop = register_module("drop", std::make_shared<Dropout>(c.block.dropout, random_bits(g.seed(), g.take(1))));
+  const double embedding_dropout = c.block.dropout_layout == DropoutLayout::Residual ? c.block.dropout : 0.0;
+  drop = register_module("drop", std::make_shared<Dropout>(embedding_dropout, random_bits(g.seed(), g.take(1))));
   auto list = register_module("layers", std::make_shared<ModuleList>());
   for (char kind : c.arch) layers.push_back(list->append(std::make_shared<Sublayer>(kind, config.block, opt)));
   if (c.block.pre_norm) final_norm = register_module("final_norm", std::make_shared<LayerNorm>(d, 1e-5, opt));
-  head = register_module("head", std::make_shared<Linear>(d, c.vocab, false, opt));
+  head = register_module("head", std::make_shared<Linear>(d, c.vocab, c.head_bias, opt));
 }
 
 LMOutput TransformerLM::forward(const Tensor& ids, const Tensor& targets) {
@@ -36,8 +38,10 @@ LMOutput TransformerLM::forward(const Tensor& ids, const Tensor& targets) {
   out.logits = head->forward(h);
   const DType dt = out.logits.dtype();
   const Device dev = out.logits.device();  // zero losses beside the logits, for the sums in the trainers
-  out.balance_loss = state.balance_loss.defined() ? state.balance_loss : Tensor::zeros({}, dt, dev);
-  out.z_loss = state.z_loss.defined() ? state.z_loss : Tensor::zeros({}, dt, dev);
+  auto or_zero = [&](const Tensor& t) { return t.defined() ? t : Tensor::zeros({}, dt, dev); };
+  out.balance_loss = or_zero(state.balance_loss);
+  out.g_balance_loss = or_zero(state.g_balance_loss), out.c_balance_loss = or_zero(state.c_balance_loss);
+  out.z_loss = or_zero(state.z_loss);
   if (targets.defined()) {
     const int64_t n = ids.numel();
     out.loss = cross_entropy(reshape(out.logits, {n, config.vocab}), reshape(targets, {n}));

@@ -1,6 +1,7 @@
 // A decoder-only transformer language model built from an architecture string
-// (moe/blocks.h): token + learned positional embeddings, the sublayers, a
-// final LayerNorm (pre-norm models) and a linear head. forward returns the
+// (moe/blocks.h): token + learned positional embeddings (dropout on them in
+// the Residual dropout layout), the sublayers, a final LayerNorm (pre-norm
+// models) and a linear head; input and output embeddings are separate. forward returns the
 // logits, the mean cross-entropy against targets when given, and the sums of
 // the MoE layers' balance and z losses, which the trainer weights.
 #pragma once
@@ -12,12 +13,15 @@ struct LMConfig {
   int64_t vocab = 256, max_len = 256;
   std::string arch = "sgsgsc";
   BlockConfig block;  // dim, heads, FFN and MoE settings (causal is forced on)
+  double embedding_std = 0.02;  // token and position embeddings start from N(0, std²)
+  bool head_bias = false;       // a bias in the output projection
 };
 
 struct LMOutput {
   Tensor logits;        // [B, T, vocab]
   Tensor loss;          // scalar mean cross-entropy (targets given)
   Tensor balance_loss;  // sum over MoE layers (scalar zero when there are none)
+  Tensor g_balance_loss, c_balance_loss;  // the same over the g and over the c layers
   Tensor z_loss;
 };
 

@@ -152,12 +152,13 @@ Tensor elliptical_metric(const Tensor& v, const Tensor& v_prev, bool causal) {
   return m;
 }
 
-MultiHeadAttention::MultiHeadAttention(int64_t dim_, int64_t heads_, bool causal_, double p, const InitOptions& opt)
+MultiHeadAttention::MultiHeadAttention(int64_t dim_, int64_t heads_, bool causal_, double p, const InitOptions& opt,
+                                       bool bias)
     : dim(dim_), heads(heads_), causal(causal_) {
   MG_CHECK(dim > 0 && heads > 0 && dim % heads == 0,
            "MultiHeadAttention: dim must be a positive multiple of heads, got dim=", dim, " heads=", heads);
-  qkv = register_module("qkv", std::make_shared<Linear>(dim, 3 * dim, true, opt));
-  proj = register_module("proj", std::make_shared<Linear>(dim, dim, true, opt));
+  qkv = register_module("qkv", std::make_shared<Linear>(dim, 3 * dim, bias, opt));
+  proj = register_module("proj", std::make_shared<Linear>(dim, dim, bias, opt));
   Generator& g = opt.generator();
   drop = register_module("drop", std::make_shared<Dropout>(p, random_bits(g.seed(), g.take(1))));
 }

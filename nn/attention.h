@@ -46,7 +46,9 @@ struct AttentionOutput {
 
 class MultiHeadAttention : public Module {
  public:
-  MultiHeadAttention(int64_t dim, int64_t heads, bool causal, double dropout = 0.0, const InitOptions& opt = {});
+  // bias: whether the qkv and output projections have biases.
+  MultiHeadAttention(int64_t dim, int64_t heads, bool causal, double dropout = 0.0, const InitOptions& opt = {},
+                     bool bias = true);
   // x [B, T, dim]. If `elliptical` is set and prev_values is defined, scores
   // = (q ⊙ m) kᵀ / √Dh with m = elliptical_metric(v, prev_values, causal); otherwise
   // plain scaled dot-product attention. A defined prev_values must be

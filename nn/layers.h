@@ -1,6 +1,7 @@
 // The basic layers: Linear, LayerNorm, Embedding, learned positional
-// embedding, Dropout and the GELU feed-forward block. Shapes follow PyTorch
-// (Linear.weight is [out, in]) so checkpoints map one-to-one.
+// embedding, Dropout and the feed-forward block (GELU or ReLU), with the
+// initialisers they use. Shapes follow PyTorch (Linear.weight is [out, in])
+// so checkpoints map one-to-one.
 #pragma once
 #include "nn/module.h"
 
@@ -9,6 +10,14 @@ namespace moegrad {
 // U(-bound, bound) and N(0, std²) parameter tensors.
 Tensor init_uniform(const Shape& shape, double bound, const InitOptions& opt);
 Tensor init_normal(const Shape& shape, double std, const InitOptions& opt);
+// [rows, cols] with orthonormal rows (rows <= cols) or columns, times gain,
+// as PyTorch's orthogonal_: the Q of a Gaussian matrix's QR, signs fixed by R's diagonal.
+Tensor init_orthogonal(int64_t rows, int64_t cols, double gain, const InitOptions& opt);
+
+// The hidden activation of the feed-forward blocks and experts. GELU is the
+// tanh form.
+enum class Activation { Gelu, Relu };
+Tensor activate(const Tensor& x, Activation activation);
 
 // y = x Wᵀ + b over the last dim. Init as PyTorch: U(±1/√in) for W and b.
 class Linear : public Module {
@@ -53,11 +62,13 @@ class Dropout : public Module {
   Generator gen;
 };
 
-// fc2(dropout(gelu(fc1(x)))): the dense FFN and each expert's shape.
+// fc2(dropout(act(fc1(x)))): the dense FFN and each expert's shape.
 class FFN : public Module {
  public:
-  FFN(int64_t dim, int64_t hidden, double dropout = 0.0, const InitOptions& opt = {});
+  FFN(int64_t dim, int64_t hidden, double dropout = 0.0, const InitOptions& opt = {},
+      Activation activation = Activation::Gelu);
   Tensor forward(const Tensor& x);
+  Activation activation;
   std::shared_ptr<Linear> fc1, fc2;
   std::shared_ptr<Dropout> drop;
 };

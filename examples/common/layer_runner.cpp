@@ -232,6 +232,14 @@ ACOptions ac_options(Keys& a, const ACOptions& def) {
                       "feature"
                   ? ACScaling::PerFeature
                   : ACScaling::Global;
+  o.small_clusters = a.choice("small_clusters", {"official", "neutral"},
+                              def.small_clusters == ACSmallClusters::Official ? "official" : "neutral") == "official"
+                         ? ACSmallClusters::Official
+                         : ACSmallClusters::Neutral;
+  o.rows = a.choice("rows", {"experts", "largest-index"}, def.rows == ACTableRows::Experts ? "experts" : "largest-index") ==
+                   "experts"
+               ? ACTableRows::Experts
+               : ACTableRows::LargestIndex;
   return o;
 }
 

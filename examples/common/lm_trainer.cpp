@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #ifdef _OPENMP
 #include <omp.h>
@@ -65,6 +67,15 @@ void accumulate(std::vector<std::pair<int64_t, RoutingStats>>& acc,
     a.balance_loss += s.balance_loss, a.z_loss += s.z_loss;
     a.ac_mean += s.ac_mean, a.ac_std += s.ac_std;
     a.ac_min = std::min(a.ac_min, s.ac_min), a.ac_max = std::max(a.ac_max, s.ac_max);
+    a.ac_empty += s.ac_empty, a.ac_single += s.ac_single, a.ac_token_weight += s.ac_token_weight;
+  }
+}
+
+// Divides the accumulated statistics that are averaged by the number of forwards.
+void average(std::vector<std::pair<int64_t, RoutingStats>>& acc, int64_t forwards) {
+  for (auto& [pos, s] : acc) {
+    s.balance_loss /= forwards, s.z_loss /= forwards, s.ac_mean /= forwards, s.ac_std /= forwards;
+    s.ac_empty /= forwards, s.ac_single /= forwards, s.ac_token_weight /= forwards;
   }
 }
 
@@ -98,7 +109,8 @@ std::vector<ConfigField> config_fields(LMTrainConfig& c) {
       {"level", &c.level, "byte | word", false},
       {"min-count", &c.min_count, "word level: train words seen fewer times become <unk>", false},
       {"arch", &c.arch, "architecture: s attention, g top-k MoE, c AC MoE, f dense FFN", false},
-      {"router", &c.router, "smoe (every c in --arch becomes g) | acmoe (--arch as given)", false},
+      {"router", &c.router,
+       "smoe (every c in --arch becomes g) | acmoe (--arch as given) | xmoe (c layers keep their gate, no AC)", false},
       {"dim", &c.dim, "model width", false},
       {"heads", &c.heads, "attention heads", false},
       {"experts", &c.experts, "experts per MoE layer", false},
@@ -106,14 +118,33 @@ std::vector<ConfigField> config_fields(LMTrainConfig& c) {
       {"expert-hidden", &c.expert_hidden, "hidden width of each expert", false},
       {"ffn-hidden", &c.ffn_hidden, "hidden width of the dense FFN (f layers)", false},
       {"seq-len", &c.seq_len, "tokens per sequence", false},
-      {"batch", &c.batch, "sequences per batch", false},
+      {"batch", &c.batch, "sequences per batch (one optimizer step)", false},
+      {"micro-batch", &c.micro_batch, "sequences per forward, gradients summed over the batch; 0: the whole batch",
+       false},
       {"dropout", &c.dropout, "dropout probability", false},
+      {"dropout-layout", &c.dropout_layout,
+       "residual (embeddings, attention probabilities, every sublayer output, inside the FFN) | official (the "
+       "paper's code: attention probabilities, inside the FFN and experts, the MoE output)",
+       false},
       {"capacity-factor", &c.capacity_factor, "expert capacity factor; 0: no capacity, no dropping", false},
-      {"gate", &c.gate, "router gate: linear | cosine", false},
+      {"gate", &c.gate, "gate of the g layers: linear | cosine | xmoe (cosine, orthogonal init, renormalised)",
+       false},
+      {"c-gate", &c.c_gate, "gate of the c layers: same (as --gate) | linear | cosine | xmoe", false},
+      {"activation", &c.activation, "activation of the experts and the dense FFN: gelu | relu", false},
+      {"expert-init", &c.expert_init, "linear (as PyTorch's Linear) | official (U(1/sqrt(in*out)), zero biases)",
+       false},
+      {"moe-residual", &c.moe_residual, "single | double (post-norm: norm(h + norm(h + moe(h))))", false},
+      {"attention-bias", &c.attention_bias, "biases in the attention projections", false},
+      {"embedding-std", &c.embedding_std, "token and position embeddings start from N(0, std^2)", false},
+      {"head-bias", &c.head_bias, "a bias in the output projection", false},
       {"ac-stat", &c.ac_stat, "AC dispersion: mad | variance", false},
       {"ac-eps", &c.ac_eps, "AC: W = 1 / (s + eps)", false},
       {"ac-clip", &c.ac_clip, "AC: W clipped at clip * mean(W); 0: no clip", false},
       {"ac-scaling", &c.ac_scaling, "AC normalisation of W: feature | global", false},
+      {"ac-small-clusters", &c.ac_small_clusters,
+       "AC clusters of fewer than 2 tokens: official (s = 0, as the paper's code) | neutral (W = 1, out of the means)",
+       false},
+      {"ac-rows", &c.ac_rows, "AC table rows: experts | largest-index (the previous choices' largest + 1)", false},
       {"ac-mix", &c.ac_mix, "AC: mix W over the previous layer's top-m experts", false},
       {"ac-differentiable", &c.ac_differentiable, "AC: backpropagate through W (the paper detaches it)", false},
       {"elliptical", &c.elliptical, "elliptical attention in the attention layers after the first", false},
@@ -127,7 +158,8 @@ std::vector<ConfigField> config_fields(LMTrainConfig& c) {
       {"warmup", &c.warmup, "linear warm-up steps", false},
       {"cosine", &c.cosine, "cosine decay from the end of warm-up to --min-lr at --steps", false},
       {"clip-grad", &c.clip_grad, "max global gradient norm; 0: no clipping", false},
-      {"balance-coef", &c.balance_coef, "weight of the load-balance loss", false},
+      {"balance-coef", &c.balance_coef, "weight of the g layers' load-balance loss", false},
+      {"c-balance-coef", &c.c_balance_coef, "weight of the c layers' load-balance loss; < 0: --balance-coef", false},
       {"z-coef", &c.z_coef, "weight of the router z-loss", false},
       {"attack-rate", &c.attack_rate, "word-swap attack: share of non-stopword words swapped", true},
       {"attack-seed", &c.attack_seed, "word-swap attack seed (the same attacked text for every model)", true},
@@ -230,9 +262,54 @@ json config_to_json(const LMTrainConfig& config) {
   return fields_to_json(config_fields(c));
 }
 
+std::vector<std::string> recipe_args(const std::string& name) {
+  std::vector<fs::path> candidates;
+  if (name.find('/') != std::string::npos || fs::path(name).extension() == ".recipe") {
+    candidates.push_back(name);
+  } else {
+    const std::string file = name + ".recipe";
+    if (const char* dir = std::getenv("MOEGRAD_RECIPES")) candidates.push_back(fs::path(dir) / file);
+    candidates.push_back(fs::path("recipes") / file);
+    std::error_code ec;
+    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec)
+      for (const fs::path& up : {exe.parent_path(), exe.parent_path().parent_path()})
+        candidates.push_back(up / "recipes" / file);
+#ifdef MOEGRAD_SOURCE_DIR
+    candidates.push_back(fs::path(MOEGRAD_SOURCE_DIR) / "recipes" / file);
+#endif
+  }
+  for (const fs::path& path : candidates) {
+    std::ifstream in(path);
+    if (!in) continue;
+    std::vector<std::string> args;
+    for (std::string line; std::getline(in, line);) {
+      line = line.substr(0, line.find('#'));
+      std::istringstream words(line);
+      for (std::string w; words >> w;) args.push_back(w);
+    }
+    return args;
+  }
+  std::string tried;
+  for (const fs::path& path : candidates) tried += " " + path.string();
+  throw Error("train_lm: --recipe " + name + ": no such recipe (tried" + tried + ")");
+}
+
 LMTrainConfig parse_args(const std::vector<std::string>& args) {
   LMTrainConfig c;
-  parse_flags(config_fields(c), args, "train_lm");
+  std::vector<std::string> rest;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] != "--recipe") {
+      rest.push_back(args[i]);
+      continue;
+    }
+    MG_CHECK(i + 1 < args.size(), "train_lm: --recipe needs a name or a path");
+    const std::vector<std::string> recipe = recipe_args(args[++i]);
+    MG_CHECK(std::find(recipe.begin(), recipe.end(), "--recipe") == recipe.end(), "train_lm: recipe ", args[i],
+             " names another recipe; recipes do not nest");
+    parse_flags(config_fields(c), recipe, "train_lm");  // the recipe first: flags given here override it
+  }
+  parse_flags(config_fields(c), rest, "train_lm");
   return c;
 }
 
@@ -254,8 +331,15 @@ void validate(const LMTrainConfig& config) {
       MG_CHECK(std::isfinite(**d), "train_lm: --", f.name, " must be a finite number, got ", **d);
   parse_device(c.device, "train_lm");
   check_one_of(c.level, "train_lm", "level", {"byte", "word"});
-  check_one_of(c.router, "train_lm", "router", {"smoe", "acmoe"});
-  check_one_of(c.gate, "train_lm", "gate", {"linear", "cosine"});
+  check_one_of(c.router, "train_lm", "router", {"smoe", "acmoe", "xmoe"});
+  check_one_of(c.gate, "train_lm", "gate", {"linear", "cosine", "xmoe"});
+  check_one_of(c.c_gate, "train_lm", "c-gate", {"same", "linear", "cosine", "xmoe"});
+  check_one_of(c.dropout_layout, "train_lm", "dropout-layout", {"residual", "official"});
+  check_one_of(c.activation, "train_lm", "activation", {"gelu", "relu"});
+  check_one_of(c.expert_init, "train_lm", "expert-init", {"linear", "official"});
+  check_one_of(c.moe_residual, "train_lm", "moe-residual", {"single", "double"});
+  check_one_of(c.ac_small_clusters, "train_lm", "ac-small-clusters", {"official", "neutral"});
+  check_one_of(c.ac_rows, "train_lm", "ac-rows", {"experts", "largest-index"});
   check_one_of(c.ac_stat, "train_lm", "ac-stat", {"mad", "variance"});
   check_one_of(c.ac_scaling, "train_lm", "ac-scaling", {"feature", "global"});
   check_one_of(c.norm, "train_lm", "norm", {"pre", "post"});
@@ -270,8 +354,13 @@ void validate(const LMTrainConfig& config) {
     at_least(v, 1, flag);
   for (auto [v, flag] : {std::pair{c.warmup, "warmup"}, {c.seed, "seed"}, {c.threads, "threads"},
                          {c.eval_every, "eval-every"}, {c.eval_batches, "eval-batches"},
-                         {c.checkpoint_every, "checkpoint-every"}, {c.attack_seed, "attack-seed"}})
+                         {c.checkpoint_every, "checkpoint-every"}, {c.attack_seed, "attack-seed"},
+                         {c.micro_batch, "micro-batch"}})
     at_least(v, 0, flag);
+  MG_CHECK(c.micro_batch == 0 || c.batch % c.micro_batch == 0, "train_lm: --micro-batch (", c.micro_batch,
+           ") must divide --batch (", c.batch, ")");
+  MG_CHECK(c.moe_residual == "single" || c.norm == "post", "train_lm: --moe-residual double needs --norm post");
+  MG_CHECK(c.embedding_std > 0, "train_lm: --embedding-std must be > 0, got ", c.embedding_std);
   MG_CHECK(c.k <= c.experts, "train_lm: --k must be <= --experts (", c.experts, "), got ", c.k);
   MG_CHECK(c.ac_mix <= c.k, "train_lm: --ac-mix must be <= --k (", c.k, "), got ", c.ac_mix);
   MG_CHECK(c.dim % c.heads == 0, "train_lm: --dim (", c.dim, ") must be a multiple of --heads (", c.heads, ")");
@@ -297,8 +386,8 @@ void validate(const LMTrainConfig& config) {
   } catch (const Error& e) {
     throw Error(std::string("train_lm: --arch: ") + e.what());
   }
-  MG_CHECK(c.router == "smoe" || arch.find('c') != std::string::npos, "train_lm: --router acmoe needs an AC layer ",
-           "(c) in --arch, got '", arch, "'");
+  MG_CHECK(c.router == "smoe" || arch.find('c') != std::string::npos, "train_lm: --router ", c.router,
+           " needs an AC layer (c) in --arch, got '", arch, "'");
   MG_CHECK(!(c.resume && c.overwrite), "train_lm: --resume and --overwrite exclude each other");
 }
 
@@ -371,14 +460,32 @@ LMTrainer::LMTrainer(const LMTrainConfig& config, std::FILE* log) : config_(conf
   mc.vocab = tokenizer_->vocab_size();
   mc.max_len = c.seq_len;
   mc.arch = effective_arch(c);
+  mc.embedding_std = c.embedding_std, mc.head_bias = c.head_bias;
   BlockConfig& b = mc.block;
   b.dim = c.dim, b.heads = c.heads, b.ffn_hidden = c.ffn_hidden;
   b.elliptical = c.elliptical, b.pre_norm = c.norm == "pre", b.dropout = c.dropout;
+  b.dropout_layout = c.dropout_layout == "official" ? DropoutLayout::Official : DropoutLayout::Residual;
+  b.moe_double_residual = c.moe_residual == "double";
+  b.attention_bias = c.attention_bias;
+  b.activation = c.activation == "relu" ? Activation::Relu : Activation::Gelu;
   b.moe.hidden = c.expert_hidden, b.moe.experts = c.experts, b.moe.k = c.k;
-  b.moe.gate = c.gate == "cosine" ? GateKind::Cosine : GateKind::Linear;
+  b.moe.expert = ExpertOptions{b.activation, 0.0, c.expert_init == "official" ? ExpertInit::Official : ExpertInit::Linear};
+  // xmoe: the cosine gate started orthogonal (gain 0.32) and rescaled to norm 1.5, as the paper's code
+  auto set_gate = [](const std::string& g, GateKind& kind, double& gain, double& norm) {
+    kind = g == "linear" ? GateKind::Linear : GateKind::Cosine;
+    gain = g == "xmoe" ? 0.32 : 0.0, norm = g == "xmoe" ? 1.5 : 0.0;
+  };
+  set_gate(c.gate, b.moe.gate, b.moe.embedding_gain, b.moe.embedding_norm);
+  if (c.c_gate != "same") {
+    b.c_gate = GateKind::Linear;
+    set_gate(c.c_gate, *b.c_gate, b.c_embedding_gain, b.c_embedding_norm);
+  }
+  b.c_use_ac = c.router != "xmoe";
   b.moe.capacity_factor = c.capacity_factor;
   b.moe.ac.stats = ACOptions{c.ac_stat == "variance" ? ACStat::Variance : ACStat::MAD, c.ac_eps, c.ac_clip,
-                             c.ac_scaling == "global" ? ACScaling::Global : ACScaling::PerFeature};
+                             c.ac_scaling == "global" ? ACScaling::Global : ACScaling::PerFeature,
+                             c.ac_small_clusters == "neutral" ? ACSmallClusters::Neutral : ACSmallClusters::Official,
+                             c.ac_rows == "largest-index" ? ACTableRows::LargestIndex : ACTableRows::Experts};
   b.moe.ac.mix_m = c.ac_mix;
   b.moe.ac.differentiable = c.ac_differentiable;
   // The same seed gives SMoE and ACMoE the same initial weights (the AC router
@@ -448,27 +555,19 @@ void LMTrainer::train(int64_t until) {
     }
   } finish{this};
   progress_ = progress.get();
-  auto stop_unless_finite = [&](double value, const char* what, int64_t step) {
-    MG_CHECK(std::isfinite(value), "train_lm: the ", what, " is ", value, " at step ", step,
-             "; training stopped. The last checkpoint (", checkpoint_path(),
-             ") is kept as it was; lower --lr or raise --warmup, and resume or restart");
-  };
 
   model_->train();
   double window_seconds = 0;
   int64_t window_tokens = 0;
+  window_routing_.clear(), window_forwards_ = 0;
   while (step_ < last) {
     const int64_t step = step_ + 1;
     const auto t0 = std::chrono::steady_clock::now();
     const double lr = lr_at(c, step);
     optimizer_->set_lr(lr);
     const data::Batch batch = data::random_batch(corpus_.train, c.batch, c.seq_len, batch_gen_);
-    const LMOutput out = model_->forward(batch.inputs.to(device_), batch.targets.to(device_));
-    const Tensor total = out.loss + out.balance_loss * c.balance_coef + out.z_loss * c.z_coef;
-    const double loss = out.loss.item();
-    stop_unless_finite(total.item(), "loss", step);
     optimizer_->zero_grad();
-    total.backward();
+    const double loss = train_forward_backward(batch, step);
     const double norm = clip_grad_norm(optimizer_->params(), c.clip_grad);
     stop_unless_finite(norm, "gradient norm", step);
     optimizer_->step();
@@ -480,9 +579,13 @@ void LMTrainer::train(int64_t until) {
     window_tokens += batch.tokens, train_tokens_ += batch.tokens;
     if (progress) progress->update(step, loss, batch.tokens);
     if (step % c.log_every == 0 || step == last) {
-      metrics_->write({{"type", "train"}, {"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
-                       {"tokens_per_s", window_tokens / window_seconds}});
+      average(window_routing_, window_forwards_);
+      json record = {{"type", "train"}, {"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
+                     {"tokens_per_s", window_tokens / window_seconds}};
+      if (json ac = ac_diagnostics_json(window_routing_); !ac.empty()) record["ac_layers"] = ac;
+      metrics_->write(record);
       window_seconds = 0, window_tokens = 0;
+      window_routing_.clear(), window_forwards_ = 0;
     }
     if ((c.eval_every > 0 && step % c.eval_every == 0) || step == c.steps) {
       const EvalResult r = evaluate("valid", false, c.eval_batches);
@@ -492,10 +595,38 @@ void LMTrainer::train(int64_t until) {
       char line[160];
       std::snprintf(line, sizeof line, "eval step %lld: valid loss %.4f, %s %.4f (%lld batches)", (long long)step,
                     r.loss, metric_name(), r.metric, (long long)r.batches);
-      log(line);
+      log(line + ac_diagnostics_line(r.routing));
     }
     if ((c.checkpoint_every > 0 && step % c.checkpoint_every == 0) || step == c.steps) save_checkpoint();
   }
+}
+
+void LMTrainer::stop_unless_finite(double value, const char* what, int64_t step) const {
+  MG_CHECK(std::isfinite(value), "train_lm: the ", what, " is ", value, " at step ", step,
+           "; training stopped. The last checkpoint (", checkpoint_path(),
+           ") is kept as it was; lower --lr or raise --warmup, and resume or restart");
+}
+
+double LMTrainer::train_forward_backward(const data::Batch& batch, int64_t step) {
+  const LMTrainConfig& c = config_;
+  const double c_coef = c.c_balance_coef < 0 ? c.balance_coef : c.c_balance_coef;
+  const int64_t micro = c.micro_batch > 0 ? c.micro_batch : c.batch, parts = c.batch / micro;
+  double loss = 0;
+  for (int64_t m = 0; m < parts; ++m) {  // each forward routes its own micro-batch (its own AC statistics)
+    const Tensor inputs = parts == 1 ? batch.inputs : narrow(batch.inputs, 0, m * micro, micro);
+    const Tensor targets = parts == 1 ? batch.targets : narrow(batch.targets, 0, m * micro, micro);
+    const LMOutput out = model_->forward(inputs.to(device_), targets.to(device_));
+    const Tensor balance = c_coef == c.balance_coef ? out.balance_loss * c.balance_coef
+                                                    : out.g_balance_loss * c.balance_coef + out.c_balance_loss * c_coef;
+    Tensor total = out.loss + balance + out.z_loss * c.z_coef;
+    if (parts > 1) total = total * (1.0 / static_cast<double>(parts));
+    stop_unless_finite(total.item(), "loss", step);
+    total.backward();
+    loss += out.loss.item() / static_cast<double>(parts);
+    accumulate(window_routing_, model_->routing_stats());
+    window_forwards_++;
+  }
+  return loss;
 }
 
 EvalResult LMTrainer::evaluate(const std::string& split, bool attacked, int64_t max_batches) {
@@ -515,13 +646,36 @@ EvalResult LMTrainer::evaluate(const std::string& split, bool attacked, int64_t 
     accumulate(r.routing, model_->routing_stats());
   }
   model_->train(was_training);
-  for (auto& [pos, s] : r.routing) {
-    s.balance_loss /= n, s.z_loss /= n, s.ac_mean /= n, s.ac_std /= n;
-  }
+  average(r.routing, n);
   r.batches = n;
   r.loss = total / static_cast<double>(r.tokens);
   r.metric = config_.level == "byte" ? r.loss / std::log(2.0) : std::exp(r.loss);
   return r;
+}
+
+bool LMTrainer::is_ac_layer(int64_t pos) const {
+  return model_->layers[pos]->moe && model_->layers[pos]->moe->config.use_ac;
+}
+
+json LMTrainer::ac_diagnostics_json(const std::vector<std::pair<int64_t, RoutingStats>>& routing) const {
+  json layers = json::array();
+  for (const auto& [pos, s] : routing)
+    if (is_ac_layer(pos))
+      layers.push_back({{"layer", pos}, {"ac_empty", s.ac_empty}, {"ac_single", s.ac_single},
+                        {"ac_token_weight", s.ac_token_weight}, {"ac_mean", s.ac_mean}, {"ac_std", s.ac_std}});
+  return layers;
+}
+
+std::string LMTrainer::ac_diagnostics_line(const std::vector<std::pair<int64_t, RoutingStats>>& routing) const {
+  std::string line;
+  for (const auto& [pos, s] : routing)
+    if (is_ac_layer(pos)) {
+      char part[160];
+      std::snprintf(part, sizeof part, "; AC layer %lld: %.2f empty, %.2f single-token clusters, token weight %.3g",
+                    (long long)pos, s.ac_empty, s.ac_single, s.ac_token_weight);
+      line += part;
+    }
+  return line;
 }
 
 json LMTrainer::eval_json(const EvalResult& r) const {
@@ -529,8 +683,9 @@ json LMTrainer::eval_json(const EvalResult& r) const {
   for (const auto& [pos, s] : r.routing) {
     json l = {{"layer", pos},         {"tokens_per_expert", s.tokens_per_expert}, {"dropped", s.dropped},
               {"balance_loss", s.balance_loss}, {"z_loss", s.z_loss}};
-    if (model_->layers[pos]->moe && model_->layers[pos]->moe->config.use_ac) {
+    if (is_ac_layer(pos)) {
       l["ac_mean"] = s.ac_mean, l["ac_std"] = s.ac_std, l["ac_min"] = s.ac_min, l["ac_max"] = s.ac_max;
+      l["ac_empty"] = s.ac_empty, l["ac_single"] = s.ac_single, l["ac_token_weight"] = s.ac_token_weight;
     }
     layers.push_back(l);
   }

@@ -41,14 +41,26 @@ struct LMTrainConfig {
   int64_t min_count = 1;          // word level: rarer train words become <unk>
   // model
   std::string arch = "sgsgsc";    // s attention, g top-k MoE, c AC MoE, f dense FFN
-  std::string router = "acmoe";   // smoe: every c becomes g; acmoe: arch as given (needs a c)
+  std::string router = "acmoe";   // smoe: every c becomes g; acmoe: arch as given (needs a c);
+                                  // xmoe: the c layers keep their gate but route without AC
   int64_t dim = 128, heads = 8, experts = 16, k = 2, expert_hidden = 128, ffn_hidden = 512;
   int64_t seq_len = 256, batch = 8;
+  int64_t micro_batch = 0;        // sequences per forward (the AC statistics' batch); 0: the whole batch
   double dropout = 0.0, capacity_factor = 0.0;
-  std::string gate = "linear";     // linear | cosine
+  std::string dropout_layout = "residual";  // residual | official
+  std::string gate = "linear";     // g layers: linear | cosine | xmoe
+  std::string c_gate = "same";     // c layers: same (as --gate) | linear | cosine | xmoe
+  std::string activation = "gelu";      // gelu | relu (experts and dense FFN)
+  std::string expert_init = "linear";   // linear | official
+  std::string moe_residual = "single";  // single | double (post-norm)
+  bool attention_bias = true;
+  double embedding_std = 0.02;
+  bool head_bias = false;
   std::string ac_stat = "mad";     // mad | variance
   double ac_eps = 1e-4, ac_clip = 10.0;
   std::string ac_scaling = "feature";  // feature | global
+  std::string ac_small_clusters = "official";  // official | neutral
+  std::string ac_rows = "experts";     // experts | largest-index
   int64_t ac_mix = 1;
   bool ac_differentiable = false;
   bool elliptical = false;
@@ -60,6 +72,7 @@ struct LMTrainConfig {
   bool cosine = false;
   double clip_grad = 1.0;          // max global gradient norm; 0: no clipping
   double balance_coef = 0.01, z_coef = 0.0;
+  double c_balance_coef = -1;      // of the c layers' balance loss; < 0: --balance-coef
   // evaluation
   double attack_rate = 0.025;
   int64_t attack_seed = 2025;
@@ -99,8 +112,14 @@ Device parse_device(const std::string& device, const char* program);
 // ---- train_lm's options ----
 std::vector<ConfigField> config_fields(LMTrainConfig& config);
 nlohmann::json config_to_json(const LMTrainConfig& config);
-// parse_flags over the defaults.
+// parse_flags over the defaults, after the flags of a recipe when the
+// arguments name one (--recipe NAME or PATH: see recipe_args).
 LMTrainConfig parse_args(const std::vector<std::string>& args);
+// The flags of a recipe: a file of flags, one or more per line, `#` comments.
+// NAME (no '/', no ".recipe") is found as NAME.recipe in $MOEGRAD_RECIPES,
+// ./recipes, the recipes folder beside or above the program's folder, or the
+// source tree's recipes/; anything else is a path.
+std::vector<std::string> recipe_args(const std::string& name_or_path);
 // Every flag with its default and help, one per line.
 std::string usage();
 // Error naming the option when a value is out of range or unknown.
@@ -165,8 +184,17 @@ class LMTrainer {
 
  private:
   void load_checkpoint(const std::string& path);
+  // The forwards and backwards of one step (one per micro-batch, gradients
+  // summed); returns the batch's language-model loss.
+  double train_forward_backward(const data::Batch& batch, int64_t step);
+  // Error naming the step when value (the loss, the gradient norm) is not finite.
+  void stop_unless_finite(double value, const char* what, int64_t step) const;
   void log(const std::string& line);
   nlohmann::json eval_json(const EvalResult& r) const;
+  bool is_ac_layer(int64_t pos) const;
+  // Per AC layer: empty and single-token clusters and the mean token weight, per forward.
+  nlohmann::json ac_diagnostics_json(const std::vector<std::pair<int64_t, RoutingStats>>& routing) const;
+  std::string ac_diagnostics_line(const std::vector<std::pair<int64_t, RoutingStats>>& routing) const;
 
   LMTrainConfig config_;
   std::FILE* log_;
@@ -183,6 +211,8 @@ class LMTrainer {
   data::Progress* progress_ = nullptr;  // while train() runs
   double train_seconds_ = 0;
   int64_t train_tokens_ = 0;
+  std::vector<std::pair<int64_t, RoutingStats>> window_routing_;  // summed over the training forwards
+  int64_t window_forwards_ = 0;                                    // since the last train record
 };
 
 }  // namespace moegrad::lm

@@ -281,6 +281,103 @@ TEST(LMTrainer, CommandLine) {
   validate(parse_args({"--arch", "sgsg", "--router", "smoe"}));
 }
 
+TEST(LMTrainer, Recipes) {
+  // every shipped recipe parses and validates
+  for (const char* name : {"switch-s", "switch-m", "glam-s", "glam-m"}) {
+    SCOPED_TRACE(name);
+    LMTrainConfig c = parse_args({"--recipe", name});
+    validate(c);
+    EXPECT_EQ(c.norm, "post");
+    EXPECT_EQ(c.c_gate, "xmoe");
+    EXPECT_EQ(c.balance_coef, 0.0);
+    EXPECT_EQ(c.clip_grad, 0.0);
+    EXPECT_FALSE(c.cosine);
+  }
+  const LMTrainConfig s = parse_args({"--recipe", "switch-s"});
+  EXPECT_EQ(s.arch, "sgsgsc");
+  EXPECT_EQ(s.dropout, 0.7);
+  EXPECT_EQ(s.batch, 96);
+  EXPECT_EQ(s.micro_batch, 12);
+  EXPECT_EQ(s.ac_rows, "largest-index");
+  // flags given with the recipe override it, wherever they stand
+  const LMTrainConfig o = parse_args({"--steps", "7", "--recipe", "switch-s", "--dropout", "0.1"});
+  EXPECT_EQ(o.steps, 7);
+  EXPECT_EQ(o.dropout, 0.1);
+  EXPECT_EQ(o.arch, "sgsgsc");
+
+  const std::string dir = (fs::path(::testing::TempDir()) / ("moegrad_recipe_" + std::to_string(::getpid()))).string();
+  fs::create_directories(dir);
+  write_file(dir + "/mine.recipe", "# a comment\n--dim 32 --heads 4  # trailing comment\n\n--k 1\n");
+  const LMTrainConfig m = parse_args({"--recipe", dir + "/mine.recipe"});
+  EXPECT_EQ(m.dim, 32);
+  EXPECT_EQ(m.heads, 4);
+  EXPECT_EQ(m.k, 1);
+  write_file(dir + "/nested.recipe", "--recipe switch-s\n");
+  EXPECT_MG_ERROR(parse_args({"--recipe", dir + "/nested.recipe"}), "recipes do not nest");
+  write_file(dir + "/bad.recipe", "--dim many\n");
+  EXPECT_MG_ERROR(parse_args({"--recipe", dir + "/bad.recipe"}), "--dim expects an integer");
+  EXPECT_MG_ERROR(parse_args({"--recipe", "no-such-recipe"}), "--recipe no-such-recipe: no such recipe (tried");
+  EXPECT_MG_ERROR(parse_args({"--recipe"}), "--recipe needs a name or a path");
+  fs::remove_all(dir);
+
+  EXPECT_MG_ERROR(validate(parse_args({"--batch", "6", "--micro-batch", "4"})), "--micro-batch (4) must divide --batch");
+  EXPECT_MG_ERROR(validate(parse_args({"--moe-residual", "double"})), "--moe-residual double needs --norm post");
+  EXPECT_MG_ERROR(validate(parse_args({"--c-gate", "wide"})), "--c-gate must be same | linear | cosine | xmoe");
+  EXPECT_MG_ERROR(validate(parse_args({"--ac-small-clusters", "x"})), "--ac-small-clusters must be official | neutral");
+  EXPECT_MG_ERROR(validate(parse_args({"--embedding-std", "0"})), "--embedding-std must be > 0");
+}
+
+// Without AC, dropout or a balance loss (each taken per forward), micro-batches
+// only split the sum: the first step's loss and gradient norm equal those of
+// one forward over the whole batch (later steps drift apart, since Adam's
+// first steps turn rounding-level differences of tiny gradients into ±lr).
+TEST_F(LMTrainerTest, MicroBatchesSumToTheBatch) {
+  LMTrainConfig c = tiny("whole");
+  c.router = "smoe", c.dropout = 0, c.balance_coef = 0, c.steps = 1;
+  LMTrainer whole(c, nullptr);
+  whole.train();
+  c.micro_batch = 2, c.out = root_ + "/micro";
+  LMTrainer micro(c, nullptr);
+  micro.train();
+  const StepRecord &a = whole.history()[0], &b = micro.history()[0];
+  EXPECT_NEAR(b.loss, a.loss, 1e-6 * a.loss);
+  EXPECT_NEAR(b.grad_norm, a.grad_norm, 1e-5 * a.grad_norm);
+}
+
+// The switch-s recipe at a tiny size trains, with the AC diagnostics in the
+// train and eval records; the three other arms of the experiment build.
+TEST_F(LMTrainerTest, OfficialRecipeArmsAndACDiagnostics) {
+  LMTrainConfig c = parse_args({"--recipe", "switch-s"});
+  c.data = data_, c.out = root_ + "/acmoe";
+  c.dim = 16, c.heads = 2, c.experts = 4, c.expert_hidden = 16, c.seq_len = 16, c.batch = 4, c.micro_batch = 2;
+  c.steps = 4, c.warmup = 2, c.log_every = 2, c.eval_every = 4, c.eval_batches = 2, c.checkpoint_every = 4;
+  LMTrainer ac(c, nullptr);
+  ac.train();
+  const std::vector<json> train = records(ac.metrics_path(), "train");
+  ASSERT_EQ(train.size(), 2u);
+  ASSERT_TRUE(train[0].contains("ac_layers"));
+  const json& layer = train[0]["ac_layers"][0];
+  EXPECT_EQ(layer["layer"], 5);
+  for (const char* key : {"ac_empty", "ac_single", "ac_token_weight", "ac_mean", "ac_std"})
+    EXPECT_TRUE(layer.contains(key)) << key;
+  EXPECT_LE(layer["ac_empty"].get<double>(), 4.0);
+  const json eval = records(ac.metrics_path(), "eval").at(0)["layers"][2];
+  EXPECT_TRUE(eval.contains("ac_token_weight"));
+
+  for (const char* arm : {"smoe", "xmoe"}) {
+    c.router = arm, c.out = root_ + "/" + arm;
+    LMTrainer t(c, nullptr);
+    const MoELayer& last = *t.model().layers[5]->moe;
+    EXPECT_FALSE(last.config.use_ac) << arm;
+    EXPECT_EQ(last.config.gate, std::string(arm) == "xmoe" ? GateKind::Cosine : GateKind::Linear) << arm;
+    t.train(1);
+    EXPECT_FALSE(records(t.metrics_path(), "train").empty());
+  }
+  c.router = "acmoe", c.ac_small_clusters = "neutral", c.out = root_ + "/neutral";
+  LMTrainer neutral(c, nullptr);
+  EXPECT_EQ(neutral.model().layers[5]->moe->config.ac.stats.small_clusters, ACSmallClusters::Neutral);
+}
+
 // ---- failure modes ----
 
 TEST_F(LMTrainerTest, MissingDataFolder) {

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The multi-seed language-model experiment of docs/results.md: the switch-s
+# recipe on the King James Bible, one run per (arm, seed), each arm from the
+# same initial weights and batches for a given seed:
+#
+#   smoe           every MoE layer a top-k layer with the linear gate
+#   acmoe          the c layer routes with AC (the paper's ACMoE)
+#   xmoe           the c layer keeps AC's gate (XMoE's expert embeddings) but
+#                  routes without the AC weights: AC's gate without AC
+#   acmoe-neutral  acmoe with small clusters neutral (--ac-small-clusters neutral)
+#
+#   tools/lm_experiment.sh [--out DIR] [--seeds "0 1 2"] [--arms "smoe acmoe ..."]
+#                          [--level byte|word] [--jobs N] [--build-dir DIR] [-- TRAIN_LM_FLAGS...]
+#
+# Runs --jobs trainings at a time (default 2, one thread each). Every run
+# resumes from its checkpoint when it has one (and does nothing when it has
+# finished), so the script can be stopped and started again at will. The
+# budget: the recipe with its per-forward batch of 12 sequences of 256 tokens,
+# 12000 steps (36.9M training tokens, six times the main job's), warm-up
+# scaled as the recipe's (3000 of 60000 steps: 5%). Flags after -- go to
+# every run. Results: tools/experiment_table.py DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=runs/experiment
+seeds="0 1 2"
+arms="smoe acmoe xmoe acmoe-neutral"
+level=byte
+jobs=2
+build=build
+extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out | --seeds | --arms | --level | --jobs | --build-dir)
+      [ $# -ge 2 ] || { echo "lm_experiment.sh: $1 needs a value" >&2; exit 2; }
+      case "$1" in
+        --out) out="$2" ;; --seeds) seeds="$2" ;; --arms) arms="$2" ;; --level) level="$2" ;;
+        --jobs) jobs="$2" ;; --build-dir) build="$2" ;;
+      esac
+      shift 2 ;;
+    --) shift; extra=("$@"); break ;;
+    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    *) echo "lm_experiment.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+[ -x "$build/train_lm" ] || { echo "lm_experiment.sh: no $build/train_lm; build it first (tools/test.sh or cmake)" >&2; exit 1; }
+./tools/prepare_kjv.sh data/kjv >/dev/null
+
+arm_flags() {
+  case "$1" in
+    smoe) echo "--router smoe" ;;
+    acmoe) echo "--router acmoe" ;;
+    xmoe) echo "--router xmoe" ;;
+    acmoe-neutral) echo "--router acmoe --ac-small-clusters neutral" ;;
+    *) echo "lm_experiment.sh: unknown arm '$1'" >&2; return 1 ;;
+  esac
+}
+
+# One run: fresh, resumed, or (finished) skipped; its log beside its files.
+run() {
+  local arm=$1 seed=$2 dir="$out/$level/s$2/$1" resume=()
+  mkdir -p "$dir"
+  if [ -f "$dir/metrics.jsonl" ] && grep -q '"type":"final"' "$dir/metrics.jsonl"; then return 0; fi
+  [ -f "$dir/checkpoint.safetensors" ] && resume=(--resume)
+  # shellcheck disable=SC2046
+  "$build/train_lm" --recipe switch-s --data data/kjv --level "$level" --batch 12 --micro-batch 12 \
+    --steps 12000 --warmup 600 --seed "$seed" --threads 1 --log-every 100 --eval-every 500 --eval-batches 40 \
+    --checkpoint-every 250 --out "$dir" $(arm_flags "$arm") ${resume[@]+"${resume[@]}"} \
+    ${extra[@]+"${extra[@]}"} >>"$dir/train.log" 2>&1 || { echo "lm_experiment.sh: $dir failed (see train.log)" >&2; return 1; }
+}
+
+status=0
+for seed in $seeds; do
+  for arm in $arms; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || status=1; done
+    echo "lm_experiment.sh: $level seed $seed $arm"
+    run "$arm" "$seed" &
+  done
+done
+while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || status=1; done
+exit $status
