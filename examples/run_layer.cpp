@@ -12,6 +12,7 @@
 // nothing and exits with 1 (2 for a wrong command line).
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "examples/common/layer_runner.h"
@@ -21,13 +22,11 @@ using namespace moegrad;
 namespace {
 
 nlohmann::json read_config(const std::string& path) {
-  std::ifstream f(path);
+  std::ifstream f(path, std::ios::binary);
   MG_CHECK(f, "run_layer: cannot open config '", path, "'");
-  try {
-    return nlohmann::json::parse(f);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(detail::cat("run_layer: config '", path, "' is not valid JSON: ", e.what()));
-  }
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  MG_CHECK(!f.bad(), "run_layer: cannot read config '", path, "'");
+  return examples::parse_config(text, path);
 }
 
 }  // namespace

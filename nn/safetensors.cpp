@@ -27,6 +27,7 @@ using json = nlohmann::json;
 
 constexpr uint64_t kMaxHeaderBytes = 100000000;  // 100 MB, the limit of the safetensors crate
 constexpr int64_t kMaxInt = std::numeric_limits<int64_t>::max();
+constexpr int kMaxHeaderDepth = 16;  // a header needs 3: {name: {"shape": [size]}}
 
 struct DTypeCode {
   const char* code;
@@ -130,16 +131,21 @@ SafetensorsFile load_safetensors(const std::string& path) {
   const int64_t buffer_size = static_cast<int64_t>(file_size - data_start);
 
   // JSON would silently keep the last of two equal keys; the callback sees them all.
+  // It also drops what nests deeper than any header does (printing such a value
+  // in an error would recurse once per level and overflow the stack).
   std::set<std::string> seen;
   std::string duplicate;
+  bool too_deep = false;
   auto on_event = [&](int depth, json::parse_event_t event, json& parsed) {
     if (depth == 1 && event == json::parse_event_t::key && !seen.insert(parsed.get<std::string>()).second)
       duplicate = parsed.get<std::string>();
-    return true;
+    too_deep = too_deep || depth > kMaxHeaderDepth;
+    return depth <= kMaxHeaderDepth;
   };
   const json header = json::parse(text, on_event, /*allow_exceptions=*/false);
   ST_CHECK(!header.is_discarded(), "header is not valid JSON");
   ST_CHECK(header.is_object(), "header is not a JSON object");
+  ST_CHECK(!too_deep, "header nests deeper than ", kMaxHeaderDepth, " levels");
   ST_CHECK(duplicate.empty(), "tensor name '", duplicate, "' appears twice in the header");
 
   SafetensorsFile out;

@@ -4,6 +4,7 @@
 # otherwise. Messages go to stderr; apt's own output only when it fails.
 #
 #   tools/setup.sh              what moegrad needs to build and test (PACKAGES)
+#   tools/setup.sh --fuzz       PACKAGES and FUZZ_PACKAGES (tools/fuzz.sh)
 #   tools/setup.sh PKG...       just these (for scripts that need a data package)
 #
 # Add new build or test dependencies to PACKAGES.
@@ -12,9 +13,13 @@ set -euo pipefail
 # bible-kjv: the text of the main job (tools/prepare_kjv.sh); python3-matplotlib:
 # its plot (tools/plot_curves.py, run with /usr/bin/python3).
 PACKAGES="build-essential cmake libeigen3-dev libgtest-dev nlohmann-json3-dev zlib1g-dev bible-kjv python3-matplotlib"
+# Only for fuzzing: clang 14, its runtimes (libclang_rt.fuzzer, the
+# sanitizers) and its OpenMP.
+FUZZ_PACKAGES="clang-14 libclang-rt-14-dev libomp-14-dev"
 
 wanted=("$@")
 [ ${#wanted[@]} -eq 0 ] && read -r -a wanted <<< "$PACKAGES"
+[ "${1:-}" = "--fuzz" ] && read -r -a wanted <<< "$PACKAGES $FUZZ_PACKAGES"
 missing=()
 for pkg in "${wanted[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -186,7 +186,8 @@ static std::pair<Tensor, Tensor> max_rows(const Tensor& x, const ReducePlan& p, 
 Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   check_float(x, "max");
   ReducePlan p = plan_reduce(x, dims, keepdim, "max");
-  auto [out, arg] = max_rows(x, p, "max");
+  const auto rows_max = max_rows(x, p, "max");
+  Tensor out = rows_max.first, arg = rows_max.second;  // not a structured binding: clang 14 cannot capture one
   Shape in_shape = x.shape();
   std::vector<int64_t> perm = p.perm;
   const int64_t rows = p.rows, n = p.row_len;

@@ -16,6 +16,8 @@
 namespace moegrad::data {
 namespace {
 
+constexpr uint64_t kMaxDataBytes = uint64_t(1) << 36;  // the most data this reader accepts
+
 // An open IDX file and the name of the function reading it, for messages.
 class IdxFile {
  public:
@@ -72,7 +74,7 @@ class IdxFile {
 
   // The n data bytes after the header; Error when the file holds fewer or more.
   std::vector<uint8_t> data(uint64_t n, const std::string& what) {
-    MG_CHECK(n <= (uint64_t(1) << 36), fn_, ": ", path_, " claims ", what, " = ", n,
+    MG_CHECK(n <= kMaxDataBytes, fn_, ": ", path_, " claims ", what, " = ", n,
              " bytes, more than this reader accepts (2^36)");
     std::vector<uint8_t> bytes;
     bytes.reserve(static_cast<size_t>(std::min<uint64_t>(n, 64u << 20)));
@@ -106,6 +108,9 @@ Tensor read_idx_images(const std::string& path) {
   IdxFile file(path, "read_idx_images");
   std::vector<uint32_t> d = file.header(0x00000803, "unsigned-byte images [N, H, W]");
   const int64_t n = d[0], h = d[1], w = d[2];
+  // Each size is below 2^32, so n * h cannot overflow; bounding it by the limit / w keeps n * h * w from overflowing.
+  MG_CHECK(uint64_t(n) * uint64_t(h) <= kMaxDataBytes / uint64_t(w), "read_idx_images: ", path, " claims ", n,
+           " images x ", h, "x", w, " pixels, more than this reader accepts (2^36 bytes)");
   std::vector<uint8_t> bytes = file.data(uint64_t(n) * uint64_t(h) * uint64_t(w),
                                          std::to_string(n) + " images x " + std::to_string(h) + "x" +
                                              std::to_string(w) + " pixels");

@@ -19,6 +19,8 @@ namespace {
 
 using json = nlohmann::json;
 
+constexpr int64_t kMaxSize = int64_t(1) << 20;
+
 // The keys of one JSON object (the config, or its "ac" object), read with type
 // and value checks; finish() rejects the keys nobody read.
 class Keys {
@@ -45,6 +47,9 @@ class Keys {
           high == INT64_MAX ? detail::cat("at least ", low) : detail::cat("in [", low, ", ", high, "]"), *v);
     return x;
   }
+  // A layer size, at most kMaxSize: the library multiplies up to three of them
+  // (an expert stack [experts, dim, hidden]) and must not overflow int64.
+  int64_t size(const std::string& key, std::optional<int64_t> def = {}) { return integer(key, def, 1, kMaxSize); }
   double number(const std::string& key, double def) {
     const json* v = find(key, false);
     if (!v) return def;
@@ -201,7 +206,7 @@ class Context {
 // ---- config pieces shared by several layers ----
 
 int64_t heads_of(Keys& c, int64_t dim) {
-  const int64_t heads = c.integer("heads", {}, 1);
+  const int64_t heads = c.size("heads");
   c.check(dim % heads == 0, "heads", detail::cat("a divisor of dim=", dim), heads);
   return heads;
 }
@@ -212,8 +217,8 @@ GateKind gate_kind(Keys& c) {
 
 RouterConfig router_config(Keys& c) {
   RouterConfig rc;
-  rc.dim = c.integer("dim", {}, 1);
-  rc.experts = c.integer("experts", {}, 1);
+  rc.dim = c.size("dim");
+  rc.experts = c.size("experts");
   rc.k = c.integer("k", 2, 1, rc.experts);
   rc.gate = gate_kind(c);
   return rc;
@@ -294,7 +299,7 @@ void router_outputs(Context& ctx, const RouterOutput& r) {
 // ---- the layers ----
 
 void linear_layer(Keys& c, Context& ctx) {
-  const int64_t in = c.integer("in_features", {}, 1), out = c.integer("out_features", {}, 1);
+  const int64_t in = c.size("in_features"), out = c.size("out_features");
   const bool bias = c.flag("bias", true);
   c.finish();
   Linear& m = ctx.load(std::make_shared<Linear>(in, out, bias, ctx.init()));
@@ -304,7 +309,7 @@ void linear_layer(Keys& c, Context& ctx) {
 }
 
 void layernorm_layer(Keys& c, Context& ctx) {
-  const int64_t dim = c.integer("dim", {}, 1);
+  const int64_t dim = c.size("dim");
   const double eps = c.number("eps", 1e-5);
   c.check(eps > 0, "eps", "positive", eps);
   c.finish();
@@ -315,7 +320,7 @@ void layernorm_layer(Keys& c, Context& ctx) {
 }
 
 void attention_layer(Keys& c, Context& ctx, bool elliptical) {
-  const int64_t dim = c.integer("dim", {}, 1), heads = heads_of(c, dim);
+  const int64_t dim = c.size("dim"), heads = heads_of(c, dim);
   const bool causal = c.flag("causal", false);
   c.finish();
   MultiHeadAttention& m = ctx.load(std::make_shared<MultiHeadAttention>(dim, heads, causal, 0.0, ctx.init()));
@@ -352,13 +357,15 @@ void ac_router_layer(Keys& c, Context& ctx) {
 
 void moe_layer(Keys& c, Context& ctx) {
   MoEConfig mc;
-  mc.dim = c.integer("dim", {}, 1);
-  mc.hidden = c.integer("hidden", {}, 1);
-  mc.experts = c.integer("experts", {}, 1);
+  mc.dim = c.size("dim");
+  mc.hidden = c.size("hidden");
+  mc.experts = c.size("experts");
   mc.k = c.integer("k", 2, 1, mc.experts);
   mc.gate = gate_kind(c);
   mc.capacity_factor = c.number("capacity_factor", 0.0);
-  c.check(mc.capacity_factor >= 0, "capacity_factor", "at least 0 (0: no capacity)", mc.capacity_factor);
+  c.check(mc.capacity_factor >= 0 && mc.capacity_factor <= mc.experts, "capacity_factor",
+          detail::cat("in [0, ", mc.experts, "] (0: no capacity; at experts = ", mc.experts, " nothing is dropped)"),
+          mc.capacity_factor);
   mc.use_ac = c.flag("use_ac", false);
   if (mc.use_ac) {
     mc.ac = ac_config(c, mc.experts);
@@ -377,11 +384,11 @@ void moe_layer(Keys& c, Context& ctx) {
 
 void soft_moe_layer(Keys& c, Context& ctx) {
   SoftMoEConfig sc;
-  sc.dim = c.integer("dim", {}, 1);
-  sc.hidden = c.integer("hidden", {}, 1);
-  sc.experts = c.integer("experts", {}, 1);
-  sc.slots = c.integer("slots", 1, 1);
-  sc.mix_k = c.integer("mix_k", sc.mix_k, 1);
+  sc.dim = c.size("dim");
+  sc.hidden = c.size("hidden");
+  sc.experts = c.size("experts");
+  sc.slots = c.size("slots", 1);
+  sc.mix_k = c.size("mix_k", sc.mix_k);
   sc.use_ac = c.flag("use_ac", false);
   if (sc.use_ac) {
     Keys a(ac_object(c), "ac.", c.layer());
@@ -415,6 +422,24 @@ const std::vector<std::pair<std::string, LayerFn>> kLayers = {
 };
 
 }  // namespace
+
+json parse_config(const std::string& text, const std::string& name) {
+  // Errors print the values they reject, and printing recurses once per level:
+  // a deeper value than any config has (an "ac" object: 2) is refused instead.
+  constexpr int kMaxDepth = 16;
+  bool too_deep = false;
+  json config;
+  try {
+    config = json::parse(text, [&](int depth, json::parse_event_t, json&) {
+      too_deep = too_deep || depth > kMaxDepth;
+      return depth <= kMaxDepth;
+    });
+  } catch (const json::exception& e) {
+    throw Error(detail::cat("run_layer: config '", name, "' is not valid JSON: ", e.what()));
+  }
+  MG_CHECK(!too_deep, "run_layer: config '", name, "' nests deeper than ", kMaxDepth, " levels");
+  return config;
+}
 
 TensorMap run_layer(const json& config, const TensorMap& inputs) {
   MG_CHECK(config.is_object(), "run_layer: the config must be a JSON object, got ", config.dump());

@@ -25,6 +25,10 @@
 
 namespace moegrad::examples {
 
+// The config from its JSON text (`name`, e.g. its path, is named in errors):
+// Error when the text is not JSON or nests deeper than any config does.
+nlohmann::json parse_config(const std::string& text, const std::string& name);
+
 TensorMap run_layer(const nlohmann::json& config, const TensorMap& inputs);
 
 }  // namespace moegrad::examples

@@ -735,28 +735,31 @@ void LMTrainer::save_checkpoint() const {
                     {"rng", rng.dump()}});
 }
 
-void LMTrainer::load_checkpoint(const std::string& path) {
-  const SafetensorsFile file = load_safetensors(path);
-  const std::string where = "checkpoint " + path;
+CheckpointMetadata read_checkpoint_metadata(const std::map<std::string, std::string>& metadata,
+                                            const LMTrainConfig& config, const data::Tokenizer& tokenizer,
+                                            const std::vector<std::string>& generators, const std::string& where) {
   auto meta = [&](const char* key) -> const std::string& {
-    auto it = file.metadata.find(key);
-    MG_CHECK(it != file.metadata.end(), where, ": its metadata has no '", key, "'; not a train_lm checkpoint");
+    auto it = metadata.find(key);
+    MG_CHECK(it != metadata.end(), where, ": its metadata has no '", key, "'; not a train_lm checkpoint");
     return it->second;
   };
+  // Errors print the values they reject, and printing recurses once per level:
+  // a deeper value than any checkpoint has (the generator states: 2) is refused instead.
   auto parse_json = [&](const char* key) {
-    json j = json::parse(meta(key), nullptr, false);
+    constexpr int kMaxDepth = 16;
+    bool too_deep = false;
+    json j = json::parse(meta(key), [&](int depth, json::parse_event_t, json&) {
+      too_deep = too_deep || depth > kMaxDepth;
+      return depth <= kMaxDepth;
+    }, false);
     MG_CHECK(j.is_object(), where, ": its '", key, "' metadata is not a JSON object");
+    MG_CHECK(!too_deep, where, ": its '", key, "' metadata nests deeper than ", kMaxDepth, " levels");
     return j;
-  };
-  auto tensor = [&](const std::string& name) -> const Tensor& {
-    auto it = file.tensors.find(name);
-    MG_CHECK(it != file.tensors.end(), where, ": tensor '", name, "' is missing");
-    return it->second;
   };
   MG_CHECK(meta("format") == kFormat, where, ": format '", meta("format"), "', expected '", kFormat, "'");
 
   // The config, except what may change on resume, must be the same.
-  const json saved = parse_json("config"), now = config_to_json(config_);
+  const json saved = parse_json("config"), now = config_to_json(config);
   std::string diffs;
   LMTrainConfig names;
   for (const ConfigField& f : config_fields(names)) {
@@ -768,13 +771,42 @@ void LMTrainer::load_checkpoint(const std::string& path) {
   }
   MG_CHECK(diffs.empty(), "config mismatch: ", where, " was written with different options:", diffs,
            " resume with the checkpoint's options");
-  data::check_same_vocab(*tokenizer_, meta("vocab"), where);
+  data::check_same_vocab(tokenizer, meta("vocab"), where);
 
+  CheckpointMetadata out;
   const std::string& step_text = meta("step");
-  const int64_t step = std::all_of(step_text.begin(), step_text.end(), ::isdigit) && !step_text.empty() &&
-                               step_text.size() < 18 ? std::stoll(step_text) : -1;
-  MG_CHECK(step >= 0, where, ": step '", step_text, "' is not a step number");
-  MG_CHECK(step <= config_.steps, where, " is at step ", step, ", beyond --steps ", config_.steps);
+  out.step = std::all_of(step_text.begin(), step_text.end(), ::isdigit) && !step_text.empty() &&
+                     step_text.size() < 18 ? std::stoll(step_text) : -1;
+  MG_CHECK(out.step >= 0, where, ": step '", step_text, "' is not a step number");
+  MG_CHECK(out.step <= config.steps, where, " is at step ", out.step, ", beyond --steps ", config.steps);
+
+  const json rng = parse_json("rng");
+  for (const std::string& name : generators) {
+    auto it = rng.find(name);
+    MG_CHECK(it != rng.end() && it->is_array() && it->size() == 2 && (*it)[0].is_number_unsigned() &&
+                 (*it)[1].is_number_unsigned(),
+             where, ": no valid state for the random generator '", name, "'");
+    out.generator_states.emplace_back((*it)[0].get<uint64_t>(), (*it)[1].get<uint64_t>());
+  }
+  return out;
+}
+
+void LMTrainer::load_checkpoint(const std::string& path) {
+  const SafetensorsFile file = load_safetensors(path);
+  const std::string where = "checkpoint " + path;
+  std::vector<std::string> generator_names = {"batch"};
+  std::vector<Generator*> generators = {&batch_gen_};
+  for (const auto& [name, gen] : model_->named_generators()) {
+    generator_names.push_back("model." + name);
+    generators.push_back(gen);
+  }
+  const CheckpointMetadata meta =
+      read_checkpoint_metadata(file.metadata, config_, *tokenizer_, generator_names, where);
+  auto tensor = [&](const std::string& name) -> const Tensor& {
+    auto it = file.tensors.find(name);
+    MG_CHECK(it != file.tensors.end(), where, ": tensor '", name, "' is missing");
+    return it->second;
+  };
 
   TensorMap params;
   for (const auto& [name, t] : file.tensors)
@@ -789,23 +821,15 @@ void LMTrainer::load_checkpoint(const std::string& path) {
       for (const std::string& b : optimizer_->buffer_names()) st.buffers.push_back(tensor("optim." + name + "." + b));
     states.push_back(st);
   }
-  const json rng = parse_json("rng");
-  auto restore = [&](Generator& g, const std::string& name) {
-    auto it = rng.find(name);
-    MG_CHECK(it != rng.end() && it->is_array() && it->size() == 2 && (*it)[0].is_number_unsigned() &&
-                 (*it)[1].is_number_unsigned(),
-             where, ": no valid state for the random generator '", name, "'");
-    g.set_state((*it)[0].get<uint64_t>(), (*it)[1].get<uint64_t>());
-  };
   try {
     load_module_state(*model_, params);
     optimizer_->load_state(states);
   } catch (const Error& e) {
     throw Error(where + ": " + e.what());
   }
-  restore(batch_gen_, "batch");
-  for (const auto& [name, gen] : model_->named_generators()) restore(*gen, "model." + name);
-  step_ = step;
+  for (size_t i = 0; i < generators.size(); ++i)
+    generators[i]->set_state(meta.generator_states[i].first, meta.generator_states[i].second);
+  step_ = meta.step;
 }
 
 }  // namespace moegrad::lm

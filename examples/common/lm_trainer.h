@@ -21,6 +21,7 @@
 #pragma once
 #include <cstdio>
 #include <initializer_list>
+#include <map>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
@@ -133,6 +134,20 @@ double lr_at(const LMTrainConfig& config, int64_t step);
 // norm is at most max_norm (max_norm <= 0: no scaling); returns the norm
 // before scaling (NaN or Inf when a gradient is).
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
+
+// What a checkpoint's metadata says, checked against the run resuming it.
+struct CheckpointMetadata {
+  int64_t step = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> generator_states;  // (seed, offset), in the order asked for
+};
+// Reads the metadata of a train_lm checkpoint (`where` names it in errors):
+// its format, the options that may not change on resume (an Error lists every
+// one that differs from config), the vocabulary (must be tokenizer's), the
+// step (at most config.steps) and the state of every generator named in
+// `generators`. Anything missing or malformed is an Error.
+CheckpointMetadata read_checkpoint_metadata(const std::map<std::string, std::string>& metadata,
+                                            const LMTrainConfig& config, const data::Tokenizer& tokenizer,
+                                            const std::vector<std::string>& generators, const std::string& where);
 
 struct EvalResult {
   double loss = 0;    // mean cross-entropy per target token, in nats

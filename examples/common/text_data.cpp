@@ -188,6 +188,8 @@ std::unique_ptr<Tokenizer> make_tokenizer(const std::string& level, const std::s
 }
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& saved) {
+  MG_CHECK(!saved.empty() && saved.back() == '\n', "load_tokenizer: the text (", saved.size(),
+           " bytes) does not end with a newline, as a saved vocabulary does (cut short?)");
   auto [header, rest] = split_first_line(saved);
   if (header == kByteHeader) {
     MG_CHECK(rest.empty(), "load_tokenizer: a byte vocabulary has nothing after its header, got ", rest.size(),
@@ -196,11 +198,12 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& saved) {
   }
   MG_CHECK(header.rfind(kWordHeader, 0) == 0, "load_tokenizer: expected a header \"", kByteHeader, "\" or \"",
            kWordHeader, "N\", got \"", header.substr(0, 60), "\"");
-  std::string count_str = header.substr(std::string(kWordHeader).size());
-  int64_t count = -1;
-  std::istringstream cs(count_str);
-  cs >> count;
-  MG_CHECK(cs && cs.eof() && count >= 2, "load_tokenizer: bad word count \"", count_str, "\" in the header");
+  // The count as save() writes it: decimal digits, no sign, space or leading zero.
+  const std::string count_str = header.substr(std::string(kWordHeader).size());
+  const bool digits = !count_str.empty() && count_str.size() < 18 && count_str[0] != '0' &&
+                      std::all_of(count_str.begin(), count_str.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const int64_t count = digits ? std::stoll(count_str) : -1;
+  MG_CHECK(count >= 2, "load_tokenizer: bad word count \"", count_str.substr(0, 60), "\" in the header");
   std::vector<std::string> tokens = lines(rest);
   MG_CHECK(static_cast<int64_t>(tokens.size()) == count, "load_tokenizer: the header says ", count,
            " words, the text has ", tokens.size());

@@ -114,6 +114,15 @@ TEST_F(Idx, TruncatedAndOverlongFiles) {
   EXPECT_MG_ERROR(read_idx_images(path("long")), "has bytes after");
 }
 
+// 2^22 images of 2^21 x 2^21 pixels: the byte count 2^64 wrapped to 0 in 64
+// bits, so an empty file "held" them and gave a tensor whose size overflows.
+TEST_F(Idx, DimensionsWhoseProductOverflows) {
+  write_plain(path("huge"), idx_bytes(0x00000803, {1u << 22, 1u << 21, 1u << 21}, {}));
+  EXPECT_MG_ERROR(read_idx_images(path("huge")), "more than this reader accepts");
+  write_plain(path("big"), idx_bytes(0x00000803, {1u << 16, 1u << 16, 1u << 16}, {}));
+  EXPECT_MG_ERROR(read_idx_images(path("big")), "more than this reader accepts");
+}
+
 TEST_F(Idx, CountMismatch) {
   write_gzip(path("img.gz"), idx_bytes(0x803, {3, 2, 2}, pixels(12)));
   write_gzip(path("lbl.gz"), idx_bytes(0x801, {2}, {1, 2}));

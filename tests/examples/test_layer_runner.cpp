@@ -16,6 +16,7 @@
 #include "test_helpers.h"
 
 using namespace moegrad;
+using examples::parse_config;
 using examples::run_layer;
 using json = nlohmann::json;
 
@@ -361,6 +362,35 @@ Case ac_moe_case() {
 
 }  // namespace
 
+// The config as examples/run_layer reads it. A value nested a million levels
+// deep crashed run_layer: its error message printed the value, and printing
+// recursed once per level until the stack overflowed.
+TEST(RunLayer, ParseConfig) {
+  EXPECT_EQ(parse_config("{\"layer\": \"linear\", \"ac\": {\"mix\": [1]}}", "c.json"),
+            json({{"layer", "linear"}, {"ac", {{"mix", {1}}}}}));
+  EXPECT_MG_ERROR(parse_config("{\"layer\": ", "c.json"), "run_layer: config 'c.json' is not valid JSON");
+  const size_t depth = 1000000;
+  const std::string deep = "{\"layer\": \"linear\", \"in_features\": " + std::string(depth, '[') +
+                           std::string(depth, ']') + "}";
+  EXPECT_MG_ERROR(run_layer(parse_config(deep, "c.json"), {}),
+                  "run_layer: config 'c.json' nests deeper than 16 levels");
+}
+
+// Sizes of 2^62 overflowed int64 where the library multiplies them (an
+// expert stack [experts, dim, hidden]), and a capacity factor of 1e300
+// overflowed the capacity it converts to int64.
+TEST(RunLayer, SizesAndCapacityFactorAreBounded) {
+  const Case base = ac_moe_case();
+  for (const char* key : {"hidden", "experts"}) {
+    json config = base.config;
+    config[key] = int64_t(1) << 62;
+    EXPECT_MG_ERROR(run_layer(config, base.in), detail::cat("config key \"", key, "\" must be in [1, 1048576]"));
+  }
+  json config = base.config;
+  config["capacity_factor"] = 1e300;
+  EXPECT_MG_ERROR(run_layer(config, base.in), "config key \"capacity_factor\" must be in [0, ");
+}
+
 TEST(RunLayer, BadConfigsNameTheKey) {
   const Case base = ac_moe_case();
   ASSERT_NO_THROW(run_layer(base.config, base.in));
@@ -377,12 +407,12 @@ TEST(RunLayer, BadConfigsNameTheKey) {
       {[](json& c) { c.erase("dim"); }, "missing config key \"dim\" (required by layer \"moe\")"},
       {[](json& c) { c["dim"] = "4"; }, "config key \"dim\" must be an integer, got \"4\""},
       {[](json& c) { c["dim"] = 4.5; }, "config key \"dim\" must be an integer"},
-      {[](json& c) { c["hidden"] = 0; }, "config key \"hidden\" must be at least 1, got 0"},
+      {[](json& c) { c["hidden"] = 0; }, "config key \"hidden\" must be in [1, 1048576], got 0"},
       {[](json& c) { c["k"] = 4; }, "config key \"k\" must be in [1, 3], got 4"},
       {[](json& c) { c["gate"] = "relu"; }, "config key \"gate\" must be one of \"linear\", \"cosine\""},
       {[](json& c) { c["dtype"] = "float16"; }, "config key \"dtype\" must be one of \"float32\", \"float64\""},
       {[](json& c) { c["use_ac"] = 1; }, "config key \"use_ac\" must be true or false"},
-      {[](json& c) { c["capacity_factor"] = -1; }, "config key \"capacity_factor\" must be at least 0"},
+      {[](json& c) { c["capacity_factor"] = -1; }, "config key \"capacity_factor\" must be in [0, 3]"},
       {[](json& c) { c["init_seed"] = -1; }, "config key \"init_seed\" must be at least 0"},
       {[](json& c) { c["ac"] = 3; }, "config key \"ac\" must be a JSON object"},
       {[](json& c) { c["ac"]["stat"] = "median"; }, "config key \"ac.stat\" must be one of \"mad\", \"variance\""},

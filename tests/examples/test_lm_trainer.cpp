@@ -461,6 +461,24 @@ TEST_F(LMTrainerTest, CorruptOrTruncatedCheckpoint) {
   EXPECT_EQ(LMTrainer(c, nullptr).step(), 5);
 }
 
+// An option nested a million levels deep in the checkpoint's config: the
+// mismatch message printed it, and printing recursed once per level until the
+// stack overflowed.
+TEST_F(LMTrainerTest, DeeplyNestedCheckpointMetadata) {
+  LMTrainConfig c = tiny("run");
+  LMTrainer(c, nullptr).train(5);
+  c.resume = true;
+  const std::string path = c.out + "/checkpoint.safetensors";
+  SafetensorsFile f = load_safetensors(path);
+  const size_t depth = 1000000;
+  std::string& config = f.metadata.at("config");
+  const size_t at = config.find("\"dim\":16");
+  ASSERT_NE(at, std::string::npos);
+  config.replace(at, 8, "\"dim\":" + std::string(depth, '[') + std::string(depth, ']'));
+  save_safetensors(path, f.tensors, f.metadata);
+  EXPECT_MG_ERROR(LMTrainer(c, nullptr), "its 'config' metadata nests deeper than 16 levels");
+}
+
 TEST_F(LMTrainerTest, NonFiniteLossStopsAndKeepsTheCheckpoint) {
   LMTrainConfig c = tiny("run");
   LMTrainer t(c, nullptr);

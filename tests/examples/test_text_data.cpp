@@ -187,6 +187,21 @@ TEST(WordTokenizer, SaveLoadAndMismatch) {
   EXPECT_MG_ERROR(load_tokenizer("moegrad-vocab word 2\n<eol>\n<unk>\n"), "must start with <unk>");
 }
 
+// A saved vocabulary is read only in the form save() writes: load_tokenizer
+// took a text without its last newline or with a count like "+4" and gave a
+// tokenizer whose own save() differs, so check_same_vocab then rejected the
+// very text it had loaded from.
+TEST(WordTokenizer, LoadAcceptsOnlyWhatSaveWrites) {
+  const std::string saved = WordTokenizer::build("the lord said\n").save();
+  ASSERT_EQ(saved, "moegrad-vocab word 5\n<unk>\n<eol>\nlord\nsaid\nthe\n");
+  EXPECT_MG_ERROR(load_tokenizer(saved.substr(0, saved.size() - 1)), "does not end with a newline");
+  EXPECT_MG_ERROR(load_tokenizer("moegrad-vocab byte 256"), "does not end with a newline");
+  for (const char* count : {"+5", " 5", "05", "5 ", "99999999999999999999"})
+    EXPECT_MG_ERROR(load_tokenizer("moegrad-vocab word " + std::string(count) + "\n<unk>\n<eol>\nlord\nsaid\nthe\n"),
+                    "bad word count");
+  EXPECT_NO_THROW(check_same_vocab(*load_tokenizer(saved), saved, "ckpt"));
+}
+
 // ---- corpus folder ----
 
 TEST(TextCorpus, LoadsFolderWithBothTokenizers) {

@@ -237,6 +237,18 @@ TEST_F(Safetensors, HeaderNotObject) {
   expect_load_error(p, "not a JSON object");
 }
 
+// A shape nested a million levels deep: the error message printed it, and
+// printing recursed once per level until the stack overflowed.
+TEST_F(Safetensors, DeeplyNestedHeader) {
+  const std::string p = valid_file();
+  const size_t depth = 1000000;
+  edit_header(p, [&](const std::string&) {
+    return "{\"a\": {\"dtype\": \"F32\", \"shape\": " + std::string(depth, '[') + std::string(depth, ']') +
+           ", \"data_offsets\": [0, 8]}}";
+  });
+  expect_load_error(p, "header nests deeper than 16 levels");
+}
+
 TEST_F(Safetensors, UnsupportedDtype) {
   const std::string p = valid_file();
   edit_header(p, [](const std::string& h) { return replaced(h, "\"F32\"", "\"F16\""); });
