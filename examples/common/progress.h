@@ -8,10 +8,11 @@
 // Rates and ETA count from the step the reporter was created at, so a resumed
 // run reports its own speed.
 //
-// MetricsWriter appends one JSON object per line (JSONL), each record with
-// one write call, so a killed process loses nothing already written; a write
-// that fails (full disk, file size limit) is an Error and leaves the file as
-// it was before that record; sync() makes the records durable.
+// MetricsWriter appends one JSON object per line (JSONL), each record
+// written whole straight to the file (no buffer), so a killed process loses
+// nothing already written; a write that fails (full disk, file size limit) is
+// an Error and leaves the file as it was before that record; sync() makes
+// the records durable.
 #pragma once
 #include <cstdint>
 #include <cstdio>

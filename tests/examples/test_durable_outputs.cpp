@@ -2,11 +2,11 @@
 // processes, survive a kill and a full disk.
 //
 // Kills: train_lm (a tiny model, a checkpoint every step) is killed with
-// SIGKILL 28 times over one run and resumed after each kill: 20 times inside
+// SIGKILL 36 times over one run and resumed after each kill: 20 times inside
 // a file replacement, stopped there by the MOEGRAD_TEST_STOP_AT hook of
 // nn/atomic_file.h (the temp file just created, after its first write,
 // complete but not renamed, renamed but the folder not synced; in checkpoint
-// saves and in the metrics rewrite of a resume), and 8 times at a random
+// saves and in the metrics rewrite of a resume), and 16 times at a random
 // moment of training (after a given step's progress line, a random part of a
 // step later). After every kill the checkpoint loads and never goes back,
 // metrics.jsonl is the uninterrupted run's records in order (none lost, none
@@ -174,7 +174,7 @@ struct KillPlan {
 }  // namespace
 
 TEST_F(DurableOutputs, TrainLmSurvivesKillsAtAnyMomentAndResumesBitExact) {
-  const int64_t steps = 80;
+  const int64_t steps = 100;
   const auto t0 = std::chrono::steady_clock::now();
   const ProgramResult whole = run_program(MOEGRAD_TRAIN_LM, lm_flags("whole", steps));
   ASSERT_EQ(whole.status, 0) << whole.output;
@@ -190,7 +190,7 @@ TEST_F(DurableOutputs, TrainLmSurvivesKillsAtAnyMomentAndResumesBitExact) {
     for (int n : {1, 2, 3, 4, 2}) plans.push_back({stage, n, 0, 0});
   std::uniform_int_distribution<int> ahead(1, 2);
   std::uniform_int_distribution<int64_t> delay_us(0, static_cast<int64_t>(1.5 * step_us));
-  for (int i = 0; i < 8; ++i) plans.push_back({"", 0, ahead(rng), delay_us(rng)});
+  for (int i = 0; i < 16; ++i) plans.push_back({"", 0, ahead(rng), delay_us(rng)});
   std::shuffle(plans.begin(), plans.end(), rng);
 
   const std::string out = root_ + "/killed", ckpt = out + "/checkpoint.safetensors", metrics = out + "/metrics.jsonl";
