@@ -92,6 +92,7 @@ int run(const std::vector<std::string>& args) {
   final_record["train_seconds"] = t.seconds, final_record["images_per_s"] = t.images_per_second();
   final_record["attack_grad"] = c.attack_grad;
   metrics.write(final_record);
+  metrics.sync();
   print_report(c, t, e);
   std::printf("wrote %s%s\n", metrics_path.c_str(), t.steps > 0 ? (" and " + model_path).c_str() : "");
   return 0;

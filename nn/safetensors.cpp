@@ -1,8 +1,8 @@
 // Safetensors reader and writer. The reader trusts nothing: every header field
 // is checked against the file before a byte of tensor data is read, so a
 // corrupt or truncated file gives an Error, never an out-of-bounds read. The
-// writer goes through a temp file and rename, so a failed save never leaves a
-// half-written file.
+// writer goes through AtomicFile (temp file, fsync, rename), so a failed or
+// killed save never leaves a half-written file.
 #include "nn/safetensors.h"
 
 #include <fcntl.h>
@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "autograd/ops.h"
+#include "nn/atomic_file.h"
 
 namespace moegrad {
 namespace {
@@ -69,21 +70,6 @@ bool read_at(int fd, void* dst, size_t n, uint64_t off) {
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return false;
     p += r, n -= static_cast<size_t>(r), off += static_cast<uint64_t>(r);
-  }
-  return true;
-}
-
-// Writes all n bytes; false (errno set) on failure.
-bool write_all(int fd, const void* src, size_t n) {
-  const char* p = static_cast<const char*>(src);
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      if (w == 0) errno = EIO;
-      return false;
-    }
-    p += w, n -= static_cast<size_t>(w);
   }
   return true;
 }
@@ -255,27 +241,11 @@ void save_safetensors(const std::string& path, const TensorMap& tensors,
   unsigned char len_bytes[8];
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(static_cast<uint64_t>(text.size()) >> (8 * i));
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  MG_CHECK(fd >= 0, "save_safetensors: cannot create '", tmp, "': ", std::strerror(errno));
-  bool ok = write_all(fd, len_bytes, 8) && write_all(fd, text.data(), text.size());
-  for (const Tensor& c : data) ok = ok && write_all(fd, c.raw_data(), c.numel() * dtype_size(c.dtype()));
-  ok = ok && ::fsync(fd) == 0;
-  int err = ok ? 0 : errno;
-  if (::close(fd) != 0 && ok) ok = false, err = errno;
-  if (ok && ::rename(tmp.c_str(), path.c_str()) != 0) ok = false, err = errno;
-  if (!ok) {
-    ::unlink(tmp.c_str());
-    throw Error(detail::cat("save_safetensors: cannot write '", path, "': ", std::strerror(err)));
-  }
-  // Make the rename itself durable; best effort, the file is complete either way.
-  const size_t slash = path.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  AtomicFile file(path, "save_safetensors");
+  file.write(len_bytes, 8);
+  file.write(text.data(), text.size());
+  for (const Tensor& c : data) file.write(c.raw_data(), c.numel() * dtype_size(c.dtype()));
+  file.commit();
 }
 
 }  // namespace moegrad

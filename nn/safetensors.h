@@ -27,9 +27,10 @@ struct SafetensorsFile {
 SafetensorsFile load_safetensors(const std::string& path);
 
 // Writes tensors (any layout, any dtype, written contiguous) and metadata.
-// Atomic: writes "<path>.tmp.<pid>", fsyncs, renames over path. On failure the
-// temp file is removed, an existing file at path is untouched, and an Error
-// says what failed.
+// Atomic and durable through AtomicFile (nn/atomic_file.h): "<path>.tmp.<pid>",
+// fsync, rename over path, fsync of the folder. On failure the temp file is
+// removed, an existing file at path is untouched, and an Error names path and
+// the reason; a temp file left by a killed save is removed by the next save.
 void save_safetensors(const std::string& path, const TensorMap& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 

@@ -16,6 +16,7 @@
 
 #include "autograd/node.h"
 #include "examples/common/word_swap.h"
+#include "nn/atomic_file.h"
 #include "nn/checkpoint.h"
 #include "tensor/backend.h"
 #ifdef MOEGRAD_WITH_CUDA
@@ -80,7 +81,9 @@ void average(std::vector<std::pair<int64_t, RoutingStats>>& acc, int64_t forward
 }
 
 // Rewrites a metrics file keeping the records up to `step` (those of a run
-// resumed from that step's checkpoint would otherwise appear twice).
+// resumed from that step's checkpoint would otherwise appear twice), through
+// AtomicFile: a kill or a failure keeps the old file, which the next resume
+// cuts again.
 void truncate_metrics(const std::string& path, int64_t step) {
   std::ifstream in(path);
   if (!in) return;
@@ -90,13 +93,10 @@ void truncate_metrics(const std::string& path, int64_t step) {
     if (r.is_object() && r["type"] != "final" && r["step"].is_number_integer() && r["step"].get<int64_t>() <= step)
       kept += line + "\n";
   }
-  const std::string tmp = path + ".tmp";
-  std::ofstream out(tmp, std::ios::trunc);
-  out << kept;
-  out.close();
-  std::error_code ec;
-  if (out.good()) fs::rename(tmp, path, ec);
-  MG_CHECK(out.good() && !ec, "train_lm: cannot rewrite ", path);
+  MG_CHECK(!in.bad(), "train_lm: cannot read ", path);
+  AtomicFile out(path, "train_lm");
+  out.write(kept.data(), kept.size());
+  out.commit();
 }
 
 }  // namespace
@@ -514,8 +514,10 @@ LMTrainer::LMTrainer(const LMTrainConfig& config, std::FILE* log) : config_(conf
   } else {
     MG_CHECK(c.overwrite || !fs::exists(ckpt, ec), "train_lm: ", c.out, " already holds a checkpoint (", ckpt,
              "); pass --resume to continue it or --overwrite to start afresh");
+    // --overwrite: a later --resume must not find the old run's checkpoint. It
+    // goes first: a kill between the two must not leave it without its metrics.
+    fs::remove(ckpt, ec);
     fs::remove(metrics_path(), ec);
-    fs::remove(ckpt, ec);  // --overwrite: a later --resume must not find the old run's checkpoint
   }
   metrics_ = std::make_unique<data::MetricsWriter>(metrics_path());
 

@@ -2,12 +2,16 @@
 // progress.h).
 #include "examples/common/progress.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "nn/atomic_file.h"
 #include "tensor/error.h"
 
 namespace moegrad::data {
@@ -111,19 +115,26 @@ void Progress::finish() {
 // ---- MetricsWriter ----
 
 MetricsWriter::MetricsWriter(const std::string& path) : path_(path) {
-  file_ = std::fopen(path.c_str(), "a");
-  MG_CHECK(file_ != nullptr, "MetricsWriter: cannot open ", path, " for appending");
+  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  MG_CHECK(fd_ >= 0, "MetricsWriter: cannot open ", path, " for appending: ", std::strerror(errno));
 }
 
-MetricsWriter::~MetricsWriter() { std::fclose(file_); }
+MetricsWriter::~MetricsWriter() { ::close(fd_); }
 
 void MetricsWriter::write(const nlohmann::json& record) {
   MG_CHECK(record.is_object(), "MetricsWriter::write: a record must be a JSON object, got ", record.type_name());
   // Invalid UTF-8 in a string is replaced rather than thrown on.
-  std::string text = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  bool ok = std::fwrite(text.data(), 1, text.size(), file_) == text.size();
-  ok = std::fflush(file_) == 0 && ok;
-  MG_CHECK(ok, "MetricsWriter::write: writing ", path_, " failed");
+  const std::string text = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  const off_t end = ::lseek(fd_, 0, SEEK_END);
+  if (write_all(fd_, text.data(), text.size())) return;
+  const int err = errno;
+  const bool cut = end >= 0 && ::ftruncate(fd_, end) == 0;
+  throw Error(detail::cat("MetricsWriter: cannot append to ", path_, ": ", std::strerror(err),
+                          cut ? "" : "; its last line may be cut short"));
+}
+
+void MetricsWriter::sync() {
+  MG_CHECK(::fsync(fd_) == 0 || errno == EINVAL, "MetricsWriter: cannot sync ", path_, ": ", std::strerror(errno));
 }
 
 }  // namespace moegrad::data

@@ -8,8 +8,11 @@
 // Rates and ETA count from the step the reporter was created at, so a resumed
 // run reports its own speed.
 //
-// MetricsWriter appends one JSON object per line (JSONL) and flushes after
-// each record, so a crash loses nothing already written.
+// MetricsWriter appends one JSON object per line (JSONL), each record
+// written whole straight to the file (no buffer), so a killed process loses
+// nothing already written; a write that fails (full disk, file size limit) is
+// an Error and leaves the file as it was before that record; sync() makes
+// the records durable.
 #pragma once
 #include <cstdint>
 #include <cstdio>
@@ -63,13 +66,17 @@ class MetricsWriter {
   ~MetricsWriter();
   MetricsWriter(const MetricsWriter&) = delete;
   MetricsWriter& operator=(const MetricsWriter&) = delete;
-  // One line: record.dump() and '\n', flushed. record must be an object.
+  // One line: record.dump() and '\n'. record must be an object. Error naming
+  // the file and the reason when the write fails; the partial line is then
+  // cut off again, so the file holds whole records only.
   void write(const nlohmann::json& record);
+  // fsyncs the file: the records written so far survive a crash.
+  void sync();
   const std::string& path() const { return path_; }
 
  private:
   std::string path_;
-  std::FILE* file_ = nullptr;
+  int fd_ = -1;
 };
 
 }  // namespace moegrad::data

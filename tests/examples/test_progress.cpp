@@ -1,6 +1,8 @@
 // Tests of the training output (examples/common/progress): the plain and
 // terminal progress lines under a fake clock, rate/duration formatting, and
-// the JSONL metrics writer (each record flushed and parsing back).
+// the JSONL metrics writer (each record written whole and parsing back; a
+// failed write, under a file size limit or on a full device, is an Error and
+// leaves whole records only).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -12,6 +14,7 @@
 
 #include "examples/common/progress.h"
 #include "test_helpers.h"
+#include "test_io_helpers.h"
 
 using namespace moegrad;
 using namespace moegrad::data;
@@ -142,4 +145,30 @@ TEST(MetricsWriter, AppendsFlushedJsonLines) {
   std::filesystem::remove(path);
   EXPECT_MG_ERROR(MetricsWriter("/nonexistent-moegrad-dir/m.jsonl"),
                   "MetricsWriter: cannot open /nonexistent-moegrad-dir/m.jsonl");
+}
+
+TEST(MetricsWriter, FailedWriteIsAnErrorAndLeavesWholeRecords) {
+  const std::string path = ::testing::TempDir() + "moegrad_metrics_limit_" + std::to_string(getpid()) + ".jsonl";
+  std::filesystem::remove(path);
+  MetricsWriter w(path);
+  w.write({{"step", 1}});
+  const std::string one = moegrad::testing::read_whole_file(path);
+  {
+    // Room for 10 more bytes: the first 10 of the record are written, then the write fails.
+    moegrad::testing::FileSizeLimit limit(one.size() + 10);
+    EXPECT_MG_ERROR(w.write({{"step", 2}, {"note", "a record longer than ten bytes"}}),
+                    "MetricsWriter: cannot append to " + path + ": " + std::strerror(EFBIG));
+  }
+  EXPECT_EQ(moegrad::testing::read_whole_file(path), one);  // the partial line is cut off
+  w.write({{"step", 2}});
+  w.sync();
+  const std::vector<std::string> lines = file_lines(path);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(nlohmann::json::parse(lines[1])["step"], 2);
+  std::filesystem::remove(path);
+
+  if (!std::filesystem::exists("/dev/full")) return;  // a device whose every write fails with ENOSPC
+  MetricsWriter full("/dev/full");
+  EXPECT_MG_ERROR(full.write({{"step", 1}}),
+                  "MetricsWriter: cannot append to /dev/full: " + std::string(std::strerror(ENOSPC)));
 }
