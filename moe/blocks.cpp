@@ -71,17 +71,22 @@ Tensor Sublayer::forward(const Tensor& h, StackState& state) {
   } else if (ffn) {
     out = ffn->forward(in);
   } else if (soft) {
+    MG_CHECK(!state.real_tokens.defined(), "Sublayer: Soft MoE layers take no token mask (every token is a slot's)");
     SoftMoEOutput s = soft->forward(in, state.previous);
     state.previous = s.assignments;
     out = s.y;
   } else {
     const int64_t B = in.size(0), T = in.size(1), d = in.size(2);
-    MoEOutput m = moe->forward(reshape(in, {B * T, d}), state.previous);
+    const Tensor tokens = reshape(in, {B * T, d});
+    const Tensor& real = state.real_tokens;
+    MoEOutput m = moe->forward(real.defined() ? index_select(tokens, 0, real) : tokens, state.previous);
     state.previous = m.assignments;
     accumulate(state.balance_loss, m.balance_loss);
     accumulate(kind == 'c' ? state.c_balance_loss : state.g_balance_loss, m.balance_loss);
     accumulate(state.z_loss, m.z_loss);
-    out = reshape(m.y, {B, T, d});
+    // padding rows get zero from the MoE layer
+    const Tensor y = real.defined() ? index_add(Tensor::zeros({B * T, d}, in.dtype(), in.device()), 0, real, m.y) : m.y;
+    out = reshape(y, {B, T, d});
   }
   out = drop->forward(out);
   if (inner_norm) out = inner_norm->forward(add(h, out));  // the double residual

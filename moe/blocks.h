@@ -49,6 +49,11 @@ struct BlockConfig {
 
 // What flows along the stack besides the hidden states.
 struct StackState {
+  // When some tokens are padding: the rows (of the [B·T] tokens) of the real
+  // ones, int64 on the model's device. MoE layers route only these, so padding
+  // takes no part in any routing statistic (AC clusters, capacity, balance),
+  // and their assignments cover only these rows. Undefined: every token is real.
+  Tensor real_tokens;
   Assignments previous;  // the last MoE layer's assignments
   Tensor values;         // the last attention layer's values
   Tensor balance_loss;   // sum over MoE layers

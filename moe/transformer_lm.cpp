@@ -21,7 +21,7 @@ TransformerLM::TransformerLM(const LMConfig& c, const InitOptions& opt) : config
   head = register_module("head", std::make_shared<Linear>(d, c.vocab, c.head_bias, opt));
 }
 
-LMOutput TransformerLM::forward(const Tensor& ids, const Tensor& targets) {
+LMOutput TransformerLM::forward(const Tensor& ids, const Tensor& targets, const Tensor& mask) {
   MG_CHECK(ids.defined() && ids.dtype() == DType::Int64 && ids.dim() == 2, "TransformerLM: ids must be int64 [B, T], got ",
            ids.defined() ? std::string(dtype_name(ids.dtype())) + " " + shape_str(ids.shape()) : "undefined");
   MG_CHECK(ids.size(1) <= config.max_len, "TransformerLM: sequence length ", ids.size(1), " exceeds max_len ",
@@ -32,6 +32,17 @@ LMOutput TransformerLM::forward(const Tensor& ids, const Tensor& targets) {
              shape_str(targets.shape()));
   Tensor h = drop->forward(positions->forward(tokens->forward(ids)));
   StackState state;
+  if (mask.defined()) {
+    MG_CHECK(mask.dtype() == DType::Bool && mask.shape() == ids.shape(), "TransformerLM: mask must be bool of the ids' ",
+             "shape ", shape_str(ids.shape()), ", got ", dtype_name(mask.dtype()), " ", shape_str(mask.shape()));
+    const Tensor flat = contiguous(reshape(mask.to(Device::cpu()), {ids.numel()}));
+    std::vector<int64_t> real;
+    for (int64_t i = 0; i < flat.numel(); ++i)
+      if (flat.data<bool>()[i]) real.push_back(i);
+    MG_CHECK(!real.empty(), "TransformerLM: the mask leaves no real token");
+    if (static_cast<int64_t>(real.size()) < ids.numel())
+      state.real_tokens = Tensor::from_indices(real, {static_cast<int64_t>(real.size())}).to(ids.device());
+  }
   for (auto& layer : layers) h = layer->forward(h, state);
   if (final_norm) h = final_norm->forward(h);
   LMOutput out;

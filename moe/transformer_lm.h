@@ -29,7 +29,11 @@ class TransformerLM : public Module {
  public:
   TransformerLM(const LMConfig& config, const InitOptions& opt = {});
   // ids, targets: int64 [B, T] (targets may be undefined; ignore_index -100).
-  LMOutput forward(const Tensor& ids, const Tensor& targets = Tensor());
+  // mask: bool [B, T], true for the real tokens, or undefined (all real);
+  // padding takes no part in routing (StackState::real_tokens), and with
+  // causal attention it cannot reach the real tokens before it, so a real
+  // token's output does not depend on the padding after it.
+  LMOutput forward(const Tensor& ids, const Tensor& targets = Tensor(), const Tensor& mask = Tensor());
   // Routing statistics of every MoE sublayer, in order, with its position in arch.
   std::vector<std::pair<int64_t, RoutingStats>> routing_stats() const;
   LMConfig config;

@@ -643,7 +643,9 @@ EvalResult LMTrainer::evaluate(const std::string& split, bool attacked, int64_t 
   double total = 0;
   for (int64_t i = 0; i < n; ++i) {
     const data::Batch& b = batches[i];
-    total += model_->forward(b.inputs.to(device_), b.targets.to(device_)).loss.item() * static_cast<double>(b.tokens);
+    const Tensor mask = b.mask.defined() ? b.mask.to(device_) : Tensor();
+    total += model_->forward(b.inputs.to(device_), b.targets.to(device_), mask).loss.item() *
+             static_cast<double>(b.tokens);
     r.tokens += b.tokens;
     accumulate(r.routing, model_->routing_stats());
   }

@@ -278,7 +278,7 @@ Batch random_batch(const std::vector<int64_t>& stream, int64_t B, int64_t T, Gen
   MG_CHECK(B > 0 && T > 0, "random_batch: expected B > 0 and T > 0, got B=", B, " T=", T);
   const int64_t n = static_cast<int64_t>(stream.size());
   MG_CHECK(n >= T + 1, "random_batch: the stream has ", n, " tokens, need at least T+1 = ", T + 1);
-  Batch batch{Tensor::empty({B, T}, DType::Int64), Tensor::empty({B, T}, DType::Int64), B * T};
+  Batch batch{Tensor::empty({B, T}, DType::Int64), Tensor::empty({B, T}, DType::Int64), B * T, Tensor()};
   int64_t* in = batch.inputs.data<int64_t>();
   int64_t* tg = batch.targets.data<int64_t>();
   const uint64_t first = gen.take(static_cast<uint64_t>(B));
@@ -300,7 +300,7 @@ std::vector<Batch> eval_batches(const std::vector<int64_t>& stream, int64_t B, i
   std::vector<Batch> batches;
   for (int64_t w0 = 0; w0 < windows; w0 += B) {
     const int64_t rows = std::min(B, windows - w0);
-    Batch batch{Tensor::empty({rows, T}, DType::Int64), Tensor::empty({rows, T}, DType::Int64), 0};
+    Batch batch{Tensor::empty({rows, T}, DType::Int64), Tensor::empty({rows, T}, DType::Int64), 0, Tensor()};
     int64_t* in = batch.inputs.data<int64_t>();
     int64_t* tg = batch.targets.data<int64_t>();
     for (int64_t r = 0; r < rows; ++r) {
@@ -311,6 +311,10 @@ std::vector<Batch> eval_batches(const std::vector<int64_t>& stream, int64_t B, i
         tg[r * T + t] = real ? stream[i + 1] : kIgnoreIndex;
         batch.tokens += real;
       }
+    }
+    if (batch.tokens < rows * T) {  // the last, partial window: mark its padding
+      batch.mask = Tensor::empty({rows, T}, DType::Bool);
+      for (int64_t j = 0; j < rows * T; ++j) batch.mask.data<bool>()[j] = (w0 * T + j) < pairs;
     }
     batches.push_back(std::move(batch));
   }

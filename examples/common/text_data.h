@@ -110,6 +110,7 @@ struct Batch {
   Tensor inputs;   // int64 [B, T]
   Tensor targets;  // int64 [B, T]: the token after each input, or kIgnoreIndex
   int64_t tokens = 0;  // targets that are not kIgnoreIndex
+  Tensor mask;     // bool [B, T]: true for real inputs, false for padding; undefined when there is none
 };
 
 // B windows of T+1 tokens at offsets drawn from gen (B counters per call, so
@@ -120,7 +121,7 @@ Batch random_batch(const std::vector<int64_t>& stream, int64_t B, int64_t T, Gen
 // The whole stream in order: window w predicts stream[w*T + 1 .. w*T + T],
 // windows fill batch rows in order, so every token after the first is a
 // target exactly once. The last window is padded (input 0, target
-// kIgnoreIndex) and the last batch may have fewer than B rows.
+// kIgnoreIndex, mask false) and the last batch may have fewer than B rows.
 std::vector<Batch> eval_batches(const std::vector<int64_t>& stream, int64_t B, int64_t T);
 
 }  // namespace moegrad::data

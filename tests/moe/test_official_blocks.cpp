@@ -163,3 +163,42 @@ TEST(OfficialBlocks, GradcheckOfficialLanguageModel) {
   std::vector<Tensor> params = model->parameters();
   EXPECT_GRADCHECK([model, ids](const std::vector<Tensor>&) { return model->forward(ids).logits; }, params);
 }
+
+// Padding takes no part in routing: the real tokens' outputs and loss are the
+// same with padding after them (padded positions, and a row of padding), for
+// the top-k and the AC router, with a capacity that would drop slots.
+TEST(OfficialBlocks, PaddingChangesNoRealToken) {
+  for (bool ac : {false, true}) {
+    SCOPED_TRACE(ac ? "acmoe" : "smoe");
+    LMConfig lm;
+    lm.vocab = 9, lm.max_len = 8, lm.arch = ac ? "sgsc" : "sgsg";
+    lm.block.dim = 4, lm.block.heads = 2;
+    lm.block.moe.hidden = 3, lm.block.moe.experts = 3, lm.block.moe.k = 2, lm.block.moe.capacity_factor = 0.6;
+    Generator g(11);
+    TransformerLM model(lm, {DType::Float64, &g});
+    const std::vector<int64_t> a = {1, 4, 2, 7, 5, 3}, b = {3, 8, 1, 0, 2, 6};
+    const Tensor ids = Tensor::from_indices({1, 4, 2, 7, 5, 3, 3, 8, 1, 0, 2, 6}, {2, 6});
+    const Tensor targets = Tensor::from_indices({4, 2, 7, 5, 3, 8, 8, 1, 0, 2, 6, 4}, {2, 6});
+    const LMOutput plain = model.forward(ids, targets);
+    // the same two rows with two padded positions each, and a third row of padding
+    std::vector<int64_t> pid, ptg;
+    std::vector<char> real;
+    for (int64_t r = 0; r < 3; ++r)
+      for (int64_t t = 0; t < 8; ++t) {
+        const bool is_real = r < 2 && t < 6;
+        pid.push_back(is_real ? ids.to_indices()[r * 6 + t] : 0);
+        ptg.push_back(is_real ? targets.to_indices()[r * 6 + t] : -100);
+        real.push_back(is_real);
+      }
+    Tensor mask = Tensor::empty({3, 8}, DType::Bool);
+    for (int64_t j = 0; j < 24; ++j) mask.data<bool>()[j] = real[j];
+    const LMOutput padded = model.forward(Tensor::from_indices(pid, {3, 8}), Tensor::from_indices(ptg, {3, 8}), mask);
+    EXPECT_NEAR(padded.loss.item(), plain.loss.item(), 1e-12);
+    EXPECT_NEAR(padded.balance_loss.item(), plain.balance_loss.item(), 1e-12);
+    const Tensor real_logits = narrow(narrow(padded.logits, 0, 0, 2), 1, 0, 6);
+    moegrad::testing::expect_near(contiguous(real_logits).to_vector(), plain.logits.to_vector(), 1e-12);
+    // without the mask the padding does change them (the test can fail)
+    const LMOutput unmasked = model.forward(Tensor::from_indices(pid, {3, 8}), Tensor::from_indices(ptg, {3, 8}));
+    EXPECT_GT(std::fabs(unmasked.loss.item() - plain.loss.item()), 1e-9);
+  }
+}
