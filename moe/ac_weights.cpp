@@ -39,8 +39,13 @@ Clusters group_by_cluster(const Tensor& keys_in, int64_t E, const char* op, cons
     try {
       CudaCountingSort sorted = MOEGRAD_CUDA(cuda_counting_sort(keys, E, op));
       return {sorted.order, sorted.offsets};
-    } catch (const Error&) {
-      check_range(keys.to_indices(), E, op, what, where);
+    } catch (const Error&) {  // a key out of range: name the first, as the CPU does
+      std::vector<int64_t> host;
+      try {
+        host = keys.to_indices();
+      } catch (const Error&) {  // the device itself failed: the sort's error says so
+      }
+      check_range(host, E, op, what, where);
       throw;
     }
   }
@@ -331,8 +336,11 @@ Tensor ac_cluster_weights(const Tensor& x_in, const Tensor& labels_in, int64_t E
   const Tensor x = contiguous(x_in).detach(), labels = contiguous(labels_in);
   const ClusterStats stats = cluster_statistics(x, group_by_cluster(labels, E, op, "label", "of token"), E, opt.stat);
   WeightTable table = weight_table(stats, opt, x.dtype());
-  attach_backward(table.W, op, {x_in}, [x, labels, stats, table, opt](const Tensor& dW) {
-    return std::vector<Tensor>{cluster_weights_backward(x, labels, stats, table, opt, dW)};
+  // the backward keeps the table but not W itself: W -> its node -> W would be a cycle that outlives a graph
+  // whose backward never runs
+  const WeightTable saved{table.A, table.threshold, table.q, Tensor()};
+  attach_backward(table.W, op, {x_in}, [x, labels, stats, saved, opt](const Tensor& dW) {
+    return std::vector<Tensor>{cluster_weights_backward(x, labels, stats, saved, opt, dW)};
   });
   return table.W;
 }

@@ -82,8 +82,13 @@ void build_plan_cuda(const Tensor& expert_index, RoutingPlan& p) {
   CudaCountingSort sorted;
   try {
     sorted = MOEGRAD_CUDA(cuda_counting_sort(keys, p.experts, "make_routing_plan"));
-  } catch (const Error&) {  // the sort found an index out of range: name the first, as the CPU does
-    check_expert_indices(expert_index.to_indices(), p);
+  } catch (const Error&) {  // an index out of range: name the first, as the CPU does
+    std::vector<int64_t> host;
+    try {
+      host = expert_index.to_indices();
+    } catch (const Error&) {  // the device itself failed: the sort's error says so
+    }
+    check_expert_indices(host, p);
     throw;
   }
   const std::vector<int64_t> sorted_offsets = sorted.offsets.to_indices();  // the one copy back of the plan

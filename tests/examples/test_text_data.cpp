@@ -302,8 +302,9 @@ TEST(LmBatch, EvalBatchesCoverEveryTokenOnce) {
       std::vector<int64_t> in = b.inputs.to_indices(), tg = b.targets.to_indices();
       // the mask marks the padding, only where there is some
       EXPECT_EQ(b.mask.defined(), b.tokens < rows * T);
-      if (b.mask.defined())
+      if (b.mask.defined()) {
         for (size_t i = 0; i < tg.size(); ++i) EXPECT_EQ(b.mask.data<bool>()[i], tg[i] != kIgnoreIndex) << i;
+      }
       for (size_t i = 0; i < tg.size(); ++i) {
         if (tg[i] == kIgnoreIndex) {
           ++ignored;

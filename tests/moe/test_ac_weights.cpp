@@ -235,3 +235,17 @@ TEST(ACWeights, Errors) {
   EXPECT_MG_ERROR(ac_scale_gather(Tensor::zeros({2, 3}), W, Tensor::from_indices({0, 1}, {2})), "x must be [n, 2]");
   EXPECT_MG_ERROR(ac_scale_gather(x2, W, Tensor::from_indices({0, 1, 2}, {3})), "index must be [2] or [2, m]");
 }
+
+// A graph whose backward never runs frees W and what its node saved (the node
+// must not hold its own output).
+TEST(ACWeights, AnUnusedGraphIsFreed) {
+  std::weak_ptr<TensorImpl> W_impl, x_impl;
+  {
+    Tensor x = leaf({9, 3}, 51);
+    Tensor W = ac_cluster_weights(x, Tensor::from_indices({0, 1, 0, 1, 1, 2, 0, 2, 2}, {9}), 3, ACOptions());
+    ASSERT_TRUE(W.grad_fn());
+    W_impl = W.impl_ptr(), x_impl = x.impl_ptr();
+  }
+  EXPECT_TRUE(W_impl.expired());
+  EXPECT_TRUE(x_impl.expired());
+}
