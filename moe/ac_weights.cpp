@@ -384,8 +384,10 @@ Tensor ac_scale_gather(const Tensor& x_in, const Tensor& W_in, const Tensor& ind
   return out;
 }
 
-ACScale ac_token_scale(const Tensor& x, const Assignments& prev, int64_t experts, const ACOptions& options,
-                       int64_t mix_m, bool differentiable, const char* caller) {
+namespace {
+
+// Error unless prev are n tokens' assignments with at least mix_m choices (and their logits for mixing).
+void check_assignments(const Tensor& x, const Assignments& prev, int64_t mix_m, const char* caller) {
   MG_CHECK(prev.defined(), caller, ": AC needs the previous MoE layer's assignments (the first MoE layer of a model ",
            "must use the top-k router)");
   MG_CHECK(x.defined() && x.dim() == 2 && prev.indices.dim() == 2 && prev.indices.size(0) == x.size(0) &&
@@ -401,6 +403,11 @@ ACScale ac_token_scale(const Tensor& x, const Assignments& prev, int64_t experts
            dtype_name(prev.logits.dtype()), " but tokens are ", dtype_name(x.dtype()));
   MG_CHECK(prev.indices.device() == x.device() && (mix_m == 1 || prev.logits.device() == x.device()), caller,
            ": previous assignments are on ", prev.indices.device().str(), " but tokens are on ", x.device().str());
+}
+
+// W from the clusters of x's labels (column 0 of prev.indices).
+Tensor token_cluster_weights(const Tensor& x, const Assignments& prev, int64_t experts, const ACOptions& options,
+                             bool differentiable, const char* caller) {
   const Tensor labels = contiguous(squeeze(narrow(prev.indices, 1, 0, 1), 1));
   int64_t rows = experts;
   if (options.rows == ACTableRows::LargestIndex) {
@@ -409,12 +416,25 @@ ACScale ac_token_scale(const Tensor& x, const Assignments& prev, int64_t experts
     MG_CHECK(largest < experts, caller, ": previous expert index ", largest, " outside [0, ", experts, ")");
     rows = std::max<int64_t>(largest, 0) + 1;  // a negative label is named by ac_cluster_weights
   }
+  if (differentiable) return ac_cluster_weights(x, labels, rows, options);
+  NoGradGuard no_grad;
+  return ac_cluster_weights(x.detach(), labels, rows, options);
+}
+
+}  // namespace
+
+ACScale ac_token_scale(const Tensor& x, const Assignments& prev, int64_t experts, const ACOptions& options,
+                       int64_t mix_m, bool differentiable, const char* caller, const ACStatistics* statistics) {
+  check_assignments(x, prev, mix_m, caller);
   ACScale out;
-  if (differentiable) {
-    out.W = ac_cluster_weights(x, labels, rows, options);
+  if (statistics) {
+    check_assignments(statistics->x, statistics->previous, 1, caller);
+    MG_CHECK(statistics->x.size(1) == x.size(1) && statistics->x.dtype() == x.dtype(), caller,
+             ": the statistics' tokens ", shape_str(statistics->x.shape()), " do not match the tokens ",
+             shape_str(x.shape()));
+    out.W = token_cluster_weights(statistics->x, statistics->previous, experts, options, differentiable, caller);
   } else {
-    NoGradGuard no_grad;
-    out.W = ac_cluster_weights(x.detach(), labels, rows, options);
+    out.W = token_cluster_weights(x, prev, experts, options, differentiable, caller);
   }
   out.index = contiguous(narrow(prev.indices, 1, 0, mix_m));
   if (mix_m > 1) {

@@ -72,18 +72,27 @@ struct Assignments {
   bool defined() const { return indices.defined(); }
 };
 
+// The tokens whose clusters give W: by default the routed tokens themselves
+// (the batch, as in the paper); at generation, the context so far.
+struct ACStatistics {
+  Tensor x;              // [n', d]
+  Assignments previous;  // their previous assignments (labels: column 0)
+};
+
 // The AC scaling of tokens x [n, d] from the previous layer's assignments:
 // W [E, d] from the clusters of its top-1 labels, and scaled = x ⊙ w with
 // w = W[label], or mixed over the top-m with the softmax of their logits.
 // W and the mixing weights are detached unless `differentiable` (x keeps its
 // gradient through the scaling either way; dtypes must match). `caller`
-// names the layer in errors.
+// names the layer in errors. With `statistics`, W comes from those tokens'
+// clusters instead of x's own.
 struct ACScale {
   Tensor W, scaled;
   Tensor index;  // int64 [n, m]: the clusters each token's w mixes (m = 1: its label)
   Tensor mix;    // [n, m]: their mixing weights; undefined for m = 1
 };
 ACScale ac_token_scale(const Tensor& x, const Assignments& previous, int64_t experts, const ACOptions& options,
-                       int64_t mix_m, bool differentiable, const char* caller);
+                       int64_t mix_m, bool differentiable, const char* caller,
+                       const ACStatistics* statistics = nullptr);
 
 }  // namespace moegrad

@@ -88,7 +88,11 @@ Tensor Sublayer::forward(const Tensor& h, StackState& state) {
     const Tensor y = real.defined() ? index_add(Tensor::zeros({B * T, d}, in.dtype(), in.device()), 0, real, m.y) : m.y;
     out = reshape(y, {B, T, d});
   }
-  out = drop->forward(out);
+  return residual(h, out);
+}
+
+Tensor Sublayer::residual(const Tensor& h, const Tensor& core) {
+  Tensor out = drop->forward(core);
   if (inner_norm) out = inner_norm->forward(add(h, out));  // the double residual
   Tensor sum = add(h, out);
   return pre_norm ? sum : norm->forward(sum);

@@ -66,6 +66,9 @@ class Sublayer : public Module {
   Sublayer(char kind, const BlockConfig& config, const InitOptions& opt);
   // h: [B, T, dim] -> [B, T, dim]
   Tensor forward(const Tensor& h, StackState& state);
+  // The sublayer around its core f: given h and out = f(norm(h)) (pre-norm) or
+  // f(h) (post-norm), the dropout, the residual(s) and the post-norm.
+  Tensor residual(const Tensor& h, const Tensor& out);
   char kind;  // s, g, c or f
   bool pre_norm;
   std::shared_ptr<LayerNorm> norm;

@@ -43,10 +43,10 @@ void ac_weight_stats(const Tensor& W, const Tensor& index, const Tensor& mix, Ro
   for (size_t p = 0; p < idx.size(); ++p) s.ac_token_weight += weights[p] * row_mean[idx[p]] / static_cast<double>(n);
 }
 
-MoEOutput MoELayer::forward(const Tensor& x, const Assignments& previous) {
+MoEOutput MoELayer::forward(const Tensor& x, const Assignments& previous, const ACStatistics* statistics) {
   MG_CHECK(x.defined() && x.dim() == 2 && x.size(1) == config.dim, "MoELayer: expected tokens [n, ", config.dim,
            "], got ", x.defined() ? shape_str(x.shape()) : "undefined");
-  RouterOutput r = router->forward(x, previous);
+  RouterOutput r = router->forward(x, previous, statistics);
   PlanPtr plan = make_routing_plan(r.indices, config.experts, config.capacity_factor);
   Tensor expert_in = config.use_ac && config.scale_expert_input ? r.scaled_input : x;
   Tensor y = moe_combine(experts->forward(moe_permute(expert_in, plan), plan), r.scores, plan);

@@ -50,8 +50,9 @@ struct MoEOutput {
 class MoELayer : public Module {
  public:
   MoELayer(const MoEConfig& config, const InitOptions& opt = {});
-  // x: [n, d] tokens; previous: the last MoE layer's assignments (AC only).
-  MoEOutput forward(const Tensor& x, const Assignments& previous = {});
+  // x: [n, d] tokens; previous: the last MoE layer's assignments (AC only);
+  // statistics: the tokens whose clusters give the AC weights (x when null).
+  MoEOutput forward(const Tensor& x, const Assignments& previous = {}, const ACStatistics* statistics = nullptr);
   MoEConfig config;
   std::shared_ptr<TopKRouter> router;
   std::shared_ptr<StackedExperts> experts;

@@ -87,7 +87,7 @@ RouterOutput TopKRouter::route(const Tensor& logits) const {
   return out;
 }
 
-RouterOutput TopKRouter::forward(const Tensor& x, const Assignments&) {
+RouterOutput TopKRouter::forward(const Tensor& x, const Assignments&, const ACStatistics*) {
   RouterOutput out = route(gate_logits(x));
   out.scaled_input = x;
   return out;
@@ -98,8 +98,9 @@ ACRouter::ACRouter(const RouterConfig& c, const ACConfig& a, const InitOptions& 
            a.mix_m);
 }
 
-RouterOutput ACRouter::forward(const Tensor& x, const Assignments& prev) {
-  ACScale scale = ac_token_scale(x, prev, config.experts, ac.stats, ac.mix_m, ac.differentiable, "ACRouter");
+RouterOutput ACRouter::forward(const Tensor& x, const Assignments& prev, const ACStatistics* statistics) {
+  ACScale scale =
+      ac_token_scale(x, prev, config.experts, ac.stats, ac.mix_m, ac.differentiable, "ACRouter", statistics);
   RouterOutput out = route(gate_logits(scale.scaled));
   out.scaled_input = scale.scaled;
   out.ac_weights = scale.W, out.ac_index = scale.index, out.ac_mix = scale.mix;

@@ -73,8 +73,11 @@ Tensor router_z_loss(const Tensor& logits);
 class TopKRouter : public Module {
  public:
   TopKRouter(const RouterConfig& config, const InitOptions& opt = {});
-  // x [n, dim]; previous: the last MoE layer's assignments (only the AC router reads them).
-  virtual RouterOutput forward(const Tensor& x, const Assignments& previous = {});
+  // x [n, dim]; previous: the last MoE layer's assignments and statistics:
+  // the tokens whose clusters give W (x itself when null); only the AC router
+  // reads them.
+  virtual RouterOutput forward(const Tensor& x, const Assignments& previous = {},
+                               const ACStatistics* statistics = nullptr);
   // logits of the gate for (possibly scaled) tokens x [n, d]
   Tensor gate_logits(const Tensor& x);
   RouterConfig config;
@@ -93,7 +96,8 @@ struct ACConfig {
 class ACRouter : public TopKRouter {
  public:
   ACRouter(const RouterConfig& config, const ACConfig& ac, const InitOptions& opt = {});
-  RouterOutput forward(const Tensor& x, const Assignments& previous) override;
+  RouterOutput forward(const Tensor& x, const Assignments& previous,
+                       const ACStatistics* statistics = nullptr) override;
   ACConfig ac;
 };
 

@@ -199,4 +199,31 @@ AttentionOutput MultiHeadAttention::forward(const Tensor& x, const Tensor& prev_
   return {proj->forward(out), v};
 }
 
+AttentionOutput MultiHeadAttention::step(const Tensor& x, KVCache& cache, const Tensor& prev_values) {
+  const char* op = "MultiHeadAttention::step";
+  MG_CHECK(causal, op, ": incremental decoding needs a causal layer");
+  MG_CHECK(x.defined() && x.dim() == 3 && x.size(1) == 1 && x.size(2) == dim, op, ": expected x [B, 1, ", dim,
+           "], got ", x.defined() ? shape_str(x.shape()) : "undefined");
+  const int64_t nb = x.size(0), dh = dim / heads;
+  MG_CHECK(cache.length() == 0 || cache.k.size(0) == nb, op, ": the cache holds ", cache.length() ? cache.k.size(0) : 0,
+           " samples, x ", nb);
+  const Tensor parts = permute(reshape(qkv->forward(x), {nb, 1, 3, heads, dh}), {2, 0, 3, 1, 4});
+  auto part = [&](int64_t i) { return contiguous(squeeze(narrow(parts, 0, i, 1), 0)); };
+  const Tensor q = part(0), k = part(1), v = part(2);
+  auto append = [](Tensor& all, const Tensor& t) { all = all.defined() ? concat({all, t}, 2) : t; };
+  append(cache.k, k);
+  append(cache.v, v);
+  Tensor query = q;
+  if (elliptical && prev_values.defined()) {
+    MG_CHECK(prev_values.shape() == v.shape(), op, ": expected prev_values ", shape_str(v.shape()), ", got ",
+             shape_str(prev_values.shape()));
+    append(cache.prev_values, prev_values);
+    const Tensor m = elliptical_metric(cache.v, cache.prev_values, true);  // the last row: over every token so far
+    query = mul(q, narrow(m, 2, cache.length() - 1, 1));
+  }
+  const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
+  const Tensor heads_out = fused_attention(query, cache.k, cache.v, scale, true);
+  return {proj->forward(reshape(permute(heads_out, {0, 2, 1, 3}), {nb, 1, dim})), v};
+}
+
 }  // namespace moegrad

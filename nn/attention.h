@@ -44,6 +44,14 @@ struct AttentionOutput {
   Tensor values;  // v [B, H, T, Dh], to hand on to the next (elliptical) attention layer
 };
 
+// What incremental decoding keeps per attention layer: the keys and values of
+// the tokens so far, and for the elliptical metric the previous layer's
+// values of those tokens, all [B, H, t, Dh].
+struct KVCache {
+  Tensor k, v, prev_values;
+  int64_t length() const { return k.defined() ? k.size(2) : 0; }
+};
+
 class MultiHeadAttention : public Module {
  public:
   // bias: whether the qkv and output projections have biases.
@@ -54,6 +62,13 @@ class MultiHeadAttention : public Module {
   // plain scaled dot-product attention. A defined prev_values must be
   // [B, H, T, Dh] with x's dtype (checked even when it goes unused).
   AttentionOutput forward(const Tensor& x, const Tensor& prev_values = Tensor());
+  // Incremental decoding (causal, no dropout): x [B, 1, dim] is the next token
+  // of each sample; its keys and values join the cache and it attends to
+  // every token so far, itself included, as forward's last row would. The
+  // elliptical metric is taken over the cached tokens (prev_values: the
+  // previous attention layer's values of this token, [B, H, 1, Dh]). Returns
+  // y [B, 1, dim] and this token's values.
+  AttentionOutput step(const Tensor& x, KVCache& cache, const Tensor& prev_values = Tensor());
   int64_t dim, heads;
   bool causal;
   bool elliptical = false;
