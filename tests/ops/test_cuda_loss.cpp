@@ -50,7 +50,9 @@ std::string error_of(F f) {
 
 TEST(CudaCrossEntropy, RowLengthsAndIgnoredTargetsMatchCpu) {
   MG_SKIP_WITHOUT_CUDA();
-  const std::vector<Shape> shapes = {{1, 1}, {4, 5}, {300, 7}, {3, 33}, {5, 257}, {64, 1000}, {2, 70000}, {3000, 12}};
+  // ... {70000, 3}: more rows than one grid (65535 blocks: the grid-stride loop over rows)
+  const std::vector<Shape> shapes = {{1, 1},     {4, 5},     {300, 7},   {3, 33},
+                                     {5, 257},   {64, 1000}, {2, 70000}, {3000, 12}, {70000, 3}};
   for (DType dtype : {DType::Float64, DType::Float32})
     for (const Shape& shape : shapes)
       for (bool ignore : {false, true}) {

@@ -51,8 +51,11 @@ TEST(CudaSoftmax, EveryDimAndLayoutMatchesCpu) {
 
 TEST(CudaSoftmax, RowLengthsAndEdgeCases) {
   MG_SKIP_WITHOUT_CUDA();
-  // one element, a warp, just past a warp, one block, past one block, a very long row
-  const std::vector<Shape> shapes = {{5, 1}, {300, 7}, {3, 32}, {3, 33}, {2, 256}, {4, 257}, {3, 1000}, {1, 70000}};
+  // one element, a warp, just past a warp, one block, past one block, a very
+  // long row; more rows than one grid (65535 blocks: the grid-stride loop over
+  // rows) along dim -1
+  const std::vector<Shape> shapes = {{5, 1},   {300, 7},  {3, 32},    {3, 33},
+                                     {2, 256}, {4, 257}, {3, 1000}, {1, 70000}, {70000, 3}};
   for (DType dtype : {DType::Float64, DType::Float32})
     for (const auto& [name, op] : kOps) {
       for (const Shape& shape : shapes) {
