@@ -2,6 +2,8 @@
 // where every CUDA request must be an Error, never an abort), the caching and
 // the exact device allocators, to() between host and device for every dtype
 // and layout, and copy_ / fill_ / contiguous / clone / concat on the device.
+#include <cstdio>
+
 #include "test_cuda_helpers.h"
 #ifdef MOEGRAD_WITH_CUDA
 #include "cuda/allocator.h"
@@ -20,6 +22,26 @@ TEST(WithoutCudaDevice, EveryRequestIsAnError) {
   EXPECT_MG_ERROR(Tensor::empty({4}, DType::Int64, Device::cuda(0)), why);
   EXPECT_EQ(cuda_device_count(), 0);  // asking again is still no exception
 }
+
+#ifdef MOEGRAD_WITH_CUDA
+
+// The first check of the GPU verification: fails (under MOEGRAD_REQUIRE_CUDA)
+// with the reason when no device is usable, else names the device and the
+// versions in the log.
+TEST(CudaRuntime, DeviceIsUsable) {
+  MG_SKIP_WITHOUT_CUDA();
+  cudaDeviceProp p{};
+  ASSERT_EQ(cudaGetDeviceProperties(&p, 0), cudaSuccess);
+  int driver = 0, runtime = 0;
+  cudaDriverGetVersion(&driver);
+  cudaRuntimeGetVersion(&runtime);
+  std::printf("cuda:0 of %d: %s, compute capability %d.%d, %.1f GiB, %d SMs; driver %s, runtime %s\n",
+              cuda_device_count(), p.name, p.major, p.minor, static_cast<double>(p.totalGlobalMem) / (1 << 30),
+              p.multiProcessorCount, cuda_version_str(driver).c_str(), cuda_version_str(runtime).c_str());
+  EXPECT_GE(driver, runtime);
+}
+
+#endif  // MOEGRAD_WITH_CUDA
 
 TEST(CudaRuntime, DeviceIndexIsValidated) {
   MG_SKIP_WITHOUT_CUDA();
