@@ -10,7 +10,7 @@
 # and cuBLAS (see docs/cuda.md): no compiler, no packages, no network.
 #
 #   tools/gpu_pack.sh [--out DIR] [--build-dir DIR] [--cuda-arch LIST] [--cpu-target MARCH]
-#                     [--max-mib N] [--with-cublas] [--train-images N] [--test-images N]
+#                     [--max-mib N] [--with-cublas] [--with-sanitizer DIR] [--train-images N] [--test-images N]
 #
 #   --out DIR          the pack (default gpu-pack/ in the checkout; replaced)
 #   --build-dir DIR    where to build (default build-gpu/)
@@ -21,6 +21,8 @@
 #   --max-mib N        fail when the pack is larger (default 80)
 #   --with-cublas      also pack the libcublas and libcublasLt the programs were linked with (about
 #                      600 MiB: raise --max-mib), for a GPU machine that has no CUDA 13 cuBLAS
+#   --with-sanitizer DIR  also pack this compute-sanitizer folder (a CUDA 13 toolkit's compute-sanitizer/,
+#                      the program and its libraries; tens of MiB), for a GPU machine without one
 #   --train-images N, --test-images N   Fashion-MNIST images packed (default 10000 and 2000: what
 #                      gpu_session.sh's train_image run reads)
 #
@@ -31,7 +33,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 
-out=gpu-pack build=build-gpu cpu_target=x86-64-v3 max_mib=80 with_cublas=0 train_images=10000 test_images=2000
+out=gpu-pack build=build-gpu cpu_target=x86-64-v3 max_mib=80 with_cublas=0 sanitizer="" train_images=10000 test_images=2000
 archs="75-real;80-real;86-real;89-real;90-real;100-real;120"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -41,6 +43,7 @@ while [ $# -gt 0 ]; do
     --cpu-target) cpu_target="$2"; shift 2 ;;
     --max-mib) max_mib="$2"; shift 2 ;;
     --with-cublas) with_cublas=1; shift ;;
+    --with-sanitizer) sanitizer="$2"; shift 2 ;;
     --train-images) train_images="$2"; shift 2 ;;
     --test-images) test_images="$2"; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -92,6 +95,10 @@ if [ "$with_cublas" = 1 ]; then
   done
 fi
 
+if [ -n "$sanitizer" ]; then
+  [ -x "$sanitizer/compute-sanitizer" ] || { echo "gpu_pack.sh: $sanitizer/compute-sanitizer is not a program" >&2; exit 1; }
+  cp -rL "$sanitizer" "$tmp/compute-sanitizer"
+fi
 cp -r tests/fixtures "$tmp/bin/fixtures"  # test_fixtures.cpp looks beside its binary
 cp data/kjv/{train,valid,test}.txt "$tmp/data/kjv/"
 # the first N training and test images and labels: IDX header (magic, count,
@@ -124,6 +131,7 @@ cp tools/gpu_session.sh "$tmp/"
   echo "nvcc=$("$(sed -n 's/^CMAKE_CUDA_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt")" --version | grep -o 'V[0-9.]*$')"
   echo "cudart=$(readlink -f "$(resolved libcudart.so.13)"), md5 $(md5sum < "$tmp/lib/libcudart.so.13" | cut -c1-32)"
   echo "cublas_packed=$with_cublas"
+  echo "compute_sanitizer=${sanitizer:-not packed}"
   echo "glibc_needed=$( { for f in "${programs[@]/#/$tmp/bin/}" "$tmp/lib/libmoegrad.so"; do objdump -T "$f"; done; } |
     grep -o 'GLIBC_[0-9.]*' | sort -V | tail -1)"
   for f in "${programs[@]/#/$tmp/bin/}" "$tmp/lib/libmoegrad.so"; do

@@ -23,7 +23,8 @@
 # Environment (all optional):
 #   MOEGRAD_CUDA_LIB_DIRS      colon-separated folders to search first for libcublas.so.13 and the
 #                              other CUDA libraries the programs need
-#   MOEGRAD_COMPUTE_SANITIZER  the compute-sanitizer to use (else PATH, the CUDA toolkit's, pip's)
+#   MOEGRAD_COMPUTE_SANITIZER  the compute-sanitizer to use (else the pack's, PATH's, the CUDA
+#                              toolkit's, pip's)
 #   MOEGRAD_SANITIZER_FILTER   the tests run under compute-sanitizer (default Cuda*)
 #   MOEGRAD_TORCH_PYTHON       the Python with PyTorch for the benchmark (default python3)
 #   MOEGRAD_LIMIT_SCALE        multiplies every time limit (default 1)
@@ -300,7 +301,8 @@ fi
 
 find_sanitizer() {
   local c d
-  for c in "${MOEGRAD_COMPUTE_SANITIZER:-}" "$(command -v compute-sanitizer 2>/dev/null)" \
+  for c in "${MOEGRAD_COMPUTE_SANITIZER:-}" "$pack/compute-sanitizer/compute-sanitizer" \
+           "$(command -v compute-sanitizer 2>/dev/null)" \
            /usr/local/cuda/bin/compute-sanitizer $(ls -d /usr/local/cuda-*/bin/compute-sanitizer 2>/dev/null | sort -rV) \
            /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
     [ -n "$c" ] && [ -x "$c" ] && { echo "$c"; return 0; }
@@ -316,7 +318,7 @@ find_sanitizer() {
 if want sanitize; then
   tools=(memcheck racecheck initcheck)
   if [ $gpu_ok = 1 ] && sanitizer=$(find_sanitizer); then
-    echo "   $sanitizer: $("$sanitizer" --version 2>&1 | grep -m1 -i version)"
+    echo "   $sanitizer: $(timeout 10 "$sanitizer" --version 2>&1 | grep -m1 -i version)"
     third=$(( cores > 2 ? cores / 3 : 1 ))
     for tool in "${tools[@]}"; do
       start "$tool" 260 env MOEGRAD_REQUIRE_CUDA=1 MOEGRAD_CUDA_ALLOCATOR=exact OMP_NUM_THREADS=$third \
@@ -327,8 +329,8 @@ if want sanitize; then
   else
     for tool in "${tools[@]}"; do
       if [ $gpu_ok = 1 ]; then
-        not_run "$tool" "compute-sanitizer not found (PATH, /usr/local/cuda*/bin, pip's nvidia wheels): install \
-CUDA 13's or set MOEGRAD_COMPUTE_SANITIZER"
+        not_run "$tool" "compute-sanitizer not found (the pack, PATH, /usr/local/cuda*/bin, pip's nvidia wheels): \
+install CUDA 13's, set MOEGRAD_COMPUTE_SANITIZER or make the pack with --with-sanitizer"
       else need_gpu "$tool"; fi
     done
   fi
@@ -338,26 +340,26 @@ fi
 lm_note() { sed -n 's/^ *\(valid \|training speed\)/\1/p' "$1" | tr -s ' ' | paste -sd ';' - | sed 's/;/; /g'; }
 image_note() { grep -oE '[0-9.]+ images/s|clean accuracy [0-9.]+%' "$1" | paste -sd ';' - | sed 's/;/; /g'; }
 
+# train_both PROGRAM NOTE GPU_SECONDS CPU_SECONDS ARGS...: the same training run
+# on the GPU and on every CPU core, steps PROGRAM_cuda and PROGRAM_cpu
+train_both() {
+  local prog=$1 note=$2 gpu_secs=$3 cpu_secs=$4
+  shift 4
+  if need_gpu "${prog}_cuda"; then
+    start "${prog}_cuda" "$gpu_secs" "$bin/$prog" "$@" --device cuda --out "$out/${prog}_cuda"
+    finish "${prog}_cuda" "" "$note"
+  fi
+  if need_libs "${prog}_cpu"; then
+    start "${prog}_cpu" "$cpu_secs" "$bin/$prog" "$@" --device cpu --threads "$cores" --out "$out/${prog}_cpu"
+    finish "${prog}_cpu" "" "$note"
+  fi
+}
+
 if want train; then
-  lm=(--data "$pack/data/kjv" --arch sgsgsc --router acmoe --seq-len 128 --batch 16 --steps 200 --warmup 50
-      --eval-batches 20)
-  img=(--data "$pack/data/fashion-mnist" --moe topk --steps 100 --batch 64 --train-size 10000 --test-size 2000)
-  if need_gpu train_lm_cuda; then
-    start train_lm_cuda 60 "$bin/train_lm" "${lm[@]}" --device cuda --out "$out/lm_cuda"
-    finish train_lm_cuda "" lm_note
-  fi
-  if need_libs train_lm_cpu; then
-    start train_lm_cpu 100 "$bin/train_lm" "${lm[@]}" --device cpu --threads "$cores" --out "$out/lm_cpu"
-    finish train_lm_cpu "" lm_note
-  fi
-  if need_gpu train_image_cuda; then
-    start train_image_cuda 60 "$bin/train_image" "${img[@]}" --device cuda --out "$out/image_cuda"
-    finish train_image_cuda "" image_note
-  fi
-  if need_libs train_image_cpu; then
-    start train_image_cpu 90 "$bin/train_image" "${img[@]}" --device cpu --threads "$cores" --out "$out/image_cpu"
-    finish train_image_cpu "" image_note
-  fi
+  train_both train_lm lm_note 60 100 --data "$pack/data/kjv" --arch sgsgsc --router acmoe --seq-len 128 --batch 16 \
+    --steps 200 --warmup 50 --eval-batches 20
+  train_both train_image image_note 60 90 --data "$pack/data/fashion-mnist" --moe topk --steps 100 --batch 64 \
+    --train-size 10000 --test-size 2000
 fi
 
 if want bench && need_gpu bench; then

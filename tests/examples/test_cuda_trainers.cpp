@@ -22,6 +22,8 @@
 using namespace moegrad;
 namespace fs = std::filesystem;
 
+#ifdef MOEGRAD_WITH_CUDA  // the helpers and tests that need the CUDA backend
+
 namespace {
 
 // A folder of tiny train/valid/test files of words from a fixed list, removed at the end.
@@ -73,8 +75,6 @@ data::ImageDataset pattern_images(int64_t n, uint64_t seed) {
 }
 
 }  // namespace
-
-#ifdef MOEGRAD_WITH_CUDA
 
 TEST(CudaTrainers, TrainLmOnTheGpuMatchesTheCpuAndResumes) {
   MG_SKIP_WITHOUT_CUDA();
