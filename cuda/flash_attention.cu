@@ -131,11 +131,15 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   __syncthreads();
+  // a row that sees no key (causal with S < T, which the kernel's callers may
+  // pass) has row_sum 0 and acc 0: its output is 0, as masked_softmax gives
+  // all-zero probabilities to masked keys, not 0/0, and its lse −inf
   for (int64_t e = threadIdx.x; e < kTile * dh; e += blockDim.x) {
     const int64_t r = e / dh, c = e - r * dh;
-    if (r < rows) o.at(bh, d.nh, t0 + r)[c] = static_cast<T>(acc[e] / row_sum[r]);
+    if (r < rows) o.at(bh, d.nh, t0 + r)[c] = static_cast<T>(row_sum[r] > 0 ? acc[e] / row_sum[r] : 0.0);
   }
-  for (int r = threadIdx.x; r < rows; r += blockDim.x) lse[bh * d.nt + t0 + r] = static_cast<T>(row_max[r] + log(row_sum[r]));
+  for (int r = threadIdx.x; r < rows; r += blockDim.x)
+    lse[bh * d.nt + t0 + r] = static_cast<T>(row_sum[r] > 0 ? row_max[r] + log(row_sum[r]) : -INFINITY);
 }
 
 // D[bh · nt + t] = Σ_c dO[t, c] · O[t, c], one thread per query row.

@@ -31,8 +31,9 @@ struct CudaAttentionRows {
 };
 
 // out = attention(q, k, v) and lse [B·H·T] (contiguous, the dtype of q) = each
-// query row's log-sum-exp of its scaled scores. Error when Dh exceeds
-// kCudaAttentionMaxHeadDim.
+// query row's log-sum-exp of its scaled scores. A query that sees no key
+// (causal with S < T, which fused_attention rejects) gets out 0 and lse −inf.
+// Error when Dh exceeds kCudaAttentionMaxHeadDim.
 void cuda_flash_attention(const CudaAttentionDims& d, const CudaAttentionRows& q, const CudaAttentionRows& k,
                           const CudaAttentionRows& v, const CudaAttentionRows& out, const Tensor& lse);
 // dq, dk, dv from the forward's operands, its out and lse, and dout (laid out

@@ -120,6 +120,16 @@ struct MaxOp {
 
 template <typename T>
 __device__ T block_sum(T v) { return block_reduce(v, SumOp{}); }
+
+// a · b rounded by itself: nvcc fuses a product and the add or subtract that
+// uses it into one fused multiply-add unless told not to (--fmad=true, its
+// default, for every GPU), which rounds a cancelling difference differently.
+// The kernels use this where a product is subtracted from a value of similar
+// size, so that their result there is the one the formula gives with every
+// operation rounded (as the CPU op without FMA contraction) and never depends
+// on the compiler's choice or the GPU.
+__device__ inline double mul_rn(double a, double b) { return __dmul_rn(a, b); }
+__device__ inline float mul_rn(float a, float b) { return __fmul_rn(a, b); }
 template <typename T>
 __device__ T block_max(T v) { return block_reduce(v, MaxOp{}); }
 

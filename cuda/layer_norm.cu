@@ -7,7 +7,9 @@
 // (chunk of rows, column) sums its chunk in row order into a double partial,
 // then one thread per column adds the chunks in order. The chunking depends
 // on the shape alone, as in cuda/reduce.cu's column sums, so results are the
-// same on every run. No atomics.
+// same on every run. No atomics. The differences that cancel (y = norm·w + b,
+// and dx's dnorm − mean(dnorm) − norm·mean(dnorm·norm)) round each product by
+// itself (cuda::mul_rn), never in a fused multiply-add.
 #include "cuda/launch.cuh"
 #include "cuda/layer_norm.h"
 
@@ -40,7 +42,7 @@ __global__ void layer_norm_rows(const T* x, const T* w, const T* b, T* y, T* mea
     const double s = 1.0 / sqrt(v * inv_d + eps);
     for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
       const double n = (xr[i] - m) * s;
-      yr[i] = static_cast<T>(n * (w ? w[i] : T(1)) + (b ? b[i] : T(0)));
+      yr[i] = static_cast<T>(cuda::mul_rn(n, static_cast<double>(w ? w[i] : T(1))) + (b ? b[i] : T(0)));
     }
     if (threadIdx.x == 0) {
       mean[r] = static_cast<T>(m);
@@ -61,15 +63,15 @@ __global__ void layer_norm_dx_rows(const T* x, const T* w, const T* mean, const 
     const double m = mean[r], s = rstd[r];
     double dnorm_mean = 0, dnorm_norm_mean = 0;
     for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
-      const double dnorm = dyr[i] * (w ? w[i] : T(1));
+      const double dnorm = cuda::mul_rn(static_cast<double>(dyr[i]), static_cast<double>(w ? w[i] : T(1)));
       dnorm_mean += dnorm;
       dnorm_norm_mean += dnorm * (xr[i] - m) * s;
     }
     dnorm_mean = cuda::block_sum(dnorm_mean) * inv_d;
     dnorm_norm_mean = cuda::block_sum(dnorm_norm_mean) * inv_d;
     for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
-      const double dnorm = dyr[i] * (w ? w[i] : T(1));
-      dxr[i] = static_cast<T>((dnorm - dnorm_mean - (xr[i] - m) * s * dnorm_norm_mean) * s);
+      const double dnorm = cuda::mul_rn(static_cast<double>(dyr[i]), static_cast<double>(w ? w[i] : T(1)));
+      dxr[i] = static_cast<T>((dnorm - dnorm_mean - cuda::mul_rn((xr[i] - m) * s, dnorm_norm_mean)) * s);
     }
   }
 }

@@ -6,7 +6,9 @@
 // arithmetic follows the CPU kernels step for step: the max subtracted before
 // exp, exp in the tensor's dtype, sums in double. cross_entropy's backward is
 // one thread per element; its loss sums the rows with cuda_sum_rows (fixed
-// chunks, in order). No atomics anywhere.
+// chunks, in order). No atomics anywhere. The differences that cancel
+// (log_softmax's dy − exp(y)·Σdy, cross_entropy's p·s − s at the target)
+// round the product by itself (cuda::mul_rn), never in a fused multiply-add.
 #include "cuda/launch.cuh"
 #include "cuda/reduce.h"
 #include "cuda/softmax.h"
@@ -63,7 +65,7 @@ __global__ void softmax_backward_rows(const T* y, const T* dy, T* dx, int64_t ro
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += is_log ? dyr[i] : dyr[i] * yr[i];
     const T st = static_cast<T>(cuda::block_sum(s));
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
-      dxr[i] = is_log ? dyr[i] - exp(yr[i]) * st : yr[i] * (dyr[i] - st);
+      dxr[i] = is_log ? dyr[i] - cuda::mul_rn(exp(yr[i]), st) : yr[i] * (dyr[i] - st);
   }
 }
 
@@ -132,7 +134,7 @@ __global__ void cross_entropy_backward_kernel(const T* x, const T* lse, const in
       dx[k] = T(0);
       continue;
     }
-    T g = exp(x[k] - lse[i]) * sc;
+    T g = cuda::mul_rn(exp(x[k] - lse[i]), sc);  // p·sc − sc cancels as p -> 1
     if (j == ti) g -= sc;
     dx[k] = g;
   }

@@ -30,10 +30,12 @@ __global__ void chunk_histograms(const int64_t* keys, int64_t m, int64_t buckets
   }
 }
 
-// out = exclusive prefix sum of in [n], by one block: each thread sums a
-// contiguous stretch, thread 0 scans the stretch totals, each thread writes its
-// stretch.
-__global__ void exclusive_scan_one_block(const int64_t* in, int64_t n, int64_t* out) {
+// out = exclusive prefix sum of in [n], by one block of kScanThreads: each
+// thread sums a contiguous stretch, thread 0 scans the stretch totals, each
+// thread writes its stretch. __launch_bounds__ makes the compiler keep the
+// registers per thread within what 1024 threads may use (without it, a build
+// for some GPU could need more and the launch would fail).
+__global__ void __launch_bounds__(kScanThreads) exclusive_scan_one_block(const int64_t* in, int64_t n, int64_t* out) {
   __shared__ int64_t stretch_start[kScanThreads];
   const int64_t per = (n + kScanThreads - 1) / kScanThreads;
   const int64_t begin = min(n, threadIdx.x * per), end = min(n, begin + per);

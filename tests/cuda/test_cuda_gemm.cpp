@@ -136,6 +136,6 @@ TEST(CudaGemm, Errors) {
 
 #else
 
-TEST(CudaGemm, NotBuilt) { GTEST_SKIP() << "this build has no CUDA backend"; }
+TEST(CudaGemm, NotBuilt) { MG_SKIP_WITHOUT_CUDA(); }
 
 #endif

@@ -1,14 +1,19 @@
 // The CUDA runtime layer: device count and validation (also without a GPU,
-// where every CUDA request must be an Error, never an abort), the caching
-// allocator, to() between host and device for every dtype and layout, and
-// copy_ / fill_ / contiguous / clone / concat on the device.
+// where every CUDA request must be an Error, never an abort), the caching and
+// the exact device allocators, to() between host and device for every dtype
+// and layout, and copy_ / fill_ / contiguous / clone / concat on the device.
+#include <cstdio>
+
 #include "test_cuda_helpers.h"
+#ifdef MOEGRAD_WITH_CUDA
+#include "cuda/allocator.h"
+#endif
 
 using namespace moegrad;
 using namespace moegrad::testing;
 
-TEST(CudaRuntime, WithoutGpuEveryRequestIsAnError) {
-  if (cuda_device_count() > 0) GTEST_SKIP() << "a GPU is visible; this checks the machines without one";
+TEST(WithoutCudaDevice, EveryRequestIsAnError) {
+  MG_SKIP_WITH_CUDA();
   Tensor x = Tensor::ones({2, 3});
   const char* why = cuda_backend() ? "no CUDA device is visible" : "needs the CUDA backend";
   EXPECT_MG_ERROR(x.to(Device::cuda(0)), why);
@@ -17,6 +22,26 @@ TEST(CudaRuntime, WithoutGpuEveryRequestIsAnError) {
   EXPECT_MG_ERROR(Tensor::empty({4}, DType::Int64, Device::cuda(0)), why);
   EXPECT_EQ(cuda_device_count(), 0);  // asking again is still no exception
 }
+
+#ifdef MOEGRAD_WITH_CUDA
+
+// The first check of the GPU verification: fails (under MOEGRAD_REQUIRE_CUDA)
+// with the reason when no device is usable, else names the device and the
+// versions in the log.
+TEST(CudaRuntime, DeviceIsUsable) {
+  MG_SKIP_WITHOUT_CUDA();
+  cudaDeviceProp p{};
+  ASSERT_EQ(cudaGetDeviceProperties(&p, 0), cudaSuccess);
+  int driver = 0, runtime = 0;
+  cudaDriverGetVersion(&driver);
+  cudaRuntimeGetVersion(&runtime);
+  std::printf("cuda:0 of %d: %s, compute capability %d.%d, %.1f GiB, %d SMs; driver %s, runtime %s\n",
+              cuda_device_count(), p.name, p.major, p.minor, static_cast<double>(p.totalGlobalMem) / (1 << 30),
+              p.multiProcessorCount, cuda_version_str(driver).c_str(), cuda_version_str(runtime).c_str());
+  EXPECT_GE(driver, runtime);
+}
+
+#endif  // MOEGRAD_WITH_CUDA
 
 TEST(CudaRuntime, DeviceIndexIsValidated) {
   MG_SKIP_WITHOUT_CUDA();
@@ -45,26 +70,65 @@ TEST(CudaRuntime, OutOfMemoryIsAnErrorNamingTheSize) {
   EXPECT_EQ(Tensor::full({3}, 2.0, DType::Float32, Device::cuda(0)).to_vector(), (std::vector<double>{2, 2, 2}));
 }
 
+#ifdef MOEGRAD_WITH_CUDA
+
 TEST(CudaRuntime, CachingAllocatorReusesBlocks) {
   MG_SKIP_WITHOUT_CUDA();
-  Allocator& a = allocator_for(DeviceType::CUDA);
-  { Tensor warm = Tensor::empty({1000, 37}, DType::Float32, Device::cuda(0)); }
+  Allocator& a = cuda::caching_device_allocator();
+  a.deallocate_on(0, a.allocate_on(0, 148000), 148000);  // warm: one block of the size class cached
   const AllocatorStats before = a.stats();
-  for (int i = 0; i < 10; ++i) Tensor t = Tensor::empty({1000, 37}, DType::Float32, Device::cuda(0));
+  for (int i = 0; i < 10; ++i) a.deallocate_on(0, a.allocate_on(0, 148000), 148000);
   const AllocatorStats after = a.stats();
   EXPECT_EQ(after.system_allocs, before.system_allocs);
   EXPECT_EQ(after.cache_hits, before.cache_hits + 10);
   EXPECT_EQ(after.bytes_in_use, before.bytes_in_use);
-  {
-    Tensor t = Tensor::empty({1000, 37}, DType::Float32, Device::cuda(0));
-    EXPECT_EQ(a.stats().bytes_in_use, before.bytes_in_use + static_cast<int64_t>(allocation_size_class(148000)));
-    EXPECT_GE(a.stats().peak_bytes_in_use, a.stats().bytes_in_use);
-  }
+  void* p = a.allocate_on(0, 148000);
+  EXPECT_EQ(a.stats().bytes_in_use, before.bytes_in_use + static_cast<int64_t>(allocation_size_class(148000)));
+  EXPECT_GE(a.stats().peak_bytes_in_use, a.stats().bytes_in_use);
+  a.deallocate_on(0, p, 148000);
   a.release_cache();
   EXPECT_EQ(a.stats().bytes_cached, 0);
-  // the CPU allocator is a different one
-  EXPECT_NE(&a, &allocator_for(DeviceType::CPU));
 }
+
+TEST(CudaRuntime, ExactAllocatorAllocatesEachTensorAlone) {
+  MG_SKIP_WITHOUT_CUDA();
+  Allocator& a = cuda::exact_device_allocator();
+  const AllocatorStats before = a.stats();
+  void* p = a.allocate_on(0, 148001);
+  void* q = a.allocate_on(0, 0);  // empty: still a distinct address
+  EXPECT_NE(p, q);
+  EXPECT_EQ(a.stats().bytes_in_use, before.bytes_in_use + 148002);  // no size class: the bytes asked for
+  a.deallocate_on(0, p, 148001);
+  a.deallocate_on(0, q, 0);
+  for (int i = 0; i < 10; ++i) a.deallocate_on(0, a.allocate_on(0, 4096), 4096);
+  const AllocatorStats after = a.stats();
+  EXPECT_EQ(after.system_allocs, before.system_allocs + 12);  // every allocation from cudaMalloc
+  EXPECT_EQ(after.cache_hits, before.cache_hits);
+  EXPECT_EQ(after.bytes_in_use, before.bytes_in_use);
+  EXPECT_EQ(after.bytes_cached, 0);
+  EXPECT_MG_ERROR(a.allocate_on(0, size_t{1} << 44), "cudaErrorMemoryAllocation (out of memory) allocating 17592186044416");
+  EXPECT_MG_ERROR(a.allocate_on(cuda_device_count(), 8), "is not available");
+}
+
+TEST(CudaRuntime, AllocatorFromTheEnvironment) {
+  EXPECT_EQ(cuda::allocator_kind_from(nullptr), cuda::AllocatorKind::Caching);
+  EXPECT_EQ(cuda::allocator_kind_from(""), cuda::AllocatorKind::Caching);
+  EXPECT_EQ(cuda::allocator_kind_from("caching"), cuda::AllocatorKind::Caching);
+  EXPECT_EQ(cuda::allocator_kind_from("exact"), cuda::AllocatorKind::Exact);
+  EXPECT_MG_ERROR(cuda::allocator_kind_from("Exact"), "MOEGRAD_CUDA_ALLOCATOR must be caching or exact, got 'Exact'");
+  MG_SKIP_WITHOUT_CUDA();
+  // tensors come from the allocator that this process's MOEGRAD_CUDA_ALLOCATOR selects
+  Allocator& selected = cuda::allocator_kind_from(std::getenv("MOEGRAD_CUDA_ALLOCATOR")) == cuda::AllocatorKind::Exact
+                            ? cuda::exact_device_allocator()
+                            : cuda::caching_device_allocator();
+  const int64_t in_use = selected.stats().bytes_in_use;
+  Tensor t = Tensor::empty({1000, 37}, DType::Float32, Device::cuda(0));
+  EXPECT_GE(selected.stats().bytes_in_use, in_use + 148000);
+  EXPECT_EQ(allocator_for(DeviceType::CUDA).stats().bytes_in_use, selected.stats().bytes_in_use);
+  EXPECT_NE(&allocator_for(DeviceType::CUDA), &allocator_for(DeviceType::CPU));
+}
+
+#endif  // MOEGRAD_WITH_CUDA
 
 namespace {
 

@@ -72,6 +72,6 @@ TEST(CudaCountingSort, Errors) {
 
 #else
 
-TEST(CudaCountingSort, NotBuilt) { GTEST_SKIP() << "this build has no CUDA backend"; }
+TEST(CudaCountingSort, NotBuilt) { MG_SKIP_WITHOUT_CUDA(); }
 
 #endif

@@ -22,7 +22,7 @@
 using namespace moegrad;
 namespace fs = std::filesystem;
 
-#ifdef MOEGRAD_WITH_CUDA
+#ifdef MOEGRAD_WITH_CUDA  // the helpers and tests that need the CUDA backend
 
 namespace {
 
@@ -75,7 +75,6 @@ data::ImageDataset pattern_images(int64_t n, uint64_t seed) {
 }
 
 }  // namespace
-
 
 TEST(CudaTrainers, TrainLmOnTheGpuMatchesTheCpuAndResumes) {
   MG_SKIP_WITHOUT_CUDA();
@@ -155,8 +154,8 @@ TEST(CudaTrainers, TrainImageOnTheGpuMatchesTheCpu) {
 
 #endif  // MOEGRAD_WITH_CUDA
 
-TEST(CudaTrainers, DeviceCudaWithoutAGpuIsAClearError) {
-  if (cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is visible";
+TEST(WithoutCudaDevice, TrainersDeviceCudaIsAClearError) {
+  MG_SKIP_WITH_CUDA();
   const std::string why = cuda_backend() ? "no CUDA device visible" : "no CUDA backend in this build";
   EXPECT_MG_ERROR(lm::validate(lm::parse_args({"--device", "cuda"})), "train_lm: --device cuda: " + why);
   EXPECT_MG_ERROR(lm::LMTrainer(lm::parse_args({"--device", "cuda", "--data", "no_such_folder"}), nullptr),

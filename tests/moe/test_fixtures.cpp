@@ -2,7 +2,13 @@
 // (tools/make_fixtures.py, float64): a transformer LM "sgsc" whose last MoE
 // layer uses the AC router, and a Soft MoE layer with AC. Outputs and every
 // gradient must agree to float64 round-off.
+// The fixtures are found at $MOEGRAD_TEST_FIXTURES (ctest sets it to the
+// source tree's tests/fixtures), else at tests/fixtures under the working
+// directory, else at fixtures/ beside the test binary or tests/fixtures in a
+// folder above it (a build folder inside the checkout, or a pack of prebuilt
+// programs with the fixtures copied beside them).
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 
 #include "moe/soft_moe.h"
@@ -11,13 +17,41 @@
 #include "test_helpers.h"
 
 using namespace moegrad;
+namespace fs = std::filesystem;
 
 namespace {
 
 const double kTol = 1e-9;  // relative to max(1, |reference|)
 
+// The folders searched for the fixtures, in order.
+std::vector<fs::path> fixture_dirs() {
+  std::vector<fs::path> dirs;
+  if (const char* env = std::getenv("MOEGRAD_TEST_FIXTURES"); env && *env) dirs.emplace_back(env);
+  std::error_code ec;
+  dirs.push_back(fs::current_path(ec) / "tests" / "fixtures");
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    dirs.push_back(exe.parent_path() / "fixtures");
+    for (fs::path p = exe.parent_path();; p = p.parent_path()) {
+      dirs.push_back(p / "tests" / "fixtures");
+      if (!p.has_relative_path()) break;
+    }
+  }
+  return dirs;
+}
+
+// The path of fixture `name` in the first folder that holds it; a test
+// failure listing the folders searched when none does.
 std::string fixture(const std::string& name) {
-  return (std::filesystem::path(__FILE__).parent_path().parent_path() / "fixtures" / name).string();
+  std::string searched;
+  for (const fs::path& dir : fixture_dirs()) {
+    std::error_code ec;
+    if (fs::is_regular_file(dir / name, ec)) return (dir / name).string();
+    searched += "\n  " + dir.string();
+  }
+  ADD_FAILURE() << "fixture " << name << " not found (set MOEGRAD_TEST_FIXTURES to the folder tests/fixtures); "
+                << "searched:" << searched;
+  return name;
 }
 
 // Tensors named "<prefix>.<rest>" as rest -> tensor.

@@ -89,8 +89,10 @@ void compare_module(ModulePair& m, const Tensor& x, const Tensor& prev, const st
 TEST(CudaMaskedSoftmax, MatchesCpu) {
   MG_SKIP_WITHOUT_CUDA();
   // rows of one entry, short rows, rows longer than one 256-thread block,
-  // T < S, many rows
-  const std::vector<Shape> shapes = {{1, 1}, {2, 3, 4, 4}, {2, 3, 5}, {4, 1, 6}, {2, 5, 700}, {300, 300}, {3, 40, 520}};
+  // T < S, many rows, more rows than one grid (65535 blocks: the grid-stride
+  // loop over rows)
+  const std::vector<Shape> shapes = {{1, 1},     {2, 3, 4, 4},  {2, 3, 5},     {4, 1, 6},
+                                     {2, 5, 700}, {300, 300}, {3, 40, 520}, {4400, 16, 20}};
   for (DType dtype : {DType::Float64, DType::Float32})
     for (const Shape& shape : shapes)
       for (bool causal : {false, true}) {

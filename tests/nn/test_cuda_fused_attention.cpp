@@ -2,8 +2,9 @@
 // of cuda/flash_attention.cu) against the same ops on the CPU: forward and
 // gradients, causal and not, T < S, shapes across several 16-row tiles, head
 // dims up to the kernels' limit of 128, strided and packed inputs, empty
-// inputs; float64 gradchecks on the device; the same bits on a second run;
-// errors (head dim beyond 128, mixed devices).
+// inputs; queries that see no key (the kernels called directly); float64
+// gradchecks on the device; the same bits on a second run; errors (head dim
+// beyond 128, mixed devices).
 //
 // Tolerances, looser than test_cuda_helpers.h's where said: the device
 // accumulates scores, probabilities and gradients in double in its own order
@@ -15,6 +16,9 @@
 
 #include "nn/attention.h"
 #include "test_cuda_helpers.h"
+#ifdef MOEGRAD_WITH_CUDA
+#include "cuda/flash_attention.h"
+#endif
 
 using namespace moegrad;
 using namespace moegrad::testing;
@@ -149,6 +153,57 @@ TEST(CudaFusedAttention, EmptyInputs) {
     }
   }
 }
+
+#ifdef MOEGRAD_WITH_CUDA
+
+// The kernels with causal and S < T, which fused_attention rejects: queries
+// t < T - S see no key. Their output and dq are 0 and their lse -inf (as
+// masked_softmax gives a masked key probability 0: never 0/0); the other
+// queries, dk and dv are those of the last S queries alone, a causal call
+// with T = S. T = 40, S = 7: a whole tile of queries that see nothing, a tile
+// where only the last row sees a key, and a partial tile.
+TEST(CudaFusedAttention, QueriesThatSeeNoKeyGetZeros) {
+  MG_SKIP_WITHOUT_CUDA();
+  const Case c{2, 3, 40, 7, 5};
+  const int64_t blind = c.nt - c.ns;
+  const double scale = 0.6;
+  auto rows = [](const Tensor& t) { return CudaAttentionRows{t, 0, t.strides()[0], t.strides()[1], t.strides()[2]}; };
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    const std::string what = dtype_name(dtype);
+    const std::vector<Tensor> in = operands(c, dtype, 18);
+    const Tensor w = uniform({c.nb, c.nh, c.nt, c.dh}, dtype, 19, -1, 1);
+    const std::vector<Tensor> d = to_cuda(in);
+    auto empty_like = [&](const Tensor& t) { return Tensor::empty(t.shape(), dtype, Device::cuda(0)); };
+    Tensor out = empty_like(d[0]), lse = Tensor::empty({c.nb * c.nh * c.nt}, dtype, Device::cuda(0));
+    Tensor dq = empty_like(d[0]), dk = empty_like(d[1]), dv = empty_like(d[2]), dw = on_cuda(w);
+    const CudaAttentionDims dims{c.nb, c.nh, c.nt, c.ns, c.dh, true, scale};
+    cuda_flash_attention(dims, rows(d[0]), rows(d[1]), rows(d[2]), rows(out), lse);
+    cuda_flash_attention_backward(dims, rows(d[0]), rows(d[1]), rows(d[2]), rows(out), lse, rows(dw), rows(dq),
+                                  rows(dk), rows(dv));
+    // the reference: the queries that see keys, on the CPU
+    Tensor q = contiguous(narrow(in[0], 2, blind, c.ns)).requires_grad_();
+    Tensor k = in[1].detach().requires_grad_(), v = in[2].detach().requires_grad_();
+    Tensor y = fused_attention(q, k, v, scale, true);
+    y.backward(contiguous(narrow(w, 2, blind, c.ns)));
+    const Tol tol = attention_tol(dtype);
+    const std::vector<double> zeros(c.nb * c.nh * blind * c.dh, 0.0);
+    EXPECT_EQ(narrow(out, 2, 0, blind).to_vector(), zeros) << what << " out of the blind queries";
+    EXPECT_EQ(narrow(dq, 2, 0, blind).to_vector(), zeros) << what << " dq of the blind queries";
+    expect_close(narrow(out, 2, blind, c.ns), y, tol, what + " out");
+    expect_close(narrow(dq, 2, blind, c.ns), q.grad(), tol, what + " dq");
+    expect_close(dk, k.grad(), tol, what + " dk");
+    expect_close(dv, v.grad(), tol, what + " dv");
+    const std::vector<double> l = reshape(lse, {c.nb * c.nh, c.nt}).to_vector();
+    for (int64_t bh = 0; bh < c.nb * c.nh; ++bh)
+      for (int64_t t = 0; t < c.nt; ++t) {
+        const double v_t = l[bh * c.nt + t];
+        if (t < blind) EXPECT_EQ(v_t, -INFINITY) << what << " lse of query " << t;
+        else EXPECT_TRUE(std::isfinite(v_t)) << what << " lse of query " << t << " is " << v_t;
+      }
+  }
+}
+
+#endif  // MOEGRAD_WITH_CUDA
 
 TEST(CudaFusedAttention, SameBitsEveryRun) {
   MG_SKIP_WITHOUT_CUDA();

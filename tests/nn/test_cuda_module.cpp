@@ -178,8 +178,8 @@ TEST(CudaModule, ToCpuIsANoOpAndAParameterlessModuleIsOnTheCpu) {
   EXPECT_EQ(empty.device(), Device::cpu());
 }
 
-TEST(CudaModule, ToAnUnavailableDeviceIsAnErrorAndMovesNothing) {
-  if (cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is visible";
+TEST(WithoutCudaDevice, ModuleToCudaIsAnErrorAndMovesNothing) {
+  MG_SKIP_WITH_CUDA();
   Generator gen(1);
   Tree m(InitOptions{DType::Float32, &gen});
   const auto before = values_of(m);

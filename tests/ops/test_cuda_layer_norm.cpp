@@ -7,8 +7,13 @@
 // Tolerances: test_cuda_helpers.h (float64 1e-12 relative, float32 1e-5),
 // except where dweight / dbias sum up to 100000 rows: float64 atol 1e-11
 // there, since a column sum that cancels to near 0 keeps the rounding of all
-// those terms, added in another order than the CPU's; and the input offset
-// by 1000: float64 atol 1e-10 (see the case).
+// those terms, added in another order than the CPU's; the input offset by
+// 1000: float64 atol 1e-10; and D = 1 (see the cases). A product that one side
+// fuses into an FMA and the other rounds alone moves y or dx by at most half
+// an ulp of a term (terms below 10 here) times rstd: rstd is below 1.7 for
+// every input with D >= 5 (so under 2e-15, inside atol 1e-14), up to 274 for
+// D = 3 in the many-rows case (under 2e-13, inside its 1e-11) and 316 for
+// D = 1.
 #include <array>
 
 #include "test_cuda_helpers.h"
@@ -65,10 +70,10 @@ TEST(CudaLayerNorm, ShapesAndParamsMatchCpu) {
   for (DType dtype : {DType::Float64, DType::Float32})
     for (const Shape& shape : shapes) {
       // D = 1: dx is exactly 0, computed as (dy*w - mean(dy*w)) * rstd with
-      // rstd = 1/sqrt(eps) = 316; the host compiler (-march=native) and nvcc
-      // may each fuse dy*w - mean into an FMA, leaving up to half an ulp of
-      // dy*w (2.2e-16) times 316 = 7e-14 of noise on either side (the CPU
-      // gives -5e-14 on this data under host emulation, where 0 is exact).
+      // rstd = 1/sqrt(eps) = 316. The device rounds dy*w by itself
+      // (cuda::mul_rn) and gets 0; the host compiler may fuse dy*w - mean
+      // into an FMA (GCC does by default where the target has FMA), leaving
+      // up to half an ulp of dy*w (2.2e-16) times 316 = 7e-14 on the CPU.
       const Tol tol = shape.back() == 1 && dtype == DType::Float64 ? Tol{1e-12, 2e-13} : tol_for(dtype);
       for (bool weight : {true, false})
         for (bool bias : {true, false})

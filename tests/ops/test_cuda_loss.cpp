@@ -1,11 +1,12 @@
 // cross_entropy on CUDA tensors against the CPU: short and long rows (one
-// warp, past one block, very long), many rows, some / all / no targets
+// warp, past one block, very long), many rows (past one grid), some / all / no targets
 // ignored, a custom ignore_index that is a class, an empty batch,
 // non-contiguous logits and targets, large logits, a scaled upstream
 // gradient, forward and backward in float32 and float64, run-to-run
 // determinism, float64 gradchecks on the device, and the errors (a bad target
 // gives the CPU's message, targets on another device or of another dtype).
-// Tolerances: test_cuda_helpers.h (float64 1e-12 relative, float32 1e-5).
+// Tolerances: test_cuda_helpers.h (float64 1e-12 relative, float32 1e-5);
+// the gradient's p·s − s at the target rounds p·s by itself on both sides.
 #include "test_cuda_helpers.h"
 
 using namespace moegrad;
@@ -50,7 +51,9 @@ std::string error_of(F f) {
 
 TEST(CudaCrossEntropy, RowLengthsAndIgnoredTargetsMatchCpu) {
   MG_SKIP_WITHOUT_CUDA();
-  const std::vector<Shape> shapes = {{1, 1}, {4, 5}, {300, 7}, {3, 33}, {5, 257}, {64, 1000}, {2, 70000}, {3000, 12}};
+  // ... {70000, 3}: more rows than one grid (65535 blocks: the grid-stride loop over rows)
+  const std::vector<Shape> shapes = {{1, 1},     {4, 5},     {300, 7},   {3, 33},
+                                     {5, 257},   {64, 1000}, {2, 70000}, {3000, 12}, {70000, 3}};
   for (DType dtype : {DType::Float64, DType::Float32})
     for (const Shape& shape : shapes)
       for (bool ignore : {false, true}) {
