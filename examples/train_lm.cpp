@@ -1,7 +1,8 @@
 // examples/train_lm: trains a byte- or word-level MoE language model from a
 // corpus folder (train.txt, valid.txt, test.txt) with the top-k (--router
 // smoe) or AC router (--router acmoe), then evaluates the whole valid and
-// test splits, clean and under the word-swap attack, and prints a report.
+// test splits, clean and under the word-swap attack (batch and/or causal
+// evaluation: --eval), and prints a report.
 // Every flag is listed by --help; the trainer is examples/common/lm_trainer.
 //
 //   train_lm --data data/kjv --router acmoe --steps 2000 --out runs/acmoe
@@ -27,10 +28,8 @@ int main(int argc, char** argv) {
     const lm::LMTrainConfig& c = trainer.config();
     std::printf("\n%s (router %s), step %lld, whole splits:\n", lm::effective_arch(c).c_str(), c.router.c_str(),
                 (long long)trainer.step());
-    std::printf("  %-16s %10s %12s\n", "split", "loss", trainer.metric_name());
-    for (auto [name, r] : {std::pair{"valid", &f.valid}, {"valid attacked", &f.valid_attacked}, {"test", &f.test},
-                           {"test attacked", &f.test_attacked}})
-      std::printf("  %-16s %10.4f %12.4f\n", name, r->loss, r->metric);
+    std::printf("  %-24s %10s %12s\n", "split", "loss", trainer.metric_name());
+    for (const auto& [name, r] : f.results) std::printf("  %-24s %10.4f %12.4f\n", name.c_str(), r.loss, r.metric);
     std::printf("  training speed: %.0f tokens/s\n", f.tokens_per_second);
     std::printf("  metrics: %s\n  checkpoint: %s\n", trainer.metrics_path().c_str(), trainer.checkpoint_path().c_str());
   } catch (const std::exception& e) {

@@ -15,6 +15,7 @@
 #endif
 
 #include "autograd/node.h"
+#include "examples/common/lm_model.h"
 #include "examples/common/word_swap.h"
 #include "nn/atomic_file.h"
 #include "nn/checkpoint.h"
@@ -29,7 +30,6 @@ using nlohmann::json;
 
 namespace {
 
-const char* const kFormat = "moegrad-lm-checkpoint-1";
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -52,33 +52,6 @@ T parse_number(const char* program, const std::string& flag, const std::string& 
   return value;
 }
 
-// Sums (tokens, dropped) or accumulates for averaging (losses, AC mean/std)
-// the routing statistics of one more batch into acc.
-void accumulate(std::vector<std::pair<int64_t, RoutingStats>>& acc,
-                const std::vector<std::pair<int64_t, RoutingStats>>& batch) {
-  if (acc.empty()) {
-    acc = batch;
-    return;
-  }
-  for (size_t i = 0; i < acc.size(); ++i) {
-    RoutingStats &a = acc[i].second;
-    const RoutingStats& s = batch[i].second;
-    for (size_t e = 0; e < a.tokens_per_expert.size(); ++e) a.tokens_per_expert[e] += s.tokens_per_expert[e];
-    a.dropped += s.dropped;
-    a.balance_loss += s.balance_loss, a.z_loss += s.z_loss;
-    a.ac_mean += s.ac_mean, a.ac_std += s.ac_std;
-    a.ac_min = std::min(a.ac_min, s.ac_min), a.ac_max = std::max(a.ac_max, s.ac_max);
-    a.ac_empty += s.ac_empty, a.ac_single += s.ac_single, a.ac_token_weight += s.ac_token_weight;
-  }
-}
-
-// Divides the accumulated statistics that are averaged by the number of forwards.
-void average(std::vector<std::pair<int64_t, RoutingStats>>& acc, int64_t forwards) {
-  for (auto& [pos, s] : acc) {
-    s.balance_loss /= forwards, s.z_loss /= forwards, s.ac_mean /= forwards, s.ac_std /= forwards;
-    s.ac_empty /= forwards, s.ac_single /= forwards, s.ac_token_weight /= forwards;
-  }
-}
 
 // Rewrites a metrics file keeping the records up to `step` (those of a run
 // resumed from that step's checkpoint would otherwise appear twice), through
@@ -161,6 +134,10 @@ std::vector<ConfigField> config_fields(LMTrainConfig& c) {
       {"balance-coef", &c.balance_coef, "weight of the g layers' load-balance loss", false},
       {"c-balance-coef", &c.c_balance_coef, "weight of the c layers' load-balance loss; < 0: --balance-coef", false},
       {"z-coef", &c.z_coef, "weight of the router z-loss", false},
+      {"eval", &c.eval,
+       "final evaluation: batch (AC statistics over each batch, as in training) | causal (each token from its own "
+       "prefix, as at generation) | both",
+       true},
       {"attack-rate", &c.attack_rate, "word-swap attack: share of non-stopword words swapped", true},
       {"attack-seed", &c.attack_seed, "word-swap attack seed (the same attacked text for every model)", true},
       {"steps", &c.steps, "training steps in all (a resumed run continues to this step)", true},
@@ -340,6 +317,7 @@ void validate(const LMTrainConfig& config) {
   check_one_of(c.moe_residual, "train_lm", "moe-residual", {"single", "double"});
   check_one_of(c.ac_small_clusters, "train_lm", "ac-small-clusters", {"official", "neutral"});
   check_one_of(c.ac_rows, "train_lm", "ac-rows", {"experts", "largest-index"});
+  check_one_of(c.eval, "train_lm", "eval", {"batch", "causal", "both"});
   check_one_of(c.ac_stat, "train_lm", "ac-stat", {"mad", "variance"});
   check_one_of(c.ac_scaling, "train_lm", "ac-scaling", {"feature", "global"});
   check_one_of(c.norm, "train_lm", "norm", {"pre", "post"});
@@ -446,48 +424,10 @@ LMTrainer::LMTrainer(const LMTrainConfig& config, std::FILE* log) : config_(conf
   vocab_options.min_count = c.min_count;
   tokenizer_ = data::make_tokenizer(c.level, files.train, vocab_options);
   corpus_ = data::encode_corpus(files, *tokenizer_);
-  data::WordSwapOptions attack{c.attack_rate, static_cast<uint64_t>(c.attack_seed),
-                               c.level == "word" ? data::SwapLevel::Word : data::SwapLevel::Byte};
-  const data::WordSwapResult valid_attacked = data::word_swap(files.valid, attack);
-  const data::WordSwapResult test_attacked = data::word_swap(files.test, attack);
-  valid_ = data::eval_batches(corpus_.valid, c.batch, c.seq_len);
-  test_ = data::eval_batches(corpus_.test, c.batch, c.seq_len);
-  valid_attacked_ = data::eval_batches(tokenizer_->encode(valid_attacked.text), c.batch, c.seq_len);
-  test_attacked_ = data::eval_batches(tokenizer_->encode(test_attacked.text), c.batch, c.seq_len);
+  eval_ = make_eval_splits(files.valid, files.test, *tokenizer_, c.level, c.attack_rate, c.attack_seed, c.batch,
+                           c.seq_len);
+  const LMConfig mc = model_config(c, tokenizer_->vocab_size());
 
-  // Model and optimizer.
-  LMConfig mc;
-  mc.vocab = tokenizer_->vocab_size();
-  mc.max_len = c.seq_len;
-  mc.arch = effective_arch(c);
-  mc.embedding_std = c.embedding_std, mc.head_bias = c.head_bias;
-  BlockConfig& b = mc.block;
-  b.dim = c.dim, b.heads = c.heads, b.ffn_hidden = c.ffn_hidden;
-  b.elliptical = c.elliptical, b.pre_norm = c.norm == "pre", b.dropout = c.dropout;
-  b.dropout_layout = c.dropout_layout == "official" ? DropoutLayout::Official : DropoutLayout::Residual;
-  b.moe_double_residual = c.moe_residual == "double";
-  b.attention_bias = c.attention_bias;
-  b.activation = c.activation == "relu" ? Activation::Relu : Activation::Gelu;
-  b.moe.hidden = c.expert_hidden, b.moe.experts = c.experts, b.moe.k = c.k;
-  b.moe.expert = ExpertOptions{b.activation, 0.0, c.expert_init == "official" ? ExpertInit::Official : ExpertInit::Linear};
-  // xmoe: the cosine gate started orthogonal (gain 0.32) and rescaled to norm 1.5, as the paper's code
-  auto set_gate = [](const std::string& g, GateKind& kind, double& gain, double& norm) {
-    kind = g == "linear" ? GateKind::Linear : GateKind::Cosine;
-    gain = g == "xmoe" ? 0.32 : 0.0, norm = g == "xmoe" ? 1.5 : 0.0;
-  };
-  set_gate(c.gate, b.moe.gate, b.moe.embedding_gain, b.moe.embedding_norm);
-  if (c.c_gate != "same") {
-    b.c_gate = GateKind::Linear;
-    set_gate(c.c_gate, *b.c_gate, b.c_embedding_gain, b.c_embedding_norm);
-  }
-  b.c_use_ac = c.router != "xmoe";
-  b.moe.capacity_factor = c.capacity_factor;
-  b.moe.ac.stats = ACOptions{c.ac_stat == "variance" ? ACStat::Variance : ACStat::MAD, c.ac_eps, c.ac_clip,
-                             c.ac_scaling == "global" ? ACScaling::Global : ACScaling::PerFeature,
-                             c.ac_small_clusters == "neutral" ? ACSmallClusters::Neutral : ACSmallClusters::Official,
-                             c.ac_rows == "largest-index" ? ACTableRows::LargestIndex : ACTableRows::Experts};
-  b.moe.ac.mix_m = c.ac_mix;
-  b.moe.ac.differentiable = c.ac_differentiable;
   // The same seed gives SMoE and ACMoE the same initial weights (the AC router
   // has no parameters of its own) and the same batches.
   const uint64_t seed = static_cast<uint64_t>(c.seed);
@@ -524,7 +464,7 @@ LMTrainer::LMTrainer(const LMTrainConfig& config, std::FILE* log) : config_(conf
   this->log(detail::cat("train_lm: ", mc.arch, " (router ", c.router, "), ", model_->num_parameters(),
                         " parameters; ", c.level, " level, vocabulary ", tokenizer_->vocab_size(), "; train ",
                         corpus_.train.size(), ", valid ", corpus_.valid.size(), ", test ", corpus_.test.size(),
-                        " tokens; attack swapped ", valid_attacked.swapped, " valid and ", test_attacked.swapped,
+                        " tokens; attack swapped ", eval_.valid_swapped, " valid and ", eval_.test_swapped,
                         " test words", c.resume ? detail::cat("; resumed at step ", step_) : std::string()));
 }
 
@@ -581,7 +521,7 @@ void LMTrainer::train(int64_t until) {
     window_tokens += batch.tokens, train_tokens_ += batch.tokens;
     if (progress) progress->update(step, loss, batch.tokens);
     if (step % c.log_every == 0 || step == last) {
-      average(window_routing_, window_forwards_);
+      average_routing(window_routing_, window_forwards_);
       json record = {{"type", "train"}, {"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
                      {"tokens_per_s", window_tokens / window_seconds}};
       if (json ac = ac_diagnostics_json(window_routing_); !ac.empty()) record["ac_layers"] = ac;
@@ -625,36 +565,16 @@ double LMTrainer::train_forward_backward(const data::Batch& batch, int64_t step)
     stop_unless_finite(total.item(), "loss", step);
     total.backward();
     loss += out.loss.item() / static_cast<double>(parts);
-    accumulate(window_routing_, model_->routing_stats());
+    accumulate_routing(window_routing_, model_->routing_stats());
     window_forwards_++;
   }
   return loss;
 }
 
-EvalResult LMTrainer::evaluate(const std::string& split, bool attacked, int64_t max_batches) {
-  MG_CHECK(split == "valid" || split == "test", "LMTrainer::evaluate: split must be valid or test, got '", split, "'");
-  const std::vector<data::Batch>& batches =
-      split == "valid" ? (attacked ? valid_attacked_ : valid_) : (attacked ? test_attacked_ : test_);
-  const int64_t n = max_batches > 0 ? std::min<int64_t>(max_batches, batches.size()) : batches.size();
-  NoGradGuard no_grad;
-  const bool was_training = model_->training();
-  model_->eval();
-  EvalResult r;
-  double total = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const data::Batch& b = batches[i];
-    const Tensor mask = b.mask.defined() ? b.mask.to(device_) : Tensor();
-    total += model_->forward(b.inputs.to(device_), b.targets.to(device_), mask).loss.item() *
-             static_cast<double>(b.tokens);
-    r.tokens += b.tokens;
-    accumulate(r.routing, model_->routing_stats());
-  }
-  model_->train(was_training);
-  average(r.routing, n);
-  r.batches = n;
-  r.loss = total / static_cast<double>(r.tokens);
-  r.metric = config_.level == "byte" ? r.loss / std::log(2.0) : std::exp(r.loss);
-  return r;
+EvalResult LMTrainer::evaluate(const std::string& split, bool attacked, int64_t max_batches, EvalMode mode,
+                               data::Progress* progress) {
+  return evaluate_lm(*model_, eval_.get(split, attacked), max_batches, mode, device_, config_.level == "byte",
+                     progress);
 }
 
 bool LMTrainer::is_ac_layer(int64_t pos) const {
@@ -696,22 +616,40 @@ json LMTrainer::eval_json(const EvalResult& r) const {
   return {{"loss", r.loss}, {"metric", r.metric}, {"tokens", r.tokens}, {"batches", r.batches}, {"layers", layers}};
 }
 
+const EvalResult& FinalReport::at(const std::string& name) const {
+  for (const auto& [n, r] : results)
+    if (n == name) return r;
+  throw Error("FinalReport: no result '" + name + "' (see --eval)");
+}
+
 FinalReport LMTrainer::final_report() {
   FinalReport f;
-  f.valid = evaluate("valid", false, 0);
-  f.valid_attacked = evaluate("valid", true, 0);
-  f.test = evaluate("test", false, 0);
-  f.test_attacked = evaluate("test", true, 0);
   f.tokens_per_second = train_seconds_ > 0 ? train_tokens_ / train_seconds_ : 0.0;
   json record = {{"type", "final"}, {"step", step_}, {"metric", metric_name()},
                  {"router", config_.router}, {"tokens_per_s", f.tokens_per_second}};
-  for (auto [name, r] : {std::pair{"valid", &f.valid}, {"valid_attacked", &f.valid_attacked}, {"test", &f.test},
-                         {"test_attacked", &f.test_attacked}}) {
-    json j = eval_json(*r);
-    j.erase("layers");
-    record[name] = j;
+  for (EvalMode mode : {EvalMode::Batch, EvalMode::Causal}) {
+    const bool causal = mode == EvalMode::Causal;
+    if (config_.eval != "both" && (config_.eval == "causal") != causal) continue;
+    for (const char* split : {"valid", "test"})
+      for (bool attacked : {false, true}) {
+        const std::string name = std::string(split) + (attacked ? "_attacked" : "") + (causal ? "_causal" : "");
+        std::unique_ptr<data::Progress> progress;
+        if (log_) {
+          data::ProgressOptions po;
+          po.total_steps = static_cast<int64_t>(eval_.get(split, attacked).size());
+          po.every = std::max<int64_t>(1, po.total_steps / 10), po.out = log_, po.label = "eval " + name;
+          progress = std::make_unique<data::Progress>(po);
+        }
+        EvalResult r = evaluate(split, attacked, 0, mode, progress.get());
+        if (progress) progress->finish();
+        json j = eval_json(r);
+        j.erase("layers");
+        record[name] = j;
+        f.results.emplace_back(name, std::move(r));
+      }
   }
   metrics_->write(record);
+  metrics_->sync();
   return f;
 }
 
@@ -732,11 +670,25 @@ void LMTrainer::save_checkpoint() const {
   json rng = {{"batch", {batch_gen_.seed(), batch_gen_.offset()}}};
   for (const auto& [name, gen] : model_->named_generators()) rng["model." + name] = {gen->seed(), gen->offset()};
   save_safetensors(checkpoint_path(), tensors,
-                   {{"format", kFormat},
+                   {{"format", kCheckpointFormat},
                     {"step", std::to_string(step_)},
                     {"config", config_to_json(config_).dump()},
                     {"vocab", tokenizer_->save()},
                     {"rng", rng.dump()}});
+}
+
+json parse_metadata_json(const std::string& text, const char* key, const std::string& where) {
+  // Errors print the values they reject, and printing recurses once per level:
+  // a deeper value than any checkpoint has (the generator states: 2) is refused instead.
+  constexpr int kMaxDepth = 16;
+  bool too_deep = false;
+  json j = json::parse(text, [&](int depth, json::parse_event_t, json&) {
+    too_deep = too_deep || depth > kMaxDepth;
+    return depth <= kMaxDepth;
+  }, false);
+  MG_CHECK(j.is_object(), where, ": its '", key, "' metadata is not a JSON object");
+  MG_CHECK(!too_deep, where, ": its '", key, "' metadata nests deeper than ", kMaxDepth, " levels");
+  return j;
 }
 
 CheckpointMetadata read_checkpoint_metadata(const std::map<std::string, std::string>& metadata,
@@ -747,20 +699,8 @@ CheckpointMetadata read_checkpoint_metadata(const std::map<std::string, std::str
     MG_CHECK(it != metadata.end(), where, ": its metadata has no '", key, "'; not a train_lm checkpoint");
     return it->second;
   };
-  // Errors print the values they reject, and printing recurses once per level:
-  // a deeper value than any checkpoint has (the generator states: 2) is refused instead.
-  auto parse_json = [&](const char* key) {
-    constexpr int kMaxDepth = 16;
-    bool too_deep = false;
-    json j = json::parse(meta(key), [&](int depth, json::parse_event_t, json&) {
-      too_deep = too_deep || depth > kMaxDepth;
-      return depth <= kMaxDepth;
-    }, false);
-    MG_CHECK(j.is_object(), where, ": its '", key, "' metadata is not a JSON object");
-    MG_CHECK(!too_deep, where, ": its '", key, "' metadata nests deeper than ", kMaxDepth, " levels");
-    return j;
-  };
-  MG_CHECK(meta("format") == kFormat, where, ": format '", meta("format"), "', expected '", kFormat, "'");
+  auto parse_json = [&](const char* key) { return parse_metadata_json(meta(key), key, where); };
+  MG_CHECK(meta("format") == kCheckpointFormat, where, ": format '", meta("format"), "', expected '", kCheckpointFormat, "'");
 
   // The config, except what may change on resume, must be the same.
   const json saved = parse_json("config"), now = config_to_json(config);

@@ -28,6 +28,7 @@
 #include <variant>
 #include <vector>
 
+#include "examples/common/lm_eval.h"
 #include "examples/common/progress.h"
 #include "examples/common/text_data.h"
 #include "moe/transformer_lm.h"
@@ -75,6 +76,7 @@ struct LMTrainConfig {
   double balance_coef = 0.01, z_coef = 0.0;
   double c_balance_coef = -1;      // of the c layers' balance loss; < 0: --balance-coef
   // evaluation
+  std::string eval = "batch";  // the final evaluation: batch | causal | both (lm_eval.h)
   double attack_rate = 0.025;
   int64_t attack_seed = 2025;
   // the run (these may change when resuming)
@@ -136,6 +138,12 @@ double lr_at(const LMTrainConfig& config, int64_t step);
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
 
 // What a checkpoint's metadata says, checked against the run resuming it.
+// The "format" of train_lm's checkpoints.
+inline constexpr const char* kCheckpointFormat = "moegrad-lm-checkpoint-1";
+// A JSON object of a checkpoint's metadata (`key` and `where` name it in
+// errors); Error unless it is an object nested at most 16 levels deep.
+nlohmann::json parse_metadata_json(const std::string& text, const char* key, const std::string& where);
+
 struct CheckpointMetadata {
   int64_t step = 0;
   std::vector<std::pair<uint64_t, uint64_t>> generator_states;  // (seed, offset), in the order asked for
@@ -149,14 +157,6 @@ CheckpointMetadata read_checkpoint_metadata(const std::map<std::string, std::str
                                             const LMTrainConfig& config, const data::Tokenizer& tokenizer,
                                             const std::vector<std::string>& generators, const std::string& where);
 
-struct EvalResult {
-  double loss = 0;    // mean cross-entropy per target token, in nats
-  double metric = 0;  // bits per byte (byte level) or perplexity (word level)
-  int64_t tokens = 0, batches = 0;
-  // per MoE layer (position in arch): routing statistics summed (tokens,
-  // dropped) or averaged (losses, AC mean/std; min/max over) over the batches
-  std::vector<std::pair<int64_t, RoutingStats>> routing;
-};
 
 struct StepRecord {
   int64_t step = 0;
@@ -165,7 +165,10 @@ struct StepRecord {
 };
 
 struct FinalReport {
-  EvalResult valid, test, valid_attacked, test_attacked;
+  // (name, result) in order: "valid", "valid_attacked", "test", "test_attacked"
+  // (batch evaluation), then the same with "_causal" (causal evaluation), as --eval asks
+  std::vector<std::pair<std::string, EvalResult>> results;
+  const EvalResult& at(const std::string& name) const;
   double tokens_per_second = 0;  // training tokens over training time (this process)
 };
 
@@ -181,9 +184,12 @@ class LMTrainer {
   // Error naming the step when the loss or the gradient norm is not finite
   // (the last checkpoint is kept as it was).
   void train(int64_t until = 0);
-  // Loss over the first max_batches (<= 0: all) eval batches of "valid" or "test".
-  EvalResult evaluate(const std::string& split, bool attacked, int64_t max_batches);
-  // Full evaluation of valid and test, clean and attacked; written to the metrics.
+  // Loss over the first max_batches (<= 0: all) eval batches of "valid" or
+  // "test", batch or causal (lm_eval.h); progress (may be null) per batch.
+  EvalResult evaluate(const std::string& split, bool attacked, int64_t max_batches, EvalMode mode = EvalMode::Batch,
+                      data::Progress* progress = nullptr);
+  // Full evaluation of valid and test, clean and attacked, batch and/or
+  // causal as --eval says; written to the metrics.
   FinalReport final_report();
 
   void save_checkpoint() const;
@@ -215,7 +221,7 @@ class LMTrainer {
   std::FILE* log_;
   std::unique_ptr<data::Tokenizer> tokenizer_;
   data::TextCorpus corpus_;
-  std::vector<data::Batch> valid_, test_, valid_attacked_, test_attacked_;
+  EvalSplits eval_;
   std::shared_ptr<TransformerLM> model_;
   std::unique_ptr<Optimizer> optimizer_;
   Device device_;  // of the model, the optimizer state and each batch while it is used

@@ -66,7 +66,7 @@ Progress::Progress(ProgressOptions options) : opt_(std::move(options)) {
 std::string Progress::line(int64_t step, double loss) const {
   const double elapsed = opt_.clock() - start_time_;
   const int64_t done = step - opt_.start_step;
-  std::string s = "step " + std::to_string(step) + "/" + std::to_string(opt_.total_steps);
+  std::string s = opt_.label + " " + std::to_string(step) + "/" + std::to_string(opt_.total_steps);
   if (terminal_) {
     const int filled = static_cast<int>(std::min<int64_t>(step, opt_.total_steps) * kBarWidth / opt_.total_steps);
     std::string bar(kBarWidth, ' ');

@@ -30,6 +30,7 @@ struct ProgressOptions {
   int terminal = -1;       // 1: bar, 0: plain lines, -1: bar when isatty(out)
   std::string unit = "tok";  // "tok/s" in the line; e.g. "img" for images
   std::function<double()> clock;  // seconds; a steady clock when empty (tests pass their own)
+  std::string label = "step";     // the line's first word: "step 120/2000 ..."
 };
 
 class Progress {

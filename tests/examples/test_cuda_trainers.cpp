@@ -92,8 +92,8 @@ TEST(CudaTrainers, TrainLmOnTheGpuMatchesTheCpuAndResumes) {
       EXPECT_NEAR(gpu.history()[i].grad_norm, cpu.history()[i].grad_norm, 1e-3 * cpu.history()[i].grad_norm);
     }
     const lm::FinalReport fc = cpu.final_report(), fg = gpu.final_report();
-    EXPECT_NEAR(fg.valid.loss, fc.valid.loss, 1e-3 * fc.valid.loss);
-    EXPECT_NEAR(fg.test_attacked.loss, fc.test_attacked.loss, 1e-3 * fc.test_attacked.loss);
+    EXPECT_NEAR(fg.at("valid").loss, fc.at("valid").loss, 1e-3 * fc.at("valid").loss);
+    EXPECT_NEAR(fg.at("test_attacked").loss, fc.at("test_attacked").loss, 1e-3 * fc.at("test_attacked").loss);
     EXPECT_GT(fg.tokens_per_second, 0);
     EXPECT_TRUE(fs::exists(gpu.checkpoint_path()));
 

@@ -187,8 +187,8 @@ TEST_F(LMTrainerTest, EvaluationMetricsAndRecords) {
   EXPECT_MG_ERROR(t.evaluate("train", false, 0), "split must be valid or test");
 
   const FinalReport f = t.final_report();
-  EXPECT_EQ(f.valid.loss, v.loss);
-  EXPECT_EQ(f.valid_attacked.loss, va.loss);
+  EXPECT_EQ(f.at("valid").loss, v.loss);
+  EXPECT_EQ(f.at("valid_attacked").loss, va.loss);
   EXPECT_GT(f.tokens_per_second, 0);
   // metrics.jsonl: a train record per step, evals at 5 and 10 with per-layer
   // routing (AC statistics only for the c layer), and the final record.
@@ -205,7 +205,7 @@ TEST_F(LMTrainerTest, EvaluationMetricsAndRecords) {
     EXPECT_TRUE(layers[1].contains(key)) << key;
   const std::vector<json> finals = records(t.metrics_path(), "final");
   ASSERT_EQ(finals.size(), 1u);
-  EXPECT_EQ(finals[0]["test_attacked"]["loss"].get<double>(), f.test_attacked.loss);
+  EXPECT_EQ(finals[0]["test_attacked"]["loss"].get<double>(), f.at("test_attacked").loss);
   EXPECT_EQ(finals[0]["metric"], "bits/byte");
 }
 

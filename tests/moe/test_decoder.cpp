@@ -7,7 +7,7 @@
 #include <cmath>
 
 #include "moe/decoder.h"
-#include "test_helpers.h"
+#include "test_cuda_helpers.h"
 
 using namespace moegrad;
 
@@ -94,4 +94,20 @@ TEST(LMDecoder, Errors) {
   }
   EXPECT_TRUE(model->training());  // restored
   EXPECT_MG_ERROR(LMDecoder(*model, 0), "batch must be positive");
+}
+
+// The decoder on a CUDA device gives the CPU's logits (float64, 1e-10: the
+// device's matrix products sum in another order).
+TEST(CudaLMDecoder, MatchesTheCpu) {
+  MG_SKIP_WITHOUT_CUDA();
+  for (const Variant& v : variants()) {
+    SCOPED_TRACE(v.name);
+    auto cpu = make(v), gpu = make(v);
+    gpu->to(Device::cuda(0));
+    LMDecoder a(*cpu, 2), b(*gpu, 2);
+    for (int64_t t = 0; t < 8; ++t) {
+      const Tensor ids = Tensor::from_indices({(3 * t + 1) % 11, (5 * t + 2) % 11}, {2});
+      moegrad::testing::expect_near(b.step(ids.to(Device::cuda(0))).to_vector(), a.step(ids).to_vector(), 1e-10);
+    }
+  }
 }
