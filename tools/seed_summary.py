@@ -1,15 +1,23 @@
 #!/usr/bin/python3
-"""Mean ± standard deviation over seeds of train_lm runs, per router.
+"""Mean ± standard deviation over seeds of train_lm runs, per arm, as markdown.
 
     tools/seed_summary.py SEED_DIR [SEED_DIR ...]
 
-Each SEED_DIR holds one run per router (smoe/ and acmoe/, as tools/main.sh
-writes them). Prints, per router, the final valid and test metric (bits/byte
-or perplexity, whole splits, clean and word-swap attacked) as mean ± sample
-standard deviation over the seeds, then per seed the difference acmoe − smoe
-and the step at which acmoe first reaches smoe's final validation loss.
-Standard library only; reads runs through tools/compare_runs.py.
+Each SEED_DIR holds one run per arm in a folder named after it (smoe/,
+acmoe/, ..., as tools/main.sh and tools/lm_experiment.sh write them); the
+first arm in the order smoe, acmoe, xmoe, acmoe-neutral (then others,
+alphabetically) that every seed has is the baseline. Prints, per arm, the
+final valid and test metric (bits/byte or perplexity, whole splits, clean and
+word-swap attacked) as mean ± sample standard deviation over the seeds: from
+the batch evaluation of the "final" record, and from the causal evaluation
+when the run has one (the final record's *_causal fields, or an evaluate_lm
+record in eval.jsonl beside it). Then per seed each arm's difference to the
+baseline and the step at which it first reaches the baseline's final
+validation loss, and for the arms with AC layers the empty clusters per
+forward and the mean token weight over training (mean over the train
+records; the median record's token weight). Standard library only.
 """
+import json
 import os
 import statistics
 import sys
@@ -18,33 +26,96 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from compare_runs import first_reaching, read_run  # noqa: E402
 
 COLUMNS = ["valid", "valid_attacked", "test", "test_attacked"]
+ORDER = ["smoe", "acmoe", "xmoe", "acmoe-neutral"]
 
 
 def mean_std(values):
+    if not values:
+        return "—"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.4f} ± {sd:.4f}"
+
+
+def causal_results(folder, final):
+    """The causal evaluation of a run: from its final record, else from eval.jsonl."""
+    if all(c + "_causal" in final for c in COLUMNS):
+        return {c: final[c + "_causal"]["metric"] for c in COLUMNS}
+    path = os.path.join(folder, "eval.jsonl")
+    if os.path.exists(path):
+        with open(path) as f:
+            records = [json.loads(line) for line in f if line.strip()]
+        for r in reversed(records):
+            if all(c + "_causal" in r for c in COLUMNS):
+                return {c: r[c + "_causal"]["metric"] for c in COLUMNS}
+    return None
+
+
+def ac_diagnostics(folder):
+    """(empty clusters per forward, median token weight) over the train records, per AC layer."""
+    out = {}
+    with open(os.path.join(folder, "metrics.jsonl")) as f:
+        for line in f:
+            r = json.loads(line)
+            for layer in r.get("ac_layers", []) if r.get("type") == "train" else []:
+                empty, weight = out.setdefault(layer["layer"], ([], []))
+                empty.append(layer["ac_empty"]), weight.append(layer["ac_token_weight"])
+    return {layer: (statistics.mean(e), statistics.median(w)) for layer, (e, w) in out.items()}
+
+
+def table(title, arms, values):
+    print(f"{title}\n")
+    print("| arm | " + " | ".join(c.replace("_", " ") for c in COLUMNS) + " |")
+    print("| --- |" + " --- |" * len(COLUMNS))
+    for arm in arms:
+        print(f"| {arm} | " + " | ".join(mean_std(values[arm][c]) for c in COLUMNS) + " |")
+    print()
 
 
 def main(folders):
     if not folders:
         sys.exit(__doc__)
-    seeds = [{r: read_run(os.path.join(f, r)) for r in ("smoe", "acmoe")} for f in folders]
-    metric = seeds[0]["smoe"]["final"]["metric"]
-    print(f"{len(seeds)} seeds; {metric} on the whole splits, mean ± std (attacked: word swap of docs/design.md)\n")
-    print("| router | " + " | ".join(c.replace("_", " ") for c in COLUMNS) + " | tokens/s |")
-    print("| --- |" + " --- |" * (len(COLUMNS) + 1))
-    for router in ("smoe", "acmoe"):
-        cells = [mean_std([s[router]["final"][c]["metric"] for s in seeds]) for c in COLUMNS]
-        speed = statistics.mean(s[router]["final"]["tokens_per_s"] for s in seeds)
-        print(f"| {router} | " + " | ".join(cells) + f" | {speed:.0f} |")
+    present = [set(d for d in os.listdir(f) if os.path.exists(os.path.join(f, d, "metrics.jsonl"))) for f in folders]
+    common = set.intersection(*present) if present else set()
+    arms = [a for a in ORDER if a in common] + sorted(common - set(ORDER))
+    if not arms:
+        sys.exit("seed_summary.py: no arm is present in every seed folder")
+    runs = [{a: read_run(os.path.join(f, a)) for a in arms} for f in folders]
+    metric = runs[0][arms[0]]["final"]["metric"]
+    print(f"{len(folders)} seeds; {metric} on the whole splits, mean ± std (attacked: the word swap of "
+          "docs/design.md)\n")
+    batch = {a: {c: [s[a]["final"][c]["metric"] for s in runs] for c in COLUMNS} for a in arms}
+    table("Batch evaluation (AC statistics over each evaluation batch, as in training):", arms, batch)
+    causal = {a: {c: [] for c in COLUMNS} for a in arms}
+    for f, s in zip(folders, runs):
+        for a in arms:
+            cr = causal_results(os.path.join(f, a), s[a]["final"])
+            for c in COLUMNS:
+                if cr:
+                    causal[a][c].append(cr[c])
+    if any(causal[a]["valid"] for a in arms):
+        table("Causal evaluation (each token from its own prefix, as at generation):", arms, causal)
+    base = arms[0]
+    print(f"Per seed, each arm − {base} (valid, valid attacked, test, test attacked; batch evaluation), and the step "
+          f"at which it first reaches {base}'s final validation loss:\n")
+    for f, s in zip(folders, runs):
+        target = s[base]["evals"][-1][1]
+        for a in arms[1:]:
+            diffs = " ".join(f"{s[a]['final'][c]['metric'] - s[base]['final'][c]['metric']:+.4f}" for c in COLUMNS)
+            step = first_reaching(s[a]["evals"], target)
+            print(f"    {os.path.basename(os.path.normpath(f))} {a}: {diffs}; "
+                  f"{'reaches it at step ' + str(step) if step is not None else 'does not reach it'}")
     print()
-    for folder, s in zip(folders, seeds):
-        diffs = ", ".join(f"{c} {s['acmoe']['final'][c]['metric'] - s['smoe']['final'][c]['metric']:+.4f}"
-                          for c in COLUMNS)
-        target = s["smoe"]["evals"][-1][1]
-        step = first_reaching(s["acmoe"]["evals"], target)
-        print(f"{folder}: acmoe − smoe: {diffs}; acmoe reaches smoe's final valid loss "
-              f"{'at step ' + str(step) if step is not None else 'not reached'}")
+    lines = []
+    for a in arms:
+        per_seed = [ac_diagnostics(os.path.join(f, a)) for f in folders]
+        for layer in sorted(per_seed[0]):
+            empty = [d[layer][0] for d in per_seed if layer in d]
+            weight = [d[layer][1] for d in per_seed if layer in d]
+            lines.append(f"| {a} | {layer} | {mean_std(empty)} | {mean_std(weight)} |")
+    if lines:
+        print("AC layers over training (per forward, from the train records):\n")
+        print("| arm | layer | empty clusters | median mean token weight |\n| --- | --- | --- | --- |")
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":
