@@ -42,15 +42,8 @@ std::vector<ConfigField> fields(Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
   Options o;
-  for (const std::string& a : args)
-    if (a == "--help" || a == "-h") {
-      std::printf("usage: evaluate_lm --checkpoint PATH [--flag value ...]\n\n%s", flags_usage(fields(o)).c_str());
-      return 0;
-    }
-  try {
-    parse_flags(fields(o), args, "evaluate_lm");
+  return run_program(argc, argv, "evaluate_lm", "evaluate_lm --checkpoint PATH [--flag value ...]", fields(o), [&] {
     MG_CHECK(!o.checkpoint.empty(), "evaluate_lm: --checkpoint is required (see --help)");
     check_one_of(o.eval, "evaluate_lm", "eval", {"batch", "causal", "both"});
     MG_CHECK(o.batch >= 0 && o.threads >= 0, "evaluate_lm: --batch and --threads must be >= 0");
@@ -91,9 +84,5 @@ int main(int argc, char** argv) {
         }
     }
     if (!o.out.empty()) data::MetricsWriter(o.out).write(record);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+  });
 }

@@ -42,15 +42,8 @@ std::vector<ConfigField> fields(Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
   Options o;
-  for (const std::string& a : args)
-    if (a == "--help" || a == "-h") {
-      std::printf("usage: generate --checkpoint PATH [--flag value ...]\n\n%s", flags_usage(fields(o)).c_str());
-      return 0;
-    }
-  try {
-    parse_flags(fields(o), args, "generate");
+  return run_program(argc, argv, "generate", "generate --checkpoint PATH [--flag value ...]", fields(o), [&] {
     MG_CHECK(!o.checkpoint.empty(), "generate: --checkpoint is required (see --help)");
     MG_CHECK(o.prompt.empty() || o.prompt_file.empty(), "generate: give --prompt or --prompt-file, not both");
     MG_CHECK(o.tokens >= 0 && o.seed >= 0 && o.threads >= 0, "generate: --tokens, --seed and --threads must be >= 0");
@@ -79,9 +72,5 @@ int main(int argc, char** argv) {
       printed = text;
     });
     std::fputs("\n", stdout);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+  });
 }

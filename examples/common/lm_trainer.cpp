@@ -228,6 +228,24 @@ std::string flags_usage(const std::vector<ConfigField>& fields) {
   return out;
 }
 
+int run_program(int argc, char** argv, const char* program, const char* usage, const std::vector<ConfigField>& fields,
+                const std::function<void()>& run) {
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  for (const std::string& a : args)
+    if (a == "--help" || a == "-h") {
+      std::printf("usage: %s\n\n%s", usage, flags_usage(fields).c_str());
+      return 0;
+    }
+  try {
+    parse_flags(fields, args, program);
+    run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+
 json fields_to_json(const std::vector<ConfigField>& fields) {
   json j = json::object();
   for (const ConfigField& f : fields) std::visit([&](auto* v) { j[f.name] = *v; }, f.value);

@@ -20,6 +20,7 @@
 //                           RNG state, the vocabulary and the config
 #pragma once
 #include <cstdio>
+#include <functional>
 #include <initializer_list>
 #include <map>
 #include <memory>
@@ -101,6 +102,12 @@ struct ConfigField {
 void parse_flags(const std::vector<ConfigField>& fields, const std::vector<std::string>& args, const char* program);
 // One line per field: the flag, the kind of value, the help and the current value as default.
 std::string flags_usage(const std::vector<ConfigField>& fields);
+// The main of a program whose options are `fields`: --help (or -h) prints
+// "usage: <usage>" and every flag; otherwise the flags are parsed (`program`
+// names it in errors) and run() called. An exception is printed as
+// "error: <what>" and gives exit status 1.
+int run_program(int argc, char** argv, const char* program, const char* usage, const std::vector<ConfigField>& fields,
+                const std::function<void()>& run);
 // {name: value} of every field.
 nlohmann::json fields_to_json(const std::vector<ConfigField>& fields);
 // Error "<program>: --<flag> must be a | b, got '<value>'" unless value is one of allowed.
