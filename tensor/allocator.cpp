@@ -9,6 +9,8 @@
 namespace moegrad {
 
 size_t allocation_size_class(size_t nbytes) {
+  // far beyond any machine; also keeps the doubling below from overflowing
+  MG_CHECK(nbytes <= (size_t(1) << 48), "allocator: a request of ", nbytes, " bytes is more than 2^48");
   if (nbytes == 0) nbytes = 1;
   if (nbytes <= 4096) return (nbytes + 63) / 64 * 64;
   size_t pow2 = 4096;

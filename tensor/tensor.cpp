@@ -39,10 +39,19 @@ TensorImpl& Tensor::checked() const {
   return *impl_;
 }
 
-static void check_shape(const Shape& shape, const char* op) {
+// Error unless the shape has at most kMaxDims sizes, none negative, and its
+// bytes (2^48 at most: far beyond any machine) can be counted.
+static void check_shape(const Shape& shape, DType dtype, const char* op) {
   MG_CHECK(static_cast<int64_t>(shape.size()) <= kMaxDims, op, ": at most ", kMaxDims, " dimensions, got ",
            shape.size());
-  for (int64_t s : shape) MG_CHECK(s >= 0, op, ": negative size in shape ", shape_str(shape));
+  constexpr int64_t kMaxBytes = int64_t(1) << 48;
+  int64_t bytes = static_cast<int64_t>(dtype_size(dtype));
+  for (int64_t s : shape) {
+    MG_CHECK(s >= 0, op, ": negative size in shape ", shape_str(shape));
+    MG_CHECK(s == 0 || bytes <= kMaxBytes / s, op, ": shape ", shape_str(shape), " of ", dtype_name(dtype),
+             " needs more than 2^48 bytes");
+    bytes *= s;
+  }
 }
 
 // The CUDA backend for an op that needs it; Error naming op when this build
@@ -61,7 +70,7 @@ static void check_device(Device device, const char* op) {
 }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
-  check_shape(shape, "empty");
+  check_shape(shape, dtype, "empty");
   check_device(device, "Tensor::empty");
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), device);
@@ -94,7 +103,7 @@ Tensor Tensor::arange(int64_t n, DType dtype) {
 }
 
 Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape, DType dtype) {
-  check_shape(shape, "from_vector");
+  check_shape(shape, dtype, "from_vector");
   MG_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "from_vector: ", values.size(),
            " values do not fill shape ", shape_str(shape));
   Tensor t = empty(shape, dtype);
@@ -107,7 +116,7 @@ Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape
 }
 
 Tensor Tensor::from_indices(const std::vector<int64_t>& values, const Shape& shape) {
-  check_shape(shape, "from_indices");
+  check_shape(shape, DType::Int64, "from_indices");
   MG_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "from_indices: ", values.size(),
            " values do not fill shape ", shape_str(shape));
   Tensor t = empty(shape, DType::Int64);
@@ -132,7 +141,7 @@ static Tensor random_tensor(const Shape& shape, DType dtype, Generator* gen, con
 }
 
 Tensor Tensor::rand(const Shape& shape, double low, double high, DType dtype, Generator* gen) {
-  check_shape(shape, "rand");
+  check_shape(shape, dtype, "rand");
   MG_CHECK(low <= high, "rand: low (", low, ") must not exceed high (", high, ")");
   return random_tensor(shape, dtype, gen, "rand", [=](uint64_t s, uint64_t c) {
     return low + (high - low) * random_uniform(s, c);
@@ -140,7 +149,7 @@ Tensor Tensor::rand(const Shape& shape, double low, double high, DType dtype, Ge
 }
 
 Tensor Tensor::randn(const Shape& shape, double mean, double std, DType dtype, Generator* gen) {
-  check_shape(shape, "randn");
+  check_shape(shape, dtype, "randn");
   MG_CHECK(std >= 0, "randn: std must be >= 0, got ", std);
   return random_tensor(shape, dtype, gen, "randn", [=](uint64_t s, uint64_t c) {
     return mean + std * random_normal(s, c);
@@ -224,7 +233,7 @@ Tensor Tensor::to(Device target) const {
 }
 
 Tensor Tensor::as_strided(const Shape& new_shape, const Shape& new_strides, int64_t new_offset) const {
-  check_shape(new_shape, "as_strided");
+  check_shape(new_shape, dtype(), "as_strided");
   MG_CHECK(new_shape.size() == new_strides.size(), "as_strided: shape ", shape_str(new_shape), " and strides ",
            shape_str(new_strides), " differ in length");
   const int64_t capacity = static_cast<int64_t>(storage()->nbytes() / dtype_size(dtype()));

@@ -357,6 +357,14 @@ void validate(const LMTrainConfig& config) {
            ") must divide --batch (", c.batch, ")");
   MG_CHECK(c.moe_residual == "single" || c.norm == "post", "train_lm: --moe-residual double needs --norm post");
   MG_CHECK(c.embedding_std > 0, "train_lm: --embedding-std must be > 0, got ", c.embedding_std);
+  // sizes far beyond this trainer's reach are refused before they overflow anything
+  for (auto [v, flag] : {std::pair{c.dim, "dim"}, {c.heads, "heads"}, {c.experts, "experts"},
+                         {c.expert_hidden, "expert-hidden"}, {c.ffn_hidden, "ffn-hidden"}, {c.seq_len, "seq-len"},
+                         {c.batch, "batch"}, {c.micro_batch, "micro-batch"}})
+    MG_CHECK(v <= (int64_t(1) << 20), "train_lm: --", flag, " must be <= 2^20, got ", v);
+  MG_CHECK(c.steps <= (int64_t(1) << 40), "train_lm: --steps must be <= 2^40, got ", c.steps);
+  MG_CHECK(c.capacity_factor <= static_cast<double>(c.experts), "train_lm: --capacity-factor must be <= --experts (",
+           c.experts, "), got ", c.capacity_factor);
   MG_CHECK(c.k <= c.experts, "train_lm: --k must be <= --experts (", c.experts, "), got ", c.k);
   MG_CHECK(c.ac_mix <= c.k, "train_lm: --ac-mix must be <= --k (", c.k, "), got ", c.ac_mix);
   MG_CHECK(c.dim % c.heads == 0, "train_lm: --dim (", c.dim, ") must be a multiple of --heads (", c.heads, ")");
@@ -737,8 +745,9 @@ CheckpointMetadata read_checkpoint_metadata(const std::map<std::string, std::str
 
   CheckpointMetadata out;
   const std::string& step_text = meta("step");
-  out.step = std::all_of(step_text.begin(), step_text.end(), ::isdigit) && !step_text.empty() &&
-                     step_text.size() < 18 ? std::stoll(step_text) : -1;
+  const bool digits = !step_text.empty() && step_text.size() < 18 &&
+                      step_text.find_first_not_of("0123456789") == std::string::npos;
+  out.step = digits ? std::stoll(step_text) : -1;
   MG_CHECK(out.step >= 0, where, ": step '", step_text, "' is not a step number");
   MG_CHECK(out.step <= config.steps, where, " is at step ", out.step, ", beyond --steps ", config.steps);
 

@@ -277,6 +277,9 @@ TEST(LMTrainer, CommandLine) {
   EXPECT_MG_ERROR(validate(parse_args({"--lr", "nan"})), "--lr must be a finite number");
   EXPECT_MG_ERROR(validate(parse_args({"--k", "20"})), "--k must be <= --experts");
   EXPECT_MG_ERROR(validate(parse_args({"--resume", "--overwrite"})), "exclude each other");
+  EXPECT_MG_ERROR(validate(parse_args({"--dim", "4611686018427387904"})), "--dim must be <= 2^20");
+  EXPECT_MG_ERROR(validate(parse_args({"--capacity-factor", "1e300"})), "--capacity-factor must be <= --experts");
+  EXPECT_MG_ERROR(validate(parse_args({"--steps", "4611686018427387904"})), "--steps must be <= 2^40");
   validate(parse_args({"--arch", "sgsg", "--router", "smoe"}));
 }
 

@@ -138,3 +138,12 @@ TEST(Tensor, OutOfRangeScalarsSaturate) {
   EXPECT_EQ(Tensor::full({1}, 1e300, DType::Int64).to_indices()[0], std::numeric_limits<int64_t>::max());
   EXPECT_EQ(clamp(Tensor::full({2}, 3.0), -1e300, 1e300).to_vector(), (std::vector<double>{3, 3}));
 }
+
+// A shape whose bytes cannot be counted, or an allocation beyond any machine,
+// is an Error, not an overflow or a hang.
+TEST(Tensor, HugeShapesAreErrors) {
+  EXPECT_MG_ERROR(Tensor::empty({int64_t(1) << 40, int64_t(1) << 40}), "needs more than 2^48 bytes");
+  EXPECT_MG_ERROR(Tensor::zeros({int64_t(1) << 62, 4}), "needs more than 2^48 bytes");
+  EXPECT_MG_ERROR(Tensor::empty({3, -1}), "negative size");
+  EXPECT_EQ(Tensor::empty({0, int64_t(1) << 62}).numel(), 0);
+}
