@@ -30,7 +30,8 @@ std::vector<ConfigField> fields(Options& o) {
       {"checkpoint", &o.checkpoint, "train_lm's checkpoint.safetensors (required)", false},
       {"data", &o.data, "folder with valid.txt and test.txt; empty: the checkpoint's --data", false},
       {"eval", &o.eval, "batch | causal | both", false},
-      {"batch", &o.batch, "windows per evaluation batch; 0: the checkpoint's --batch", false},
+      {"batch", &o.batch, "windows per evaluation batch; 0: the checkpoint's training forward (--micro-batch, else --batch)",
+       false},
       {"attack-rate", &o.attack_rate, "word-swap attack rate; < 0: the checkpoint's", false},
       {"attack-seed", &o.attack_seed, "word-swap attack seed; < 0: the checkpoint's", false},
       {"device", &o.device, "cpu | cuda", false},
@@ -59,7 +60,7 @@ int main(int argc, char** argv) {
     MG_CHECK(o.attack_rate < 0 || o.attack_rate <= 1, "evaluate_lm: --attack-rate must be <= 1, got ", o.attack_rate);
     const EvalSplits splits =
         make_eval_splits(files.valid, files.test, *lm.tokenizer, c.level, o.attack_rate < 0 ? c.attack_rate : o.attack_rate,
-                         o.attack_seed < 0 ? c.attack_seed : o.attack_seed, o.batch > 0 ? o.batch : c.batch, c.seq_len);
+                         o.attack_seed < 0 ? c.attack_seed : o.attack_seed, o.batch > 0 ? o.batch : (c.micro_batch > 0 ? c.micro_batch : c.batch), c.seq_len);
     const bool byte_level = c.level == "byte";
     nlohmann::json record = {{"type", "evaluation"}, {"checkpoint", o.checkpoint}, {"step", lm.step},
                              {"data", data_dir}, {"router", c.router}, {"metric", byte_level ? "bits/byte" : "perplexity"}};

@@ -21,9 +21,10 @@
 // W: callers get that by passing x.detach().
 //
 // Small clusters. A cluster with no token has s = 0 (μ = 0), as has a cluster
-// of one token, so its row of A is 1/eps: it never weighs a token of its own,
-// but it raises the clip threshold and every feature's mean in the scaling,
-// which shrinks every other cluster's weights. ACSmallClusters::Official keeps
+// of one token, so its row of A is 1/eps (an empty cluster's weighs no
+// token; a single token gets it, cut down by the clip). Either raises the
+// clip threshold and every feature's mean in the scaling, which shrinks
+// every other cluster's weights. ACSmallClusters::Official keeps
 // that, as the paper's code does. Neutral gives a cluster of fewer than two
 // tokens the row W = 1 and leaves it out of the clip's mean and the scaling's
 // means, so the other clusters' weights are what they would be without it.

@@ -7,10 +7,15 @@
 
 namespace moegrad {
 
-LMDecoder::LMDecoder(TransformerLM& model, int64_t batch)
-    : model_(model), batch_(batch), was_training_(model.training()),
-      attention_(model.layers.size()), context_(model.layers.size(), std::vector<ACContext>(batch)) {
+// batch, or an Error unless it is positive (before anything is sized by it).
+static int64_t checked_batch(int64_t batch) {
   MG_CHECK(batch > 0, "LMDecoder: batch must be positive, got ", batch);
+  return batch;
+}
+
+LMDecoder::LMDecoder(TransformerLM& model, int64_t batch)
+    : model_(model), batch_(checked_batch(batch)), was_training_(model.training()),
+      attention_(model.layers.size()), context_(model.layers.size(), std::vector<ACContext>(batch_)) {
   for (const auto& layer : model.layers)
     MG_CHECK(!layer->soft, "LMDecoder: Soft MoE layers are not causal (slots mix the tokens of a sequence)");
   model_.eval();

@@ -7,11 +7,14 @@
 // with W from that sequence's tokens (their inputs to the layer and their
 // labels, the current token included), kept as the tokens are decoded.
 //
-// So a token is scored from its own prefix only. For a model whose AC layers
-// have no AC layer before them (Switch-S, sgsgsc), the logits at position t
-// equal those of a full forward over tokens 0..t; after an AC layer, earlier
-// tokens keep the states they had when they were decoded. Each step routes
-// its B tokens together through the other MoE layers, with their capacity.
+// So a token is scored from its own prefix only. For a model without a
+// capacity factor whose AC layers have no AC layer before them (Switch-S,
+// sgsgsc), the logits at position t equal those of a full forward over tokens
+// 0..t; after an AC layer, earlier tokens keep the states they had when they
+// were decoded. A capacity is not causal (a token's slot can be dropped for
+// later tokens' choices): each step routes its B tokens together through the
+// other MoE layers, and an AC layer one token at a time, with the layer's
+// capacity over those.
 #pragma once
 #include <vector>
 

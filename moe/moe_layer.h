@@ -4,9 +4,10 @@
 // as [E, out, in]) runs as one GEMM per block, and the outputs are combined
 // with the gate scores. Routing statistics of the last forward are kept for
 // logging. With the parameters and tokens on a CUDA device every step runs
-// there (moe/router.h, moe/dispatch.h); the statistics are the only reads
-// back to the host: the plan's counts and the two loss values (and W's
-// spread for AC layers).
+// there (moe/router.h, moe/dispatch.h); what comes back to the host: the
+// plan's offsets, the chosen experts for the balance loss's shares (and for
+// an AC table sized by the largest previous choice), and the statistics (the
+// two loss values; for AC layers W and the labels).
 #pragma once
 #include "moe/experts.h"
 #include "moe/router.h"

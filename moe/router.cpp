@@ -57,7 +57,11 @@ TopKRouter::TopKRouter(const RouterConfig& c, const InitOptions& opt) : config(c
   const double bound = 1.0 / std::sqrt(static_cast<double>(c.dim));
   weight = register_parameter("weight", c.embedding_gain > 0 ? init_orthogonal(c.experts, c.dim, c.embedding_gain, opt)
                                                              : init_uniform({c.experts, c.dim}, bound, opt));
-  if (c.gate == GateKind::Linear) bias = register_parameter("bias", init_uniform({c.experts}, bound, opt));
+  if (c.gate == GateKind::Linear)
+    bias = register_parameter("bias", init_uniform({c.experts}, bound, opt));
+  else
+    opt.generator().take(c.experts);  // as many draws as the linear gate: the layers after start alike
+
 }
 
 // ‖w‖ per row, as [E, 1].

@@ -218,8 +218,7 @@ AttentionOutput MultiHeadAttention::step(const Tensor& x, KVCache& cache, const 
     MG_CHECK(prev_values.shape() == v.shape(), op, ": expected prev_values ", shape_str(v.shape()), ", got ",
              shape_str(prev_values.shape()));
     append(cache.prev_values, prev_values);
-    const Tensor m = elliptical_metric(cache.v, cache.prev_values, true);  // the last row: over every token so far
-    query = mul(q, narrow(m, 2, cache.length() - 1, 1));
+    query = mul(q, elliptical_metric(cache.v, cache.prev_values, false));  // over every token so far
   }
   const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
   const Tensor heads_out = fused_attention(query, cache.k, cache.v, scale, true);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The multi-seed language-model experiment of docs/results.md: the switch-s
+# The multi-seed language-model experiment (docs/results.md): the switch-s
 # recipe on the King James Bible, one run per (arm, seed), each arm from the
 # same initial weights and batches for a given seed:
 #
@@ -18,7 +18,7 @@
 # budget: the recipe with its per-forward batch of 12 sequences of 256 tokens,
 # 12000 steps (36.9M training tokens, six times the main job's), warm-up
 # scaled as the recipe's (3000 of 60000 steps: 5%). Flags after -- go to
-# every run. Results: tools/experiment_table.py DIR.
+# every run. Results: tools/seed_summary.py DIR/byte/s0 DIR/byte/s1 DIR/byte/s2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,6 +69,8 @@ run() {
     --checkpoint-every 250 --out "$dir" $(arm_flags "$arm") ${resume[@]+"${resume[@]}"} \
     ${extra[@]+"${extra[@]}"} >>"$dir/train.log" 2>&1 || { echo "lm_experiment.sh: $dir failed (see train.log)" >&2; return 1; }
 }
+
+for arm in $arms; do arm_flags "$arm" >/dev/null || exit 2; done
 
 status=0
 for seed in $seeds; do

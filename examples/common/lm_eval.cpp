@@ -92,7 +92,11 @@ EvalResult evaluate_lm(TransformerLM& model, const std::vector<data::Batch>& bat
                        EvalMode mode, Device device, bool byte_level, data::Progress* progress) {
   const int64_t n = max_batches > 0 ? std::min<int64_t>(max_batches, batches.size()) : batches.size();
   NoGradGuard no_grad;
-  const bool was_training = model.training();
+  struct RestoreMode {  // eval mode for the evaluation, the caller's mode afterwards however it ends
+    TransformerLM& m;
+    bool was_training;
+    ~RestoreMode() { m.train(was_training); }
+  } mode_guard{model, model.training()};
   model.eval();
   EvalResult r;
   double total = 0;
@@ -104,7 +108,6 @@ EvalResult evaluate_lm(TransformerLM& model, const std::vector<data::Batch>& bat
     if (mode == EvalMode::Batch) accumulate_routing(r.routing, model.routing_stats());
     if (progress) progress->update(i + 1, sum / static_cast<double>(std::max<int64_t>(b.tokens, 1)), b.tokens);
   }
-  model.train(was_training);
   average_routing(r.routing, n);
   r.batches = n;
   r.loss = r.tokens > 0 ? total / static_cast<double>(r.tokens) : 0.0;

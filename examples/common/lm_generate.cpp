@@ -21,6 +21,9 @@ int64_t sample_token(const std::vector<double>& logits, const SamplingOptions& o
   check_sampling(o);
   MG_CHECK(!logits.empty(), "sample_token: no logits");
   const int64_t V = static_cast<int64_t>(logits.size());
+  for (int64_t i = 0; i < V; ++i)
+    MG_CHECK(std::isfinite(logits[i]), "sample_token: the logit of token ", i, " is ", logits[i],
+             " (has the model diverged?)");
   // token ids by descending logit, ties to the lower id
   std::vector<int64_t> order(V);
   std::iota(order.begin(), order.end(), 0);
@@ -54,6 +57,7 @@ std::vector<int64_t> generate(TransformerLM& model, const std::vector<int64_t>& 
   Tensor logits;
   // feeds context[from:] to a fresh decoder; the logits of its last token
   auto prefill = [&](size_t from) {
+    decoder.reset();  // the old decoder restores the model's mode before the new one takes it
     decoder = std::make_unique<LMDecoder>(model, 1);
     for (size_t i = from; i < context.size(); ++i) logits = decoder->step(Tensor::from_indices({context[i]}, {1}).to(device));
   };

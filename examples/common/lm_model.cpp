@@ -67,31 +67,43 @@ LMTrainConfig config_from_json(const json& j, const std::string& where) {
   return c;
 }
 
+// Error unless the checkpoint holds `name` of shape `want`: the big
+// tensors are checked before the model is built, so options that do not
+// match the file cannot make it allocate more than the file holds.
+static void expect_tensor(const SafetensorsFile& file, const std::string& name, const Shape& want,
+                          const std::string& where) {
+  auto it = file.tensors.find("model." + name);
+  MG_CHECK(it != file.tensors.end(), where, ": tensor 'model.", name, "' is missing");
+  MG_CHECK(it->second.shape() == want, where, ": tensor 'model.", name, "' is ", shape_str(it->second.shape()),
+           ", but its options make it ", shape_str(want));
+}
+
 TrainedLM load_trained_lm(const std::string& path, Device device) {
   const SafetensorsFile file = load_safetensors(path);
   const std::string where = "checkpoint " + path;
-  auto meta = [&](const char* key) -> const std::string& {
-    auto it = file.metadata.find(key);
-    MG_CHECK(it != file.metadata.end(), where, ": its metadata has no '", key, "'; not a train_lm checkpoint");
-    return it->second;
-  };
-  MG_CHECK(meta("format") == kCheckpointFormat, where, ": format '", meta("format"), "', expected '",
-           kCheckpointFormat, "'");
   TrainedLM lm;
-  lm.config = config_from_json(parse_metadata_json(meta("config"), "config", where), where);
+  lm.step = checkpoint_step(file.metadata, where);
+  lm.config = config_from_json(parse_metadata_json(checkpoint_entry(file.metadata, "config", where), "config", where),
+                               where);
   lm.config.device = device.is_cuda() ? "cuda" : "cpu", lm.config.resume = false;
   try {
     validate(lm.config);
   } catch (const Error& e) {
     throw Error(where + ": " + e.what());
   }
-  lm.tokenizer = data::load_tokenizer(meta("vocab"));
-  const std::string& step = meta("step");
-  MG_CHECK(!step.empty() && step.size() < 18 && step.find_first_not_of("0123456789") == std::string::npos, where,
-           ": step '", step, "' is not a step number");
-  lm.step = std::stoll(step);
+  lm.tokenizer = data::load_tokenizer(checkpoint_entry(file.metadata, "vocab", where));
+  const LMTrainConfig& c = lm.config;
+  expect_tensor(file, "tokens.weight", {lm.tokenizer->vocab_size(), c.dim}, where);
+  expect_tensor(file, "positions.weight", {c.seq_len, c.dim}, where);
+  const std::string arch = effective_arch(c);
+  for (size_t l = 0; l < arch.size(); ++l) {
+    const std::string layer = "layers." + std::to_string(l) + ".";
+    if (arch[l] == 'g' || arch[l] == 'c')
+      expect_tensor(file, layer + "moe.experts.w1", {c.experts, c.expert_hidden, c.dim}, where);
+    if (arch[l] == 'f') expect_tensor(file, layer + "ffn.fc1.weight", {c.ffn_hidden, c.dim}, where);
+  }
   Generator init(0);  // the weights come from the file
-  lm.model = std::make_shared<TransformerLM>(model_config(lm.config, lm.tokenizer->vocab_size()),
+  lm.model = std::make_shared<TransformerLM>(model_config(c, lm.tokenizer->vocab_size()),
                                              InitOptions{DType::Float32, &init});
   TensorMap params;
   for (const auto& [name, t] : file.tensors)

@@ -275,14 +275,17 @@ std::vector<std::string> recipe_args(const std::string& name) {
 #endif
   }
   for (const fs::path& path : candidates) {
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) continue;
     std::ifstream in(path);
-    if (!in) continue;
+    MG_CHECK(in, "train_lm: --recipe ", name, ": cannot read ", path.string());
     std::vector<std::string> args;
     for (std::string line; std::getline(in, line);) {
       line = line.substr(0, line.find('#'));
       std::istringstream words(line);
       for (std::string w; words >> w;) args.push_back(w);
     }
+    MG_CHECK(!in.bad(), "train_lm: --recipe ", name, ": error reading ", path.string());
     return args;
   }
   std::string tried;
@@ -450,8 +453,9 @@ LMTrainer::LMTrainer(const LMTrainConfig& config, std::FILE* log) : config_(conf
   vocab_options.min_count = c.min_count;
   tokenizer_ = data::make_tokenizer(c.level, files.train, vocab_options);
   corpus_ = data::encode_corpus(files, *tokenizer_);
-  eval_ = make_eval_splits(files.valid, files.test, *tokenizer_, c.level, c.attack_rate, c.attack_seed, c.batch,
-                           c.seq_len);
+  // evaluation batches of the training forward's size, so an AC layer's statistics see as many windows
+  eval_ = make_eval_splits(files.valid, files.test, *tokenizer_, c.level, c.attack_rate, c.attack_seed,
+                           c.micro_batch > 0 ? c.micro_batch : c.batch, c.seq_len);
   const LMConfig mc = model_config(c, tokenizer_->vocab_size());
 
   // The same seed gives SMoE and ACMoE the same initial weights (the AC router
@@ -717,16 +721,29 @@ json parse_metadata_json(const std::string& text, const char* key, const std::st
   return j;
 }
 
+const std::string& checkpoint_entry(const std::map<std::string, std::string>& metadata, const char* key,
+                                   const std::string& where) {
+  auto it = metadata.find(key);
+  MG_CHECK(it != metadata.end(), where, ": its metadata has no '", key, "'; not a train_lm checkpoint");
+  return it->second;
+}
+
+int64_t checkpoint_step(const std::map<std::string, std::string>& metadata, const std::string& where) {
+  const std::string& format = checkpoint_entry(metadata, "format", where);
+  MG_CHECK(format == kCheckpointFormat, where, ": format '", format, "', expected '", kCheckpointFormat, "'");
+  const std::string& step = checkpoint_entry(metadata, "step", where);
+  const bool digits = !step.empty() && step.size() < 18 && step.find_first_not_of("0123456789") == std::string::npos;
+  MG_CHECK(digits, where, ": step '", step, "' is not a step number");
+  return std::stoll(step);
+}
+
 CheckpointMetadata read_checkpoint_metadata(const std::map<std::string, std::string>& metadata,
                                             const LMTrainConfig& config, const data::Tokenizer& tokenizer,
                                             const std::vector<std::string>& generators, const std::string& where) {
-  auto meta = [&](const char* key) -> const std::string& {
-    auto it = metadata.find(key);
-    MG_CHECK(it != metadata.end(), where, ": its metadata has no '", key, "'; not a train_lm checkpoint");
-    return it->second;
-  };
+  auto meta = [&](const char* key) -> const std::string& { return checkpoint_entry(metadata, key, where); };
   auto parse_json = [&](const char* key) { return parse_metadata_json(meta(key), key, where); };
-  MG_CHECK(meta("format") == kCheckpointFormat, where, ": format '", meta("format"), "', expected '", kCheckpointFormat, "'");
+  CheckpointMetadata out;
+  out.step = checkpoint_step(metadata, where);
 
   // The config, except what may change on resume, must be the same.
   const json saved = parse_json("config"), now = config_to_json(config);
@@ -743,12 +760,6 @@ CheckpointMetadata read_checkpoint_metadata(const std::map<std::string, std::str
            " resume with the checkpoint's options");
   data::check_same_vocab(tokenizer, meta("vocab"), where);
 
-  CheckpointMetadata out;
-  const std::string& step_text = meta("step");
-  const bool digits = !step_text.empty() && step_text.size() < 18 &&
-                      step_text.find_first_not_of("0123456789") == std::string::npos;
-  out.step = digits ? std::stoll(step_text) : -1;
-  MG_CHECK(out.step >= 0, where, ": step '", step_text, "' is not a step number");
   MG_CHECK(out.step <= config.steps, where, " is at step ", out.step, ", beyond --steps ", config.steps);
 
   const json rng = parse_json("rng");

@@ -151,6 +151,13 @@ inline constexpr const char* kCheckpointFormat = "moegrad-lm-checkpoint-1";
 // errors); Error unless it is an object nested at most 16 levels deep.
 nlohmann::json parse_metadata_json(const std::string& text, const char* key, const std::string& where);
 
+// A checkpoint's metadata entry; Error naming `where` when it is missing.
+const std::string& checkpoint_entry(const std::map<std::string, std::string>& metadata, const char* key,
+                                    const std::string& where);
+// The step of a train_lm checkpoint; Error unless its format is train_lm's
+// and its step a step number.
+int64_t checkpoint_step(const std::map<std::string, std::string>& metadata, const std::string& where);
+
 struct CheckpointMetadata {
   int64_t step = 0;
   std::vector<std::pair<uint64_t, uint64_t>> generator_states;  // (seed, offset), in the order asked for

@@ -72,6 +72,14 @@ TEST_F(LMEvalTest, ACheckpointLoadsIntoTheSameModel) {
             t.evaluate("valid", false, 3).loss);
 
   EXPECT_MG_ERROR(load_trained_lm(root_ + "/none.safetensors", Device::cpu()), "none.safetensors");
+  // options that do not match the file's tensors are refused before the model is built
+  SafetensorsFile file = load_safetensors(t.checkpoint_path());
+  nlohmann::json config = nlohmann::json::parse(file.metadata.at("config"));
+  config["experts"] = 1 << 20, config["c-gate"] = "xmoe";
+  file.metadata["config"] = config.dump();
+  save_safetensors(root_ + "/bigger.safetensors", file.tensors, file.metadata);
+  EXPECT_MG_ERROR(load_trained_lm(root_ + "/bigger.safetensors", Device::cpu()),
+                  "tensor 'model.layers.1.moe.experts.w1' is [4, 16, 16], but its options make it [1048576, 16, 16]");
   save_safetensors(root_ + "/other.safetensors", {{"x", Tensor::zeros({1})}}, {{"format", "something"}});
   EXPECT_MG_ERROR(load_trained_lm(root_ + "/other.safetensors", Device::cpu()), "format 'something'");
 }
@@ -130,6 +138,8 @@ TEST(LMGenerate, Sampling) {
   EXPECT_MG_ERROR(sample_token(logits, {-1.0, 0, 1.0}, g), "--temperature must be >= 0");
   EXPECT_MG_ERROR(sample_token(logits, {1.0, -2, 1.0}, g), "--top-k must be >= 0");
   EXPECT_MG_ERROR(sample_token(logits, {1.0, 0, 0.0}, g), "--top-p must be in (0, 1]");
+  EXPECT_MG_ERROR(sample_token({0.0, NAN, 1.0}, {1.0, 0, 1.0}, g), "the logit of token 1 is nan");
+  EXPECT_MG_ERROR(sample_token({0.0, 1.0, -INFINITY}, {0.0, 0, 1.0}, g), "the logit of token 2 is -inf");
 }
 
 // Greedy generation is the argmax of a full forward over the context at each
@@ -157,6 +167,10 @@ TEST(LMGenerate, GreedyEqualsTheArgmaxOfAFullForward) {
     context.push_back(next);
     if (T == 6) start = context.size() - 3;
   }
+  // generation leaves the model's mode as it found it, also across context restarts
+  model.train();
+  generate(model, {1}, 14, {0.0, 0, 1.0}, gen, Device::cpu());
+  EXPECT_TRUE(model.training());
   EXPECT_MG_ERROR(generate(model, {}, 3, {}, gen, Device::cpu()), "at least one token");
   EXPECT_MG_ERROR(generate(model, {9}, 3, {}, gen, Device::cpu()), "prompt token 9 outside the vocabulary [0, 9)");
 }

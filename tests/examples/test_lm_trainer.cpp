@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <map>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -320,6 +321,8 @@ TEST(LMTrainer, Recipes) {
   EXPECT_MG_ERROR(parse_args({"--recipe", dir + "/bad.recipe"}), "--dim expects an integer");
   EXPECT_MG_ERROR(parse_args({"--recipe", "no-such-recipe"}), "--recipe no-such-recipe: no such recipe (tried");
   EXPECT_MG_ERROR(parse_args({"--recipe"}), "--recipe needs a name or a path");
+  fs::create_directories(dir + "/folder.recipe");
+  EXPECT_MG_ERROR(parse_args({"--recipe", dir + "/folder.recipe"}), "no such recipe");
   fs::remove_all(dir);
 
   EXPECT_MG_ERROR(validate(parse_args({"--batch", "6", "--micro-batch", "4"})), "--micro-batch (4) must divide --batch");
@@ -378,6 +381,30 @@ TEST_F(LMTrainerTest, OfficialRecipeArmsAndACDiagnostics) {
   c.router = "acmoe", c.ac_small_clusters = "neutral", c.out = root_ + "/neutral";
   LMTrainer neutral(c, nullptr);
   EXPECT_EQ(neutral.model().layers[5]->moe->config.ac.stats.small_clusters, ACSmallClusters::Neutral);
+}
+
+// Under the recipe the arms differ only in the c layer's gate (linear for
+// smoe, XMoE's for the others): every other parameter starts the same.
+TEST_F(LMTrainerTest, RecipeArmsStartFromTheSameWeights) {
+  std::vector<std::vector<std::pair<std::string, Tensor>>> params;
+  for (const char* arm : {"smoe", "acmoe", "xmoe"}) {
+    LMTrainConfig c = parse_args({"--recipe", "switch-s", "--router", arm});
+    c.data = data_, c.out = root_ + "/" + arm;
+    c.dim = 16, c.heads = 2, c.experts = 4, c.expert_hidden = 16, c.seq_len = 16, c.batch = 4, c.micro_batch = 2;
+    LMTrainer t(c, nullptr);
+    params.push_back(t.model().named_parameters());
+  }
+  for (size_t a = 1; a < params.size(); ++a) {
+    std::map<std::string, Tensor> other(params[a].begin(), params[a].end());
+    int64_t compared = 0;
+    for (const auto& [name, p] : params[0]) {
+      if (name.rfind("layers.5.moe.router.", 0) == 0) continue;
+      ASSERT_TRUE(other.count(name)) << name;
+      EXPECT_EQ(other.at(name).to_vector(), p.to_vector()) << name;
+      ++compared;
+    }
+    EXPECT_GT(compared, 20);
+  }
 }
 
 // ---- failure modes ----

@@ -94,6 +94,7 @@ TEST(LMDecoder, Errors) {
   }
   EXPECT_TRUE(model->training());  // restored
   EXPECT_MG_ERROR(LMDecoder(*model, 0), "batch must be positive");
+  EXPECT_MG_ERROR(LMDecoder(*model, -3), "batch must be positive, got -3");
 }
 
 // The decoder on a CUDA device gives the CPU's logits (float64, 1e-10: the
