@@ -49,7 +49,10 @@ LMTrainConfig config_from_json(const json& j, const std::string& where) {
   MG_CHECK(j.is_object(), where, ": the options are not a JSON object");
   LMTrainConfig c;
   const std::vector<ConfigField> fields = config_fields(c);
-  for (const auto& [key, value] : j.items()) {
+  for (auto item = j.begin(); item != j.end(); ++item) {
+    // Named copies: a lambda cannot capture a structured binding in C++17.
+    const std::string& key = item.key();
+    const json& value = item.value();
     auto f = std::find_if(fields.begin(), fields.end(), [&](const ConfigField& x) { return key == x.name; });
     MG_CHECK(f != fields.end(), where, ": unknown option '", key, "'");
     std::visit(
