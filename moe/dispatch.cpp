@@ -185,14 +185,16 @@ Tensor row_block(const Tensor& t, int64_t r0, int64_t n) {
 }
 
 // Matrix e of a contiguous [E, rows, cols] tensor, or its transpose (a
-// column-major view, which cuda_gemm reads without a copy).
-Tensor matrix_at(const Tensor& t, int64_t e, bool transposed = false) {
+// column-major view, which cuda_gemm reads without a copy). This and
+// `transposed` serve the CUDA calls only ([[maybe_unused]]: a CPU-only build
+// names them inside MOEGRAD_CUDA, which does not evaluate its call).
+[[maybe_unused]] Tensor matrix_at(const Tensor& t, int64_t e, bool transposed = false) {
   const int64_t r = t.size(1), c = t.size(2), off = t.offset() + e * r * c;
   return transposed ? t.as_strided({c, r}, {1, c}, off) : t.as_strided({r, c}, {c, 1}, off);
 }
 
 // The transpose of a contiguous [n, cols] block as a column-major [cols, n] view.
-Tensor transposed(const Tensor& block) {
+[[maybe_unused]] Tensor transposed(const Tensor& block) {
   return block.as_strided({block.size(1), block.size(0)}, {1, block.size(1)}, block.offset());
 }
 

@@ -144,8 +144,10 @@ Operand<const T> cop(const Tensor& t, int64_t off, Layout l) {
   return {t.data<T>() + off, l};
 }
 
-CudaAttentionDims cuda_dims(const Dims& d) { return {d.nb, d.nh, d.nt, d.ns, d.dh, d.causal, d.scale}; }
-CudaAttentionRows cuda_rows(const Tensor& t, int64_t off, Layout l) { return {t, off, l.batch, l.head, l.row}; }
+// The CUDA kernels' arguments ([[maybe_unused]]: a CPU-only build names them
+// inside MOEGRAD_CUDA, which does not evaluate its call).
+[[maybe_unused]] CudaAttentionDims cuda_dims(const Dims& d) { return {d.nb, d.nh, d.nt, d.ns, d.dh, d.causal, d.scale}; }
+[[maybe_unused]] CudaAttentionRows cuda_rows(const Tensor& t, int64_t off, Layout l) { return {t, off, l.batch, l.head, l.row}; }
 
 void run_forward(const Dims& d, const Saved& s, Tensor& lse) {
   if (s.out.device().is_cuda())

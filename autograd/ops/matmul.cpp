@@ -101,8 +101,9 @@ Tensor mappable(const Tensor& t) {
 
 // A [batch..., r, c] operand as a [nbatch, r, c] view with one batch stride
 // (0 where it broadcasts), or, when its batch dims cannot be flattened into
-// one stride, a contiguous copy of its broadcast.
-Tensor as_batched(const Tensor& t, const Shape& batch) {
+// one stride, a contiguous copy of its broadcast. Used only by the CUDA path
+// (a CPU-only build names it in an unevaluated context alone).
+[[maybe_unused]] Tensor as_batched(const Tensor& t, const Shape& batch) {
   const int64_t nd = t.dim(), r = t.shape()[nd - 2], c = t.shape()[nd - 1], nbatch = shape_numel(batch);
   const Shape tb(t.shape().begin(), t.shape().end() - 2);
   const Shape bs = broadcast_strides(tb, Shape(t.strides().begin(), t.strides().end() - 2), batch);

@@ -31,7 +31,8 @@ Tensor unary(const Tensor& x, const char* op, UnaryOp code, double p, Fwd fwd, G
                                       return map_unary<T, T>(x, [&](T v) { return static_cast<T>(fwd(v)); });
                                     });
   Tensor xd = x.detach(), yd = y.detach();
-  attach_backward(y, op, {x}, [xd, yd, op, code, p, grad](const Tensor& dout) {
+  // [=]: a CPU-only build names code and p only in an unevaluated context.
+  attach_backward(y, op, {x}, [=](const Tensor& dout) {
     if (xd.device().is_cuda()) return std::vector<Tensor>{MOEGRAD_CUDA(cuda_unary_backward(code, dout, xd, yd, p))};
     Tensor local = dispatch_float(xd.dtype(), op, [&](auto tag) {
       using T = typename decltype(tag)::type;
