@@ -3,7 +3,8 @@
 
     tools/compare_runs.py RUN_DIR [RUN_DIR ...]
 
-For each run: its router, valid and test bits/byte (or perplexity at word
+For each run: its name (the router, or the folder's name where two runs
+share a router, e.g. the arms of tools/lm_experiment.sh), valid and test bits/byte (or perplexity at word
 level) on the whole splits, clean and under the word-swap attack, and the
 training speed (the "final" record written after training). Then, for every
 run after the first, the step at which its validation loss (the evals during
@@ -43,9 +44,13 @@ def main(folders):
     if not folders:
         sys.exit(__doc__)
     runs = [read_run(f) for f in folders]
+    names = [r["name"] for r in runs]
+    if len(set(names)) < len(names):
+        for r, folder in zip(runs, folders):
+            r["name"] = os.path.basename(os.path.normpath(folder))
     metric = runs[0]["final"]["metric"]
     columns = ["valid", "valid_attacked", "test", "test_attacked"]
-    header = ["router"] + [f"{c.replace('_', ' ')} {'bpb' if metric == 'bits/byte' else 'ppl'}" for c in columns] + ["tokens/s"]
+    header = ["run"] + [f"{c.replace('_', ' ')} {'bpb' if metric == 'bits/byte' else 'ppl'}" for c in columns] + ["tokens/s"]
     rows = [[r["name"]] + [f"{r['final'][c]['metric']:.4f}" for c in columns] + [f"{r['final']['tokens_per_s']:.0f}"]
             for r in runs]
     widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
