@@ -48,6 +48,13 @@ TEST(Views, Values) {
   EXPECT_EQ(slice(x, 0, 5, 9).shape(), (Shape{0, 3, 2}));  // clamped like Python slicing
 }
 
+TEST(Views, TransposeOf0dIsItself) {
+  Tensor x = Tensor::scalar(3.0, DType::Float64);
+  EXPECT_EQ(transpose(x, -1, 0).shape(), Shape{});
+  EXPECT_EQ(transpose(x, 0, 0).item(), 3.0);
+  EXPECT_MG_ERROR(transpose(x, 0, 1), "transpose: dimension 1 out of range for a 0-d tensor");
+}
+
 TEST(Views, GradThroughWritesOfSlices) {
   // gradient of a slice lands only inside the slice
   Tensor x = leaf({4}, 13);
