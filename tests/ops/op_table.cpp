@@ -10,6 +10,7 @@
 #include "autograd/ops.h"
 #include "moe/ac_weights.h"
 #include "moe/dispatch.h"
+#include "moe/router.h"
 #include "nn/attention.h"
 #include "test_helpers.h"
 
@@ -614,6 +615,25 @@ void dispatches(Table& t) {
   }
 }
 
+void routing(Table& t) {
+  for (int64_t k : {1, 2, 5}) {
+    const std::string of = std::to_string(k) + " of 5";
+    t.push_back(OpCase("router_topk_softmax", "router_topk_softmax scores " + of, {uniform_in({7, 5}, -2, 2)},
+                       [k](const std::vector<Tensor>& in) { return router_topk_softmax(in[0], k).scores; })
+                    .bad_shape(0, {7}));
+    t.push_back(OpCase("router_topk_softmax", "router_topk_softmax values " + of, {uniform_in({7, 5}, -2, 2)},
+                       [k](const std::vector<Tensor>& in) { return router_topk_softmax(in[0], k).values; })
+                    .bad_shape(0, {7, 5, 1}));
+  }
+  t.push_back(OpCase("switch_balance_loss", "switch_balance_loss",
+                     {uniform_in({7, 5}, -2, 2), index_in({0, 3, 1, 2, 4, 0, 2, 3, 1, 4, 0, 1, 3, 2}, {7, 2})},
+                     [](const std::vector<Tensor>& in) { return switch_balance_loss(in[0], in[1]); })
+                  .bad_shape(1, {6, 2}));
+  t.push_back(OpCase("router_z_loss", "router_z_loss", {uniform_in({7, 5}, -2, 2)},
+                     [](const std::vector<Tensor>& in) { return router_z_loss(in[0]); })
+                  .bad_shape(0, {35}));
+}
+
 // Every combination of the statistic, the scaling and the clip.
 std::vector<ACOptions> ac_variants() {
   std::vector<ACOptions> out;
@@ -704,6 +724,7 @@ Table build_table() {
   selections(t);
   topks(t);
   dropouts(t);
+  routing(t);
   dispatches(t);
   ac_weights(t);
   attention_ops(t);
