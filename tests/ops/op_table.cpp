@@ -677,7 +677,7 @@ void ac_weights(Table& t) {
 }
 
 void attention_ops(Table& t) {
-  for (const Shape& s : std::vector<Shape>{{2, 3, 3}, {2, 2, 4}, {4, 4}, {1, 2, 1, 3}})
+  for (const Shape& s : std::vector<Shape>{{2, 3, 3}, {2, 2, 4}, {2, 3, 4}, {4, 4}, {1, 2, 1, 3}})
     for (bool causal : {false, true})
       t.push_back(OpCase("masked_softmax", std::string("masked_softmax ") + (causal ? "causal " : "") + dims(s),
                          {uniform_in(s, -2, 2)},
@@ -690,23 +690,33 @@ void attention_ops(Table& t) {
     t.push_back(OpCase("masked_softmax", "masked_softmax " + kind + "sliced", {uniform_in({3, 8}, -2, 2)},
                        [causal](const std::vector<Tensor>& in) { return masked_softmax(slice(in[0], 1, 0, 8, 2), causal); }));
   }
-  // 34 queries: two blocks of the kernel, the second partial
-  for (bool causal : {true, false})
-    t.push_back(OpCase("fused_attention", std::string("fused_attention ") + (causal ? "causal " : "") + "34 queries",
-                       {uniform_in({1, 1, 34, 2}), uniform_in({1, 1, 35, 2}), uniform_in({1, 1, 35, 2})},
-                       [causal](const std::vector<Tensor>& in) { return fused_attention(in[0], in[1], in[2], 0.8, causal); })
-                    .gemm()
-                    .bad_shape(1, {1, 1, 35, 3})
-                    .bad_shape(2, {1, 1, 34, 2}));
+  // 34 queries: two blocks of the CPU kernel, the second partial; 18 queries
+  // and 19 keys: two 16-row tiles of the device kernel each, the second partial
+  for (const auto& [queries, keys] : std::vector<std::pair<int64_t, int64_t>>{{34, 35}, {18, 19}})
+    for (bool causal : {true, false})
+      t.push_back(OpCase("fused_attention",
+                         std::string("fused_attention ") + (causal ? "causal " : "") + std::to_string(queries) + " queries",
+                         {uniform_in({1, 1, queries, 2}), uniform_in({1, 1, keys, 2}), uniform_in({1, 1, keys, 2})},
+                         [causal](const std::vector<Tensor>& in) {
+                           return fused_attention(in[0], in[1], in[2], 0.8, causal);
+                         })
+                      .gemm()
+                      .bad_shape(1, {1, 1, keys, 3})
+                      .bad_shape(2, {1, 1, queries, 2}));
   t.push_back(OpCase("fused_attention", "fused_attention constant keys and values",
                      {uniform_in({1, 1, 6, 2}), constant_in({1, 1, 6, 2}), constant_in({1, 1, 6, 2})},
                      [](const std::vector<Tensor>& in) { return fused_attention(in[0], in[1], in[2], 1.0, true); })
                   .gemm()
                   .bad_shape(0, {1, 1, 6, 3}));
-  t.push_back(OpCase("fused_self_attention", "fused_self_attention causal 34 queries", {uniform_in({1, 34, 3 * 4})},
-                     [](const std::vector<Tensor>& in) { return fused_self_attention(in[0], 2, 0.9, true); })
-                  .gemm()
-                  .bad_shape(0, {1, 34, 13}));
+  for (int64_t queries : {34, 18})
+    for (bool causal : {true, false})
+      t.push_back(OpCase("fused_self_attention",
+                         std::string("fused_self_attention ") + (causal ? "causal " : "") + std::to_string(queries) +
+                             " queries",
+                         {uniform_in({1, queries, 3 * 4})},
+                         [causal](const std::vector<Tensor>& in) { return fused_self_attention(in[0], 2, 0.9, causal); })
+                      .gemm()
+                      .bad_shape(0, {1, queries, 13}));
 }
 
 Table build_table() {
