@@ -1,8 +1,8 @@
 // The three checks every entry of the op table (op_table.h) gets:
 //   OpTable/OpGradcheck        float64 finite differences against the backward, on the CPU
-//   CudaOpTable/OpParity       the device against the CPU: the output and every input's
-//                              gradient in float32 and float64, with contiguous and with
-//                              strided inputs, then a float64 gradient check on the device
+//   CudaOpTable/OpParity       MatchesCpu: the device against the CPU, the output and every
+//                              input's gradient in float32 and float64, with contiguous and
+//                              with strided inputs; GradcheckOnDevice: float64, on the device
 //   OpTable/OpBadInput         an int64 tensor for a float input, or a wrong shape, is a
 //   CudaOpTable/OpBadInput     moegrad::Error naming the op; so is an input on another device
 // The parity and device checks skip without a usable GPU
@@ -80,6 +80,11 @@ TEST_P(OpParity, MatchesCpu) {
           expect_close(device[i].grad(), host[i].grad(), tol, what + " gradient of input " + std::to_string(i));
       }
     }
+}
+
+TEST_P(OpParity, GradcheckOnDevice) {
+  MG_SKIP_WITHOUT_CUDA();
+  const OpCase& c = GetParam();
   std::vector<Tensor> device;
   for (const Tensor& h : make_inputs(c, DType::Float64)) {
     device.push_back(on_cuda(h.detach()));
