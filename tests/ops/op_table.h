@@ -20,14 +20,12 @@ struct OpInput {
     Signed,      // floats with |value| in [0.1, 1), every other one negative (ops with a kink at 0)
     Fixed,       // the given values in the given dtype (indices, masks)
     Mask,        // random bools
-    Assignment,  // int64 [rows, k]: k distinct experts in [0, experts) per row
   };
   Kind kind = Kind::Uniform;
   Shape shape;
   double low = -1.0, high = 1.0;  // Uniform
   std::vector<double> values;     // Fixed
   DType dtype = DType::Float64;   // Fixed
-  int64_t experts = 0;            // Assignment
   bool grad = false;              // the gradient check and the parity check differentiate it
 };
 
@@ -38,7 +36,6 @@ OpInput index_in(const std::vector<int64_t>& values, const Shape& shape);
 OpInput index_in(const std::vector<int64_t>& values);  // 1-d
 OpInput mask_in(const Shape& shape);
 OpInput mask_in(const std::vector<double>& values, const Shape& shape);
-OpInput assignment_in(int64_t rows, int64_t k, int64_t experts);
 
 // The tensor for an input on the CPU: float kinds in `float_dtype`, drawn
 // from `seed`; differentiated inputs require grad.
