@@ -25,7 +25,9 @@
 #                              other CUDA libraries the programs need
 #   MOEGRAD_COMPUTE_SANITIZER  the compute-sanitizer to use (else the pack's, PATH's, the CUDA
 #                              toolkit's, pip's)
-#   MOEGRAD_SANITIZER_FILTER   the tests run under compute-sanitizer (default Cuda*)
+#   MOEGRAD_SANITIZER_FILTER   the tests run under compute-sanitizer (default Cuda*, less the op
+#                              table's device gradchecks: they rerun the kernels of its
+#                              MatchesCpu cases on the same shapes, thousands of times)
 #   MOEGRAD_TORCH_PYTHON       the Python with PyTorch for the benchmark (default python3)
 #   MOEGRAD_LIMIT_SCALE        multiplies every time limit (default 1)
 set -uo pipefail
@@ -323,7 +325,7 @@ if want sanitize; then
     for tool in "${tools[@]}"; do
       start "$tool" 260 env MOEGRAD_REQUIRE_CUDA=1 MOEGRAD_CUDA_ALLOCATOR=exact OMP_NUM_THREADS=$third \
         "$sanitizer" --tool "$tool" --error-exitcode 86 --report-api-errors no --print-limit 20 \
-        "$bin/moegrad_tests" --gtest_filter="${MOEGRAD_SANITIZER_FILTER:-Cuda*}"
+        "$bin/moegrad_tests" --gtest_filter="${MOEGRAD_SANITIZER_FILTER:-Cuda*-CudaOpTable/OpParity.GradcheckOnDevice/*}"
     done
     for tool in "${tools[@]}"; do finish "$tool" no_skips; done
   else

@@ -6,7 +6,8 @@
 // float64, on shapes with empty clusters, one cluster, one token, more tokens
 // than one sort chunk (256), more table columns than one block (1024),
 // non-contiguous inputs and no tokens; the AC router's token scaling
-// (detached and differentiable); float64 gradchecks on the device;
+// (detached and differentiable); float64 gradchecks of ac_cluster_weights on
+// the device (those of ac_scale_gather: the op table, tests/ops/op_table.cpp);
 // repeated runs give identical bits; and the errors (labels out of range with
 // the CPU's message, devices and dtypes). Tolerances: test_cuda_helpers.h
 // (float64 1e-12 relative, float32 1e-5).
@@ -119,17 +120,9 @@ TEST(CudaACWeights, ClusterWeightsWithStridedLabels) {
   }
 }
 
+// Every variant with an empty cluster: the op table (tests/ops/op_table.cpp).
 TEST(CudaACWeights, ClusterWeightsGradcheckOnDevice) {
   MG_SKIP_WITHOUT_CUDA();
-  Tensor labels = on_cuda(Tensor::from_indices({0, 1, 0, 1, 1, 3, 0, 3, 3}, {9}));  // cluster 2 empty
-  for (const ACOptions& o : variants()) {
-    SCOPED_TRACE(name(o));
-    Tensor x = on_cuda(uniform({9, 3}, DType::Float64, 41, -1, 1)).requires_grad_();
-    GradcheckOptions gopt;
-    gopt.rtol = 1e-4;
-    EXPECT_GRADCHECK([labels, o](const std::vector<Tensor>& in) { return ac_cluster_weights(in[0], labels, 4, o); },
-                     {x}, gopt);
-  }
   // one token per cluster and most clusters empty, with the clip active
   ACOptions o;
   o.eps = 0.35, o.clip = 1.5;
@@ -206,26 +199,6 @@ TEST(CudaACWeights, ScaleGatherMatchesCpu) {
         if (need_w) expect_close(got.dW, want.dW, what + " dW");
         if (cs.m > 0 && cs.n > 0) expect_close(got.dmix, want.dmix, what + " dmix");
       }
-}
-
-TEST(CudaACWeights, ScaleGatherGradcheckOnDevice) {
-  MG_SKIP_WITHOUT_CUDA();
-  auto leaf_on_cuda = [](const Shape& s, uint64_t seed) {
-    return on_cuda(uniform(s, DType::Float64, seed, -1, 1)).requires_grad_();
-  };
-  Tensor x = leaf_on_cuda({5, 3}, 46), W = leaf_on_cuda({4, 3}, 43), mix = leaf_on_cuda({5, 2}, 44);
-  Tensor idx = on_cuda(Tensor::from_indices({0, 1, 1, 1, 3, 0, 2, 3, 0, 3}, {5, 2}));  // (1, 1) on token 1
-  EXPECT_GRADCHECK([idx](const std::vector<Tensor>& in) { return ac_scale_gather(in[0], in[1], idx, in[2]); },
-                   {x, W, mix});
-  Tensor labels = on_cuda(Tensor::from_indices({3, 3, 0, 2, 1}, {5}));
-  EXPECT_GRADCHECK([labels](const std::vector<Tensor>& in) {
-    return ac_scale_gather(transpose(in[0], 0, 1), in[1], labels);
-  }, {leaf_on_cuda({3, 5}, 47), W});
-  // the whole AC scaling, end to end: x -> W -> x ⊙ W[c]
-  ACOptions o;
-  EXPECT_GRADCHECK([labels, o](const std::vector<Tensor>& in) {
-    return ac_scale_gather(in[0], ac_cluster_weights(in[0], labels, 4, o), labels);
-  }, {x});
 }
 
 // The AC router's scaling of moe/router.h on the device, W detached (the

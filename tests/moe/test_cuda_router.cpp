@@ -3,8 +3,9 @@
 // non-contiguous logits), the Switch balance loss and the z-loss, forward
 // and backward in float32 and float64;
 // TopKRouter with the linear and the cosine gate, end to end; the ACRouter
-// (it needs the CUDA AC kernels of moe/ac_weights.h); float64 gradchecks on
-// the device; errors. Tolerances: test_cuda_helpers.h (float64 1e-12
+// (it needs the CUDA AC kernels of moe/ac_weights.h); float64 gradchecks of
+// the routers on the device (those of top-k then softmax and of the two
+// losses: the op table, tests/ops/op_table.cpp); errors. Tolerances: test_cuda_helpers.h (float64 1e-12
 // relative, float32 1e-5), gemm_tol for the routers with their gate GEMM.
 #include <cmath>
 #include <set>
@@ -148,14 +149,6 @@ TEST(CudaRouter, ACRouterMatchesCpu) {
 
 TEST(CudaRouter, GradcheckOnDevice) {
   MG_SKIP_WITHOUT_CUDA();
-  Tensor l = on_cuda(leaf({7, 5}, 21, -2, 2)).requires_grad_();
-  for (int64_t k : {1, 2, 5}) {
-    EXPECT_GRADCHECK([k](const std::vector<Tensor>& in) { return router_topk_softmax(in[0], k).scores; }, {l});
-    EXPECT_GRADCHECK([k](const std::vector<Tensor>& in) { return router_topk_softmax(in[0], k).values; }, {l});
-  }
-  Tensor idx = on_cuda(topk(leaf({7, 5}, 21, -2, 2), 2, -1).indices);
-  EXPECT_GRADCHECK([idx](const std::vector<Tensor>& in) { return switch_balance_loss(in[0], idx); }, {l});
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return router_z_loss(in[0]); }, {l});
   Generator g(2);
   auto r = std::make_shared<TopKRouter>(RouterConfig{3, 4, 2, GateKind::Cosine}, InitOptions{DType::Float64, &g});
   r->to(Device::cuda(0));

@@ -1,10 +1,10 @@
 // Routing plan invariants, permute / grouped linear / combine values against
-// naive loops, their gradchecks (with empty experts and dropped slots), errors.
+// naive loops, dropped slots, errors. Their gradient checks (with empty experts
+// and dropped slots) and CUDA parity: the op table, tests/ops/op_table.cpp.
 #include "moe/dispatch.h"
 #include "test_helpers.h"
 
 using namespace moegrad;
-using moegrad::testing::leaf;
 using moegrad::testing::random_assignment;
 
 TEST(RoutingPlan, InvariantsWithoutCapacity) {
@@ -66,23 +66,6 @@ TEST(Dispatch, ValuesAgainstLoops) {
       }
       EXPECT_NEAR(y.at({i, c}), ref, 1e-12);
     }
-}
-
-TEST(Dispatch, Gradcheck) {
-  const int64_t n = 6, d = 3, o = 2, E = 4, k = 2;
-  // expert 3 receives nothing: its weight gradient must be exactly zero
-  Tensor idx = Tensor::from_indices({0, 1, 1, 2, 2, 0, 0, 2, 1, 0, 2, 1}, {n, k});
-  for (double cf : {0.0, 0.7}) {
-    SCOPED_TRACE(cf);
-    PlanPtr p = make_routing_plan(idx, E, cf);
-    Tensor x = leaf({n, d}, 1), W = leaf({E, o, d}, 2), b = leaf({E, o}, 3), s = leaf({n, k}, 4);
-    EXPECT_GRADCHECK([p](const std::vector<Tensor>& in) {
-      return moe_combine(grouped_linear(moe_permute(in[0], p), in[1], in[2], p), in[3], p);
-    }, {x, W, b, s});
-    EXPECT_GRADCHECK([p](const std::vector<Tensor>& in) {
-      return moe_combine(grouped_linear(moe_permute(transpose(in[0], 0, 1), p), in[1], Tensor(), p), in[2], p);
-    }, {leaf({d, n}, 5), W, s});
-  }
 }
 
 TEST(Dispatch, DroppedSlotsContributeZero) {

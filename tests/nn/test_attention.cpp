@@ -1,6 +1,7 @@
 // Attention: masked_softmax against a naive masked softmax (causal or not,
 // T == S and T < S), masked entries exactly 0 and never exponentiated, float32
-// vs float64, gradchecks; elliptical_metric against a naive loop and carrying
+// vs float64 (its gradient checks: the op table, tests/ops/op_table.cpp);
+// elliptical_metric against a naive loop and carrying
 // no gradient; MultiHeadAttention against a naive per-head loop (plain and
 // elliptical), causality, dropout, gradchecks of the whole module; errors.
 #include <cmath>
@@ -194,28 +195,6 @@ TEST(MaskedSoftmax, Float32AgreesWithFloat64) {
     y32.backward(dy.to(DType::Float32));
     y64.backward(dy);
     expect_near(x32.grad().to_vector(), x64.grad().to_vector(), 1e-5);
-  }
-}
-
-TEST(MaskedSoftmax, Gradcheck) {
-  for (Shape shape : {Shape{2, 3, 3}, Shape{2, 2, 4}, Shape{4, 4}, Shape{1, 2, 1, 3}})
-    for (bool causal : {false, true}) {
-      SCOPED_TRACE(shape_str(shape) + (causal ? " causal" : ""));
-      EXPECT_GRADCHECK([causal](const std::vector<Tensor>& in) { return masked_softmax(in[0], causal); },
-                       {leaf(shape, 1, -2, 2)});
-    }
-}
-
-TEST(MaskedSoftmax, GradcheckNonContiguous) {
-  for (bool causal : {false, true}) {
-    SCOPED_TRACE(causal ? "causal" : "plain");
-    // transpose: [2, 4, 3] -> [2, 3, 4]; slice: every other column of [3, 8] -> [3, 4]
-    auto transposed = [causal](const std::vector<Tensor>& in) {
-      return masked_softmax(transpose(in[0], 1, 2), causal);
-    };
-    auto strided = [causal](const std::vector<Tensor>& in) { return masked_softmax(slice(in[0], 1, 0, 8, 2), causal); };
-    EXPECT_GRADCHECK(transposed, {leaf({2, 4, 3}, 2, -2, 2)});
-    EXPECT_GRADCHECK(strided, {leaf({3, 8}, 3, -2, 2)});
   }
 }
 

@@ -133,17 +133,6 @@ TEST(CudaMaskedSoftmax, MaskedEntriesNeverRead) {
   expect_close(d.grad(), h.grad(), "poisoned backward");
 }
 
-TEST(CudaMaskedSoftmax, GradcheckOnDevice) {
-  MG_SKIP_WITHOUT_CUDA();
-  for (bool causal : {false, true}) {
-    Tensor x = on_cuda(uniform({2, 3, 4}, DType::Float64, 25)).requires_grad_();
-    EXPECT_GRADCHECK([causal](const std::vector<Tensor>& in) { return masked_softmax(in[0], causal); }, {x});
-    Tensor t = on_cuda(uniform({2, 4, 3}, DType::Float64, 26)).requires_grad_();
-    EXPECT_GRADCHECK([causal](const std::vector<Tensor>& in) { return masked_softmax(transpose(in[0], 1, 2), causal); },
-                     {t});
-  }
-}
-
 TEST(CudaMaskedSoftmax, Errors) {
   MG_SKIP_WITHOUT_CUDA();
   EXPECT_MG_ERROR(masked_softmax(on_cuda(Tensor::zeros({2, 2}, DType::Int64)), false),

@@ -2,9 +2,9 @@
 // of cuda/flash_attention.cu) against the same ops on the CPU: forward and
 // gradients, causal and not, T < S, shapes across several 16-row tiles, head
 // dims up to the kernels' limit of 128, strided and packed inputs, empty
-// inputs; queries that see no key (the kernels called directly); float64
-// gradchecks on the device; the same bits on a second run; errors (head dim
-// beyond 128, mixed devices).
+// inputs; queries that see no key (the kernels called directly); the same
+// bits on a second run; errors (head dim beyond 128, mixed devices). Float64
+// gradchecks on the device across tiles: the op table, tests/ops/op_table.cpp.
 //
 // Tolerances, looser than test_cuda_helpers.h's where said: the device
 // accumulates scores, probabilities and gradients in double in its own order
@@ -226,19 +226,6 @@ TEST(CudaFusedAttention, SameBitsEveryRun) {
   for (size_t i = 0; i < one.size(); ++i) ASSERT_EQ(one[i], two[i]) << "element " << i;
 }
 
-TEST(CudaFusedAttention, GradcheckOnDevice) {
-  MG_SKIP_WITHOUT_CUDA();
-  // 18 queries and 19 keys: two tiles each, the second partial
-  for (bool causal : {true, false}) {
-    Tensor q = on_cuda(uniform({1, 1, 18, 2}, DType::Float64, 7)).requires_grad_();
-    Tensor k = on_cuda(uniform({1, 1, 19, 2}, DType::Float64, 8)).requires_grad_();
-    Tensor v = on_cuda(uniform({1, 1, 19, 2}, DType::Float64, 9)).requires_grad_();
-    EXPECT_GRADCHECK(
-        [causal](const std::vector<Tensor>& in) { return fused_attention(in[0], in[1], in[2], 0.8, causal); },
-        {q, k, v});
-  }
-}
-
 TEST(CudaFusedAttention, Errors) {
   MG_SKIP_WITHOUT_CUDA();
   Tensor q = on_cuda(uniform({1, 2, 4, 3}, DType::Float64, 10));
@@ -280,14 +267,6 @@ TEST(CudaFusedSelfAttention, NonContiguousInput) {
   ASSERT_FALSE(d.is_contiguous());
   expect_close(fused_self_attention(d, 2, 0.5, true), fused_self_attention(x, 2, 0.5, true),
                attention_tol(DType::Float64), "strided qkv");
-}
-
-TEST(CudaFusedSelfAttention, GradcheckOnDevice) {
-  MG_SKIP_WITHOUT_CUDA();
-  Tensor qkv = on_cuda(uniform({1, 18, 3 * 4}, DType::Float64, 15)).requires_grad_();
-  for (bool causal : {true, false})
-    EXPECT_GRADCHECK([causal](const std::vector<Tensor>& in) { return fused_self_attention(in[0], 2, 0.9, causal); },
-                     {qkv});
 }
 
 TEST(CudaFusedSelfAttention, Errors) {

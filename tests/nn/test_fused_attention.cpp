@@ -1,8 +1,9 @@
 // fused_attention: against the composition it replaces (masked_softmax of the
 // scaled scores times v) causal and not, T < S, several query blocks, strided
 // inputs; float32 against float64; independent of the thread count;
-// gradchecks across block boundaries; errors. fused_self_attention (packed
-// qkv): against fused_attention on the split heads, gradcheck, errors.
+// errors. fused_self_attention (packed qkv): against fused_attention on the
+// split heads, errors. Gradient checks across block boundaries: the op table,
+// tests/ops/op_table.cpp.
 #include <omp.h>
 
 #include <cmath>
@@ -71,22 +72,6 @@ TEST(FusedAttention, SameResultForAnyThreadCount) {
   for (size_t i = 0; i < one.size(); ++i) ASSERT_EQ(one[i], two[i]) << "element " << i << " of " << one.size();
 }
 
-TEST(FusedAttention, GradcheckAcrossQueryBlocks) {
-  // 34 queries: two blocks of the kernel, the second partial
-  for (bool causal : {true, false}) {
-    Tensor q = leaf({1, 1, 34, 2}, 11).requires_grad_(), k = leaf({1, 1, 35, 2}, 12).requires_grad_();
-    Tensor v = leaf({1, 1, 35, 2}, 13).requires_grad_();
-    EXPECT_GRADCHECK([causal](const std::vector<Tensor>& in) { return fused_attention(in[0], in[1], in[2], 0.8, causal); },
-                     {q, k, v});
-  }
-}
-
-TEST(FusedAttention, GradcheckOnlySomeInputs) {
-  Tensor q = leaf({1, 1, 6, 2}, 14).requires_grad_(), k = leaf({1, 1, 6, 2}, 15), v = leaf({1, 1, 6, 2}, 16);
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return fused_attention(in[0], in[1], in[2], 1.0, true); },
-                   {q, k, v});
-}
-
 // q, k, v of a packed [B, T, 3·dim] projection, as MultiHeadAttention splits it.
 std::vector<Tensor> split_heads(const Tensor& qkv, int64_t heads) {
   const int64_t nb = qkv.size(0), nt = qkv.size(1), dh = qkv.size(2) / 3 / heads;
@@ -107,11 +92,6 @@ TEST(FusedSelfAttention, MatchesSplitHeads) {
     expect_near(fused_self_attention(qkv, 3, 0.6, causal).to_vector(),
                 merged_heads(composed(h[0], h[1], h[2], 0.6, causal)).to_vector(), 1e-12);
   }
-}
-
-TEST(FusedSelfAttention, GradcheckAcrossQueryBlocks) {
-  Tensor qkv = leaf({1, 34, 3 * 4}, 31).requires_grad_();
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return fused_self_attention(in[0], 2, 0.9, true); }, {qkv});
 }
 
 TEST(FusedSelfAttention, GradientMatchesSplitHeads) {

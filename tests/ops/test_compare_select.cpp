@@ -1,6 +1,7 @@
 // Comparisons (eq, ne, lt, le, gt, ge and the scalar forms) and selection
 // (masked_fill, where, clamp): values against naive loops, broadcasting,
-// non-contiguous inputs, float32 against float64, gradchecks, errors.
+// non-contiguous inputs, float32 against float64, errors (gradient checks:
+// the op table, tests/ops/op_table.cpp).
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -184,27 +185,6 @@ TEST(MaskedFill, GradientByHand) {
   EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{0, 2, 2, 0, 2, 2}));
 }
 
-TEST(MaskedFill, Gradcheck) {
-  const std::vector<std::pair<Shape, Shape>> shapes = {
-      {{3, 4}, {3, 4}}, {{3, 4}, {4}}, {{2, 3, 2}, {3, 1}}, {{}, {}}, {{5}, {}}};
-  uint64_t seed = 10;
-  for (auto& [sx, sm] : shapes) {
-    Tensor mask = gt(Tensor::randn(sm, 0, 1, DType::Float64), 0.0);
-    EXPECT_GRADCHECK([mask](const std::vector<Tensor>& in) { return masked_fill(in[0], mask, 3.0); },
-                     {leaf(sx, ++seed)});
-  }
-}
-
-TEST(MaskedFill, GradcheckNonContiguous) {
-  Tensor x = leaf({4, 3}, 12);
-  Tensor mask = bool_tensor({1, 0, 0, 1}, {4});
-  EXPECT_GRADCHECK([mask](const std::vector<Tensor>& in) { return masked_fill(transpose(in[0], 0, 1), mask, -1.0); },
-                   {x});
-  Tensor mask2 = bool_tensor({0, 1}, {2, 1});
-  EXPECT_GRADCHECK([mask2](const std::vector<Tensor>& in) { return masked_fill(slice(in[0], 0, 0, 4, 2), mask2, 0.0); },
-                   {x});
-}
-
 TEST(MaskedFill, Errors) {
   Tensor x = Tensor::zeros({2, 3});
   Tensor m = Tensor::zeros({3}, DType::Bool);
@@ -271,36 +251,6 @@ TEST(Where, GradientToOneSideOnly) {
   EXPECT_FALSE(b.grad().defined());
 }
 
-TEST(Where, Gradcheck) {
-  struct Shapes {
-    Shape c, a, b;
-  };
-  const std::vector<Shapes> shapes = {{{3, 4}, {3, 4}, {3, 4}},
-                                      {{3, 4}, {4}, {3, 1}},
-                                      {{2, 1, 3}, {4, 1}, {3}},
-                                      {{4}, {}, {2, 4}},
-                                      {{}, {2, 3}, {2, 3}}};
-  uint64_t seed = 50;
-  for (const Shapes& s : shapes) {
-    Tensor cond = gt(Tensor::randn(s.c, 0, 1, DType::Float64), 0.0);
-    Tensor a = leaf(s.a, ++seed), b = leaf(s.b, ++seed);
-    EXPECT_GRADCHECK([cond](const std::vector<Tensor>& in) { return where(cond, in[0], in[1]); }, {a, b});
-  }
-}
-
-TEST(Where, GradcheckNonContiguous) {
-  Tensor a = leaf({4, 3}, 60), b = leaf({3, 8}, 61);
-  Tensor cond = bool_tensor({1, 0, 0, 1, 1, 1, 0, 0, 1, 0, 1, 0}, {3, 4});
-  EXPECT_GRADCHECK(
-      [cond](const std::vector<Tensor>& in) { return where(cond, transpose(in[0], 0, 1), slice(in[1], 1, 0, 8, 2)); },
-      {a, b});
-  EXPECT_GRADCHECK(
-      [cond](const std::vector<Tensor>& in) {
-        return where(transpose(cond, 0, 1), in[0], narrow(transpose(in[1], 0, 1), 0, 3, 4));
-      },
-      {a, b});
-}
-
 TEST(Where, Errors) {
   Tensor c = Tensor::zeros({2, 3}, DType::Bool), a = Tensor::zeros({2, 3}), b = Tensor::zeros({3});
   EXPECT_MG_ERROR(where(Tensor(), a, b), "where: condition is an undefined tensor");
@@ -334,20 +284,6 @@ TEST(Clamp, GradientByHand) {  // passes at the bounds, stops outside them
   x.requires_grad_();
   clamp(x, -1, 1).backward(Tensor::full({5}, 2.0, DType::Float64));
   EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{0, 2, 2, 2, 0}));
-}
-
-TEST(Clamp, Gradcheck) {
-  uint64_t seed = 70;
-  for (const Shape& s : std::vector<Shape>{{}, {7}, {3, 4}, {2, 3, 2}}) {
-    Tensor x = leaf(s, ++seed, -2, 2);  // some inside, some outside [-0.7, 0.9]
-    EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return clamp(in[0], -0.7, 0.9); }, {x});
-  }
-}
-
-TEST(Clamp, GradcheckNonContiguous) {
-  Tensor x = leaf({4, 6}, 80, -2, 2);
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return clamp(transpose(in[0], 0, 1), -1.0, 0.5); }, {x});
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return clamp(slice(in[0], 1, 1, 6, 2), -0.3, 1.0); }, {x});
 }
 
 TEST(Clamp, Errors) {

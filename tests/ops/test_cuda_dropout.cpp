@@ -1,8 +1,8 @@
 // dropout on CUDA tensors: for the same Generator state the device mask
 // equals the CPU mask bit for bit (both draw random_uniform(seed, first + i)
 // for element i in row-major order), the Generator advances by numel on both,
-// strided inputs, p = 0 and p = 1, eval mode, the backward, a float64
-// gradcheck on the device (fixed generator state per call) and the errors.
+// strided inputs, p = 0 and p = 1, eval mode, the backward and the errors
+// (the float64 gradcheck on the device: the op table, tests/ops/op_table.cpp).
 #include "test_cuda_helpers.h"
 
 using namespace moegrad;
@@ -62,17 +62,6 @@ TEST(CudaDropout, IdentityAndBackward) {
     dropout(dx, 0.4, true, &gd).backward(on_cuda_like(up));
     expect_equal(dx.grad(), hx.grad(), std::string("backward ") + dtype_name(dtype));
   }
-}
-
-TEST(CudaDropout, GradcheckOnDevice) {
-  MG_SKIP_WITHOUT_CUDA();
-  Tensor x = on_cuda(uniform({3, 5}, DType::Float64, 10)).requires_grad_();
-  EXPECT_GRADCHECK(
-      [](const std::vector<Tensor>& in) {
-        Generator g(11);  // the same mask on every evaluation
-        return dropout(in[0], 0.3, true, &g);
-      },
-      {x});
 }
 
 TEST(CudaDropout, Errors) {

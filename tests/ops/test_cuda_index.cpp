@@ -3,9 +3,9 @@
 // backward, float32 and float64, contiguous and strided inputs, repeated
 // indices (the accumulating kernels must equal the CPU bit for bit: they sum
 // in the same order), empty and single-row cases, both paths of the row
-// accumulation (counting sort, and per-column for large tables), float64
-// gradchecks on the device, and the errors (bad indices found on the device,
-// mixed devices). Tolerances: exact where the kernels sum in the CPU's order.
+// accumulation (counting sort, and per-column for large tables), and the
+// errors (bad indices found on the device, mixed devices). Float64 gradchecks
+// on the device: the op table, tests/ops/op_table.cpp. Tolerances: exact where the kernels sum in the CPU's order.
 #include "test_cuda_helpers.h"
 
 using namespace moegrad;
@@ -173,21 +173,6 @@ TEST(CudaIndex, EmptyAndSingleRow) {
   Tensor row = uniform({1, 5}, DType::Float64, 29), one = Tensor::from_indices({0, 0, 0}, {3});
   expect_equal(index_select(dev(row), 0, dev(one)), index_select(row, 0, one), "single row");
   expect_equal(embedding(dev(row), dev(one)), embedding(row, one), "single-row vocabulary");
-}
-
-TEST(CudaIndex, GradcheckOnDevice) {
-  MG_SKIP_WITHOUT_CUDA();
-  Tensor idx = dev(Tensor::from_indices({2, 0, 2, 1, 2}, {5}));
-  Tensor x = on_cuda(uniform({3, 4}, DType::Float64, 30)).requires_grad_();
-  EXPECT_GRADCHECK([idx](const std::vector<Tensor>& in) { return index_select(in[0], 0, idx); }, {x});
-  EXPECT_GRADCHECK([idx](const std::vector<Tensor>& in) { return embedding(in[0], idx); }, {x});
-  Tensor src = on_cuda(uniform({3, 5}, DType::Float64, 31)).requires_grad_();
-  EXPECT_GRADCHECK([idx](const std::vector<Tensor>& in) { return index_add(in[0], 1, idx, in[1]); },
-                   {on_cuda(uniform({3, 3}, DType::Float64, 32)).requires_grad_(), src});
-  Tensor gidx = dev(Tensor::from_indices({0, 2, 2, 1, 0, 0}, {2, 3}));
-  EXPECT_GRADCHECK([gidx](const std::vector<Tensor>& in) { return gather(in[0], 0, gidx); }, {x});
-  Tensor s2 = on_cuda(uniform({2, 3}, DType::Float64, 33)).requires_grad_();
-  EXPECT_GRADCHECK([gidx](const std::vector<Tensor>& in) { return scatter_add(in[0], 0, gidx, in[1]); }, {x, s2});
 }
 
 TEST(CudaIndex, Errors) {

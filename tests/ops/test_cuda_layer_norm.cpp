@@ -2,8 +2,9 @@
 // bias, rows of one warp, past one block and very long, many rows (the
 // chunked dweight / dbias sums), empty inputs, non-contiguous input and
 // weight, only some inputs requiring grad, forward and backward in float32
-// and float64, run-to-run determinism, float64 gradchecks on the device, and
-// the errors (mixed devices and dtypes, shapes, eps).
+// and float64, run-to-run determinism, and the errors (mixed devices and
+// dtypes, shapes, eps). Float64 gradchecks on the device: the op table,
+// tests/ops/op_table.cpp.
 // Tolerances: test_cuda_helpers.h (float64 1e-12 relative, float32 1e-5),
 // except where dweight / dbias sum up to 100000 rows: float64 atol 1e-11
 // there, since a column sum that cancels to near 0 keeps the rounding of all
@@ -141,29 +142,6 @@ TEST(CudaLayerNorm, Deterministic) {
     if (run == 0) first = now;
     else EXPECT_EQ(now, first) << "run " << run;
   }
-}
-
-TEST(CudaLayerNorm, GradcheckOnDevice) {
-  MG_SKIP_WITHOUT_CUDA();
-  auto dev = [](const Shape& s, uint64_t seed) {
-    Tensor t = on_cuda(uniform(s, DType::Float64, seed, -1, 1));
-    t.requires_grad_();
-    return t;
-  };
-  Tensor x = dev({4, 5}, 20), w = dev({5}, 21), b = dev({5}, 22);
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2]); }, {x, w, b});
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return layer_norm(in[0], Tensor(), Tensor()); }, {x});
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], Tensor(), 0.01); }, {x, w});
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return layer_norm(in[0], Tensor(), in[1]); }, {x, b});
-  // non-contiguous input and weight; a row longer than one block
-  Tensor xt = dev({5, 3}, 23), ws = dev({10}, 24), bt = dev({5}, 25);
-  EXPECT_GRADCHECK(
-      [](const std::vector<Tensor>& in) {
-        return layer_norm(transpose(in[0], 0, 1), slice(in[1], 0, 0, 10, 2), in[2]);
-      },
-      {xt, ws, bt});
-  Tensor xl = dev({2, 300}, 26), wl = dev({300}, 27);
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], Tensor()); }, {xl, wl});
 }
 
 TEST(CudaLayerNorm, Errors) {

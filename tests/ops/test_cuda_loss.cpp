@@ -3,8 +3,9 @@
 // ignored, a custom ignore_index that is a class, an empty batch,
 // non-contiguous logits and targets, large logits, a scaled upstream
 // gradient, forward and backward in float32 and float64, run-to-run
-// determinism, float64 gradchecks on the device, and the errors (a bad target
-// gives the CPU's message, targets on another device or of another dtype).
+// determinism, and the errors (a bad target gives the CPU's message, targets
+// on another device or of another dtype). Float64 gradchecks on the device:
+// the op table, tests/ops/op_table.cpp.
 // Tolerances: test_cuda_helpers.h (float64 1e-12 relative, float32 1e-5);
 // the gradient's p·s − s at the target rounds p·s by itself on both sides.
 #include "test_cuda_helpers.h"
@@ -99,23 +100,6 @@ TEST(CudaCrossEntropy, Deterministic) {
     EXPECT_EQ(again.item(), first);
     again.backward();
     EXPECT_EQ(x.grad().to_vector(), grad);
-  }
-}
-
-TEST(CudaCrossEntropy, GradcheckOnDevice) {
-  MG_SKIP_WITHOUT_CUDA();
-  const std::vector<std::pair<Shape, std::vector<int64_t>>> cases = {
-      {{1, 2}, {1}},         {{4, 5}, {0, 4, 2, 2}},  {{5, 3}, {1, -100, 2, -100, 0}},
-      {{2, 3}, {-100, -100}}, {{2, 300}, {299, 7}}};
-  for (const auto& [shape, t] : cases) {
-    Tensor targets = on_cuda(Tensor::from_indices(t, {shape[0]}));
-    Tensor x = on_cuda(uniform(shape, DType::Float64, 6, -3, 3)).requires_grad_();
-    EXPECT_GRADCHECK([targets](const std::vector<Tensor>& in) { return cross_entropy(in[0], targets); }, {x});
-    // transposed logits, the loss scaled afterwards (dout != 1)
-    Tensor xt = on_cuda(uniform({shape[1], shape[0]}, DType::Float64, 7, -3, 3)).requires_grad_();
-    EXPECT_GRADCHECK(
-        [targets](const std::vector<Tensor>& in) { return mul(cross_entropy(transpose(in[0], 0, 1), targets), 3.0); },
-        {xt});
   }
 }
 

@@ -1,38 +1,13 @@
-// sum, mean, max, argmax and sum_to on CUDA tensors against the CPU: every
-// dim set, keepdim, non-contiguous inputs, the long-row and column (leading
-// dims) paths, NaN in max, run-to-run determinism, and float64 gradchecks on
-// the device. Tolerances: test_cuda_helpers.h (float64 1e-12 relative, atol
-// 1e-14: the summation order differs from the CPU's).
+// sum, mean, max, argmax and sum_to on CUDA tensors against the CPU: the
+// long-row and column (leading dims) paths, NaN in max, sum_to and run-to-run
+// determinism. Every dim set with and without keepdim, contiguous and strided,
+// and the float64 gradchecks on the device: the op table,
+// tests/ops/op_table.cpp. Tolerances: test_cuda_helpers.h (float64 1e-12
+// relative, atol 1e-14: the summation order differs from the CPU's).
 #include "test_cuda_helpers.h"
 
 using namespace moegrad;
 using namespace moegrad::testing;
-
-namespace {
-
-const std::vector<std::vector<int64_t>>& dim_sets() {
-  static const std::vector<std::vector<int64_t>> all = {{}, {0}, {1}, {2}, {-1}, {0, 1}, {0, 2}, {1, 2}, {0, 1, 2}};
-  return all;
-}
-
-}  // namespace
-
-TEST(CudaReduce, SumMeanMaxMatchCpu) {
-  MG_SKIP_WITHOUT_CUDA();
-  for (DType dtype : {DType::Float64, DType::Float32})
-    for (bool strided : {false, true})
-      for (const auto& dims : dim_sets())
-        for (bool keepdim : {false, true}) {
-          Tensor x = uniform({4, 5, 6}, dtype, 1);
-          if (strided) x = permute(contiguous(permute(x, {2, 0, 1})), {1, 2, 0});
-          Tensor d = on_cuda(x);
-          const std::string what = std::string(dtype_name(dtype)) + " dims " + shape_str(dims) +
-                                   (keepdim ? " keepdim" : "") + (strided ? " strided" : "");
-          expect_close(sum(d, dims, keepdim), sum(x, dims, keepdim), "sum " + what);
-          expect_close(mean(d, dims, keepdim), mean(x, dims, keepdim), "mean " + what);
-          expect_close(max(d, dims, keepdim), max(x, dims, keepdim), "max " + what);
-        }
-}
 
 TEST(CudaReduce, LongRowsColumnsAndEmpty) {
   MG_SKIP_WITHOUT_CUDA();
@@ -82,16 +57,5 @@ TEST(CudaReduce, SumToAndDeterminism) {
     EXPECT_EQ(sum(big, {1}).to_vector(), first);
     EXPECT_EQ(sum(big, {0}).to_vector(), cols);
   }
-}
-
-TEST(CudaReduce, GradcheckOnDevice) {
-  MG_SKIP_WITHOUT_CUDA();
-  Tensor x = on_cuda(uniform({3, 4, 2}, DType::Float64, 5)).requires_grad_();
-  for (const auto& dims : dim_sets()) {
-    EXPECT_GRADCHECK([dims](const std::vector<Tensor>& in) { return sum(in[0], dims); }, {x});
-    EXPECT_GRADCHECK([dims](const std::vector<Tensor>& in) { return mean(in[0], dims, true); }, {x});
-    EXPECT_GRADCHECK([dims](const std::vector<Tensor>& in) { return max(in[0], dims); }, {x});
-  }
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return sum_to(in[0], {4, 1}); }, {x});
 }
 

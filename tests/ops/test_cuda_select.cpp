@@ -1,10 +1,10 @@
 // Comparisons and selection on CUDA tensors against the same ops on the CPU:
 // eq/ne/lt/le/gt/ge (tensor forms with broadcasting, the scalar forms) on
 // float32, float64 and int64 with ties and NaN; masked_fill, where and clamp
-// forward and backward with broadcasting and strided inputs; float64
-// gradchecks on the device; errors (mixed devices, wrong dtypes). Every
+// forward and backward with broadcasting and strided inputs; errors (mixed devices, wrong dtypes). Every
 // kernel computes each element alone with the CPU's arithmetic, so results
-// must be exactly equal.
+// must be exactly equal. Float64 gradchecks on the device: the op table,
+// tests/ops/op_table.cpp.
 #include <limits>
 
 #include "test_cuda_helpers.h"
@@ -142,18 +142,6 @@ TEST(CudaSelect, ClampMatchesCpu) {
     }
   Tensor empty = uniform({0, 3}, DType::Float64, 14);
   EXPECT_EQ(clamp(dev(empty), 0, 1).shape(), (Shape{0, 3}));
-}
-
-TEST(CudaSelect, GradcheckOnDevice) {
-  MG_SKIP_WITHOUT_CUDA();
-  Tensor m = dev(random_mask({3, 4}, 15));
-  Tensor x = on_cuda(uniform({3, 4}, DType::Float64, 16)).requires_grad_();
-  Tensor y = on_cuda(uniform({4}, DType::Float64, 17)).requires_grad_();
-  EXPECT_GRADCHECK([m](const std::vector<Tensor>& in) { return masked_fill(in[0], m, -2.0); }, {x});
-  EXPECT_GRADCHECK([m](const std::vector<Tensor>& in) { return where(m, in[0], in[1]); }, {x, y});
-  // bounds away from the values (clamp is not differentiable at them)
-  Tensor z = on_cuda(Tensor::from_vector({-1.7, -0.3, 0.2, 0.6, 1.4, 2.2}, {2, 3}, DType::Float64)).requires_grad_();
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return clamp(in[0], -1.0, 1.0); }, {z});
 }
 
 TEST(CudaSelect, Errors) {

@@ -1,9 +1,9 @@
-// softmax and log_softmax on CUDA tensors against the CPU: every dim of a 3-d
-// tensor, transposed and strided inputs, short rows (one warp), rows longer
-// than one block, one very long row, more rows than one grid, empty tensors
-// and a 0-d one, large
-// inputs, NaN and -inf, forward and backward in float32 and float64,
-// run-to-run determinism, float64 gradchecks on the device, and errors.
+// softmax and log_softmax on CUDA tensors against the CPU: short rows (one
+// warp), rows longer than one block, one very long row, more rows than one
+// grid, empty tensors and a 0-d one, large inputs, NaN and -inf, forward and
+// backward in float32 and float64, run-to-run determinism, and errors. Every
+// dim of a 3-d tensor, transposed and strided inputs and the float64
+// gradchecks on the device: the op table, tests/ops/op_table.cpp.
 // Tolerances: test_cuda_helpers.h (float64 1e-12 relative, float32 1e-5).
 // log_softmax's dx = dy - exp(y)·Σdy is a difference that may cancel; the
 // device rounds the product by itself, the CPU may fuse it into an FMA. With
@@ -38,21 +38,6 @@ void expect_matches_cpu(const char* name, SoftmaxFn op, const Tensor& x, int64_t
 }
 
 }  // namespace
-
-TEST(CudaSoftmax, EveryDimAndLayoutMatchesCpu) {
-  MG_SKIP_WITHOUT_CUDA();
-  for (DType dtype : {DType::Float64, DType::Float32})
-    for (const auto& [name, op] : kOps) {
-      const std::string dt = dtype_name(dtype);
-      Tensor x = uniform({4, 5, 6}, dtype, 1);
-      for (int64_t dim : {0, 1, 2, -1}) expect_matches_cpu(name, op, x, dim, dt + " contiguous");
-      // a transposed view and a strided slice: no contiguous row anywhere
-      Tensor t = transpose(uniform({6, 5, 4}, dtype, 2), 0, 2);
-      for (int64_t dim : {0, 1, 2}) expect_matches_cpu(name, op, t, dim, dt + " transposed");
-      Tensor s = slice(uniform({3, 40}, dtype, 3), 1, 1, 40, 3);
-      for (int64_t dim : {0, 1}) expect_matches_cpu(name, op, s, dim, dt + " sliced");
-    }
-}
 
 TEST(CudaSoftmax, RowLengthsAndEdgeCases) {
   MG_SKIP_WITHOUT_CUDA();
@@ -107,20 +92,6 @@ TEST(CudaSoftmax, Deterministic) {
       sum(mul(op(x, 1), g)).backward();
       EXPECT_EQ(x.grad().to_vector(), grad) << name;
     }
-  }
-}
-
-TEST(CudaSoftmax, GradcheckOnDevice) {
-  MG_SKIP_WITHOUT_CUDA();
-  for (const auto& [name, op] : kOps) {
-    SoftmaxFn f = op;
-    Tensor x = on_cuda(uniform({3, 4, 5}, DType::Float64, 11)).requires_grad_();
-    for (int64_t dim : {0, 1, 2})
-      EXPECT_GRADCHECK([f, dim](const std::vector<Tensor>& in) { return f(in[0], dim); }, {x});
-    EXPECT_GRADCHECK([f](const std::vector<Tensor>& in) { return f(transpose(in[0], 0, 2), 1); }, {x});
-    // rows longer than one block
-    Tensor longer = on_cuda(uniform({2, 300}, DType::Float64, 12)).requires_grad_();
-    EXPECT_GRADCHECK([f](const std::vector<Tensor>& in) { return f(in[0], 1); }, {longer});
   }
 }
 

@@ -2,8 +2,8 @@
 // and smallest, every k from 1 to the row length, ties (to the lower index),
 // NaN (above every number), -0 and +0, rows shorter and longer than a block,
 // another dim than the last, strided inputs, many rows; the backward (a
-// scatter_add of the values' gradient); a float64 gradcheck on the device;
-// errors. Selection under a total order has one answer: exact equality.
+// scatter_add of the values' gradient); errors (the float64 gradcheck on the
+// device: the op table, tests/ops/op_table.cpp). Selection under a total order has one answer: exact equality.
 #include <limits>
 
 #include "test_cuda_helpers.h"
@@ -75,13 +75,6 @@ TEST(CudaTopk, BackwardMatchesCpu) {
       topk(dx, 3, dim).values.backward(on_cuda_like(g));
       expect_close(dx.grad(), hx.grad(), Tol{0, 0}, std::string("backward ") + dtype_name(dtype));
     }
-}
-
-TEST(CudaTopk, GradcheckOnDevice) {
-  MG_SKIP_WITHOUT_CUDA();
-  Tensor x = on_cuda(uniform({4, 7}, DType::Float64, 7)).requires_grad_();  // distinct values: smooth
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return topk(in[0], 3, -1).values; }, {x});
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return topk(in[0], 2, 0, false).values; }, {x});
 }
 
 TEST(CudaTopk, Errors) {

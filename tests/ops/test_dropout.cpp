@@ -1,7 +1,8 @@
 // dropout: the kept fraction on a large tensor, scaling of kept values, the
 // mask being a function of the generator's seed and counters only (same seed,
 // same mask; independent of layout and thread count), identity in eval mode,
-// p = 1, the gradient through the mask, gradchecks and errors.
+// p = 1, the gradient through the mask and errors (gradient checks: the op
+// table, tests/ops/op_table.cpp).
 #include <cmath>
 #ifdef _OPENMP
 #include <omp.h>
@@ -89,23 +90,6 @@ TEST(Dropout, GradientThroughMask) {
   sum(out).backward();
   std::vector<double> dx = x.grad().to_vector(), ov = out.to_vector();
   for (size_t i = 0; i < dx.size(); ++i) EXPECT_DOUBLE_EQ(dx[i], ov[i] != 0.0 ? 1.0 / 0.75 : 0.0);
-}
-
-TEST(Dropout, Gradcheck) {
-  Tensor x = leaf({4, 5}, 5), y = leaf({3, 6}, 6);
-  // a fresh generator on every call: gradcheck calls the function many times
-  EXPECT_GRADCHECK(
-      [](const std::vector<Tensor>& in) {
-        Generator gen(42);
-        return dropout(in[0], 0.4, true, &gen);
-      },
-      {x});
-  EXPECT_GRADCHECK(
-      [](const std::vector<Tensor>& in) {
-        Generator gen(43);
-        return dropout(transpose(in[0], 0, 1), 0.6, true, &gen) * 2.0;
-      },
-      {y});
 }
 
 TEST(Dropout, Float32MatchesFloat64) {

@@ -1,7 +1,8 @@
 // embedding, index_select, index_add, gather, scatter_add: values against
 // naive loops (with repeated indices, so accumulation is exercised),
-// non-contiguous inputs, gradchecks, float32 against float64, results that do
-// not depend on the thread count, and errors (out-of-range indices included).
+// non-contiguous inputs, float32 against float64, results that do not depend
+// on the thread count, and errors (out-of-range indices included). Gradient
+// checks: the op table, tests/ops/op_table.cpp.
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -10,7 +11,6 @@
 
 using namespace moegrad;
 using moegrad::testing::expect_near;
-using moegrad::testing::leaf;
 
 namespace {
 
@@ -74,16 +74,6 @@ TEST(IndexSelect, Values) {
   EXPECT_EQ(index_select(transpose(x, 0, 1), 0, idx({1, 1})).to_vector(), (std::vector<double>{1, 5, 9, 1, 5, 9}));
 }
 
-TEST(IndexSelect, Gradcheck) {
-  Tensor x = leaf({4, 3, 2}, 1);
-  for (int64_t d : {0, 1, 2}) {
-    Tensor i = idx({1, 0, 1, 1});  // repeated: the gradient accumulates
-    EXPECT_GRADCHECK([d, i](const std::vector<Tensor>& in) { return index_select(in[0], d, i); }, {x});
-  }
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return index_select(transpose(in[0], 0, 2), 1, idx({2, 2, 0})); },
-                   {x});
-}
-
 // ---- index_add ----
 
 TEST(IndexAdd, ValuesRepeatedIndices) {
@@ -99,17 +89,6 @@ TEST(IndexAdd, ValuesRepeatedIndices) {
   Tensor xt = transpose(Tensor::from_vector({1, 2, 3, 4, 5, 6}, {2, 3}, DType::Float64), 0, 1);  // [3, 2]
   EXPECT_EQ(index_add(xt, 0, idx({1, 1}), Tensor::ones({2, 2}, DType::Float64)).to_vector(),
             (std::vector<double>{1, 4, 4, 7, 3, 6}));
-}
-
-TEST(IndexAdd, Gradcheck) {
-  Tensor x = leaf({3, 4, 2}, 2);
-  Tensor src0 = leaf({5, 4, 2}, 3), src1 = leaf({3, 6, 2}, 4);
-  Tensor i0 = idx({2, 0, 2, 1, 2}), i1 = idx({3, 3, 0, 1, 3, 2});
-  EXPECT_GRADCHECK([i0](const std::vector<Tensor>& in) { return index_add(in[0], 0, i0, in[1]); }, {x, src0});
-  EXPECT_GRADCHECK([i1](const std::vector<Tensor>& in) { return index_add(in[0], 1, i1, in[1]); }, {x, src1});
-  Tensor xt = leaf({2, 4, 3}, 5);  // transposed to [3, 4, 2] inside
-  EXPECT_GRADCHECK(
-      [i0](const std::vector<Tensor>& in) { return index_add(transpose(in[0], 0, 2), 0, i0, in[1]); }, {xt, src0});
 }
 
 // ---- gather ----
@@ -129,15 +108,6 @@ TEST(Gather, Values) {
   }
 }
 
-TEST(Gather, Gradcheck) {
-  Tensor x = leaf({3, 4}, 6);
-  Tensor i0 = idx({2, 2, 0, 1, 2, 2, 2, 0}, {2, 4}), i1 = idx({3, 3, 3, 0, 1, 1}, {3, 2});
-  EXPECT_GRADCHECK([i0](const std::vector<Tensor>& in) { return gather(in[0], 0, i0); }, {x});
-  EXPECT_GRADCHECK([i1](const std::vector<Tensor>& in) { return gather(in[0], -1, i1); }, {x});
-  Tensor xt = leaf({4, 3}, 7);  // used as its transpose [3, 4]
-  EXPECT_GRADCHECK([i1](const std::vector<Tensor>& in) { return gather(transpose(in[0], 0, 1), 1, i1); }, {xt});
-}
-
 // ---- scatter_add ----
 
 TEST(ScatterAdd, ValuesRepeatedIndices) {
@@ -155,16 +125,6 @@ TEST(ScatterAdd, ValuesRepeatedIndices) {
   expect_near(scatter_add(x3, 2, i3b, s3).to_vector(), naive_scatter_add(x3, 2, i3b, s3));
 }
 
-TEST(ScatterAdd, Gradcheck) {
-  Tensor x = leaf({3, 4}, 8), src = leaf({2, 4}, 9), big = leaf({3, 5}, 10);
-  Tensor i0 = idx({2, 2, 0, 2, 2, 0, 0, 1}, {2, 4}), i1 = idx({3, 3, 0, 1, 1, 1, 3, 2, 2}, {3, 3});
-  EXPECT_GRADCHECK([i0](const std::vector<Tensor>& in) { return scatter_add(in[0], 0, i0, in[1]); }, {x, src});
-  EXPECT_GRADCHECK([i1](const std::vector<Tensor>& in) { return scatter_add(in[0], 1, i1, in[1]); }, {x, big});
-  Tensor xt = leaf({4, 3}, 11);
-  EXPECT_GRADCHECK(
-      [i0](const std::vector<Tensor>& in) { return scatter_add(transpose(in[0], 0, 1), 0, i0, in[1]); }, {xt, src});
-}
-
 // ---- embedding ----
 
 TEST(Embedding, ValuesAndAccumulatedGradient) {
@@ -176,15 +136,6 @@ TEST(Embedding, ValuesAndAccumulatedGradient) {
   sum(out).backward();
   EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{1, 1, 0, 0, 3, 3}));
   EXPECT_EQ(embedding(w, Tensor::from_indices({1}, {})).to_vector(), (std::vector<double>{10, 11}));
-}
-
-TEST(Embedding, Gradcheck) {
-  Tensor w = leaf({5, 3}, 12);
-  Tensor i = idx({4, 0, 4, 1, 4, 0}, {2, 3});
-  EXPECT_GRADCHECK([i](const std::vector<Tensor>& in) { return embedding(in[0], i); }, {w});
-  EXPECT_GRADCHECK([i](const std::vector<Tensor>& in) { return embedding(in[0], transpose(i, 0, 1)); }, {w});
-  Tensor wt = leaf({3, 5}, 13);  // weight as a transposed view
-  EXPECT_GRADCHECK([i](const std::vector<Tensor>& in) { return embedding(transpose(in[0], 0, 1), i); }, {wt});
 }
 
 // ---- all ops ----

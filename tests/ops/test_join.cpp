@@ -1,10 +1,9 @@
 // concat and stack: values against naive loops along every dim, negative
-// dims, non-contiguous inputs, int64 inputs, gradchecks (the gradient of each
-// input is its slice of dout) and errors.
+// dims, non-contiguous inputs, int64 inputs and errors (gradient checks: the
+// op table, tests/ops/op_table.cpp).
 #include "test_helpers.h"
 
 using namespace moegrad;
-using moegrad::testing::leaf;
 
 namespace {
 
@@ -57,28 +56,6 @@ TEST(Stack, Values) {
   EXPECT_EQ(s1.shape(), (Shape{3, 2}));
   EXPECT_EQ(s1.to_vector(), (std::vector<double>{1, 4, 2, 5, 3, 6}));
   EXPECT_EQ(stack({Tensor::scalar(1.0), Tensor::scalar(2.0)}, 0).to_vector(), (std::vector<double>{1, 2}));
-}
-
-TEST(Concat, Gradcheck) {
-  Tensor a = leaf({2, 3}, 1), b = leaf({4, 3}, 2), c = leaf({2, 5}, 3);
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return concat({in[0], in[1], in[0]}, 0); }, {a, b});
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return concat({in[0], in[1]}, 1); }, {a, c});
-  // non-contiguous inputs; one input that does not require grad
-  Tensor d = leaf({3, 2}, 4);
-  Tensor fixed = Tensor::ones({2, 2}, DType::Float64);
-  EXPECT_GRADCHECK(
-      [fixed](const std::vector<Tensor>& in) {
-        return concat({transpose(in[0], 0, 1), fixed, slice(in[1], 1, 0, 5, 2)}, -1);
-      },
-      {d, c});
-}
-
-TEST(Stack, Gradcheck) {
-  Tensor a = leaf({2, 3}, 5), b = leaf({2, 3}, 6);
-  for (int64_t d : {0, 1, 2, -1})
-    EXPECT_GRADCHECK([d](const std::vector<Tensor>& in) { return stack({in[0], in[1], in[0]}, d); }, {a, b});
-  Tensor t = leaf({3, 2}, 7);
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return stack({transpose(in[0], 0, 1), in[1]}, 1); }, {t, a});
 }
 
 TEST(Concat, Float32MatchesFloat64) {

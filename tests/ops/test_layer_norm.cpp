@@ -1,6 +1,7 @@
 // layer_norm: values with and without weight/bias against a naive float64
 // reference, float32 vs float64, dweight/dbias on many rows against a naive
-// sum and across runs, gradchecks of x, weight and bias, and errors.
+// sum and across runs, and errors (gradient checks of x, weight and bias:
+// the op table, tests/ops/op_table.cpp).
 #include <cmath>
 
 #include "test_helpers.h"
@@ -94,37 +95,6 @@ TEST(LayerNorm, ParamGradsManyRows) {
   auto [dw2, db2] = grads();  // deterministic: bitwise equal on a second run
   EXPECT_EQ(dw, dw2);
   EXPECT_EQ(db, db2);
-}
-
-TEST(LayerNorm, Gradcheck) {
-  for (const Shape& s : std::vector<Shape>{{6}, {4, 5}, {2, 3, 4}}) {
-    const int64_t D = s.back();
-    EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2]); },
-                     {leaf(s, 31), leaf({D}, 32), leaf({D}, 33)});
-  }
-}
-
-TEST(LayerNorm, GradcheckWithoutWeightOrBias) {
-  Tensor x = leaf({3, 5}, 34), w = leaf({5}, 35), b = leaf({5}, 36);
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return layer_norm(in[0], Tensor(), Tensor()); }, {x});
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], Tensor(), 0.01); }, {x, w});
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return layer_norm(in[0], Tensor(), in[1]); }, {x, b});
-}
-
-TEST(LayerNorm, GradcheckOnlySomeInputsRequireGrad) {
-  Tensor x = Tensor::randn({3, 4}, 0, 1, DType::Float64), w = leaf({4}, 37), b = leaf({4}, 38);
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2]); }, {x, w, b});
-  Tensor xg = leaf({3, 4}, 39), wc = Tensor::randn({4}, 0, 1, DType::Float64);
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2]); }, {xg, wc, b});
-}
-
-TEST(LayerNorm, GradcheckNonContiguous) {
-  Tensor x = leaf({5, 3}, 40), w = leaf({10}, 41), b = leaf({5}, 42);
-  EXPECT_GRADCHECK(
-      [](const std::vector<Tensor>& in) {
-        return layer_norm(transpose(in[0], 0, 1), slice(in[1], 0, 0, 10, 2), in[2]);
-      },
-      {x, w, b});
 }
 
 TEST(LayerNorm, Errors) {

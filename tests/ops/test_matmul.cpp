@@ -1,11 +1,10 @@
 // matmul: 2-d, batched with broadcast batch dims, 1-d promotion, transposed
-// and sliced operands (mapped without copies), float32 vs float64, gradchecks
-// and errors.
+// and sliced operands (mapped without copies), float32 vs float64 and errors
+// (gradient checks: the op table, tests/ops/op_table.cpp).
 #include "test_helpers.h"
 
 using namespace moegrad;
 using moegrad::testing::expect_near;
-using moegrad::testing::leaf;
 
 // Naive C = A B for 2-d tensors of any layout.
 static std::vector<double> naive_mm(const Tensor& a, const Tensor& b) {
@@ -60,24 +59,6 @@ TEST(Matmul, OneDimensionalOperands) {
   EXPECT_EQ(matmul(m, v).to_vector(), (std::vector<double>{5, 11}));
   EXPECT_EQ(matmul(v, v).shape(), Shape{});
   EXPECT_EQ(matmul(v, v).item(), 5.0);
-}
-
-TEST(Matmul, Gradcheck) {
-  const std::vector<std::pair<Shape, Shape>> shapes = {
-      {{3, 4}, {4, 2}}, {{2, 3, 4}, {4, 5}}, {{2, 3, 4}, {2, 4, 2}}, {{2, 1, 3, 4}, {3, 4, 2}}, {{4}, {4, 3}},
-      {{3, 4}, {4}}, {{1, 4}, {4, 1}}};
-  for (auto& [sa, sb] : shapes) {
-    SCOPED_TRACE(shape_str(sa) + " x " + shape_str(sb));
-    Tensor a = leaf(sa, 31), b = leaf(sb, 32);
-    EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, {a, b});
-  }
-}
-
-TEST(Matmul, GradcheckNonContiguous) {
-  Tensor a = leaf({4, 3}, 33), b = leaf({2, 5, 4}, 34);
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return matmul(transpose(in[0], 0, 1), in[0]); }, {a});
-  EXPECT_GRADCHECK(
-      [](const std::vector<Tensor>& in) { return matmul(transpose(in[0], 1, 2), slice(in[0], 2, 0, 4, 2)); }, {b});
 }
 
 TEST(Matmul, Errors) {

@@ -1,13 +1,13 @@
 // softmax and log_softmax: values along every dim of a 3-d tensor and of a
 // transposed input against a naive float64 reference, rows summing to 1, large
-// inputs, float32 vs float64, gradchecks and errors.
+// inputs, float32 vs float64 and errors (gradient checks: the op table,
+// tests/ops/op_table.cpp).
 #include <cmath>
 
 #include "test_helpers.h"
 
 using namespace moegrad;
 using moegrad::testing::expect_near;
-using moegrad::testing::leaf;
 
 namespace {
 
@@ -91,30 +91,6 @@ TEST(Softmax, Float32MatchesFloat64) {
   Tensor x = Tensor::randn({4, 5, 6}, 0, 3, DType::Float64);
   for (auto op : kOps)
     for (int64_t dim : {0, 2}) expect_near(op(x.to(DType::Float32), dim).to_vector(), op(x, dim).to_vector(), 1e-5);
-}
-
-TEST(Softmax, Gradcheck) {
-  const std::vector<Shape> shapes = {{5}, {3, 4}, {2, 3, 4}};
-  for (auto op : kOps)
-    for (const Shape& s : shapes)
-      for (int64_t dim = 0; dim < static_cast<int64_t>(s.size()); ++dim)
-        EXPECT_GRADCHECK([op, dim](const std::vector<Tensor>& in) { return op(in[0], dim); }, {leaf(s, 7, -2, 2)});
-}
-
-TEST(Softmax, GradcheckNonContiguous) {
-  Tensor x = leaf({2, 3, 4}, 8, -2, 2);
-  for (auto op : kOps) {
-    for (int64_t dim : {0, 1, -1})
-      EXPECT_GRADCHECK([op, dim](const std::vector<Tensor>& in) { return op(transpose(in[0], 0, 2), dim); }, {x});
-    EXPECT_GRADCHECK([op](const std::vector<Tensor>& in) { return op(slice(in[0], 2, 0, 4, 2), -1); }, {x});
-  }
-}
-
-TEST(Softmax, GradcheckComposed) {
-  // the output feeds another op, so dout is not the gradcheck projection alone
-  Tensor x = leaf({3, 5}, 9, -2, 2);
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return sum(mul(softmax(in[0], 1), in[0])); }, {x});
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return sum(log_softmax(in[0], 0), {0}); }, {x});
 }
 
 TEST(Softmax, Errors) {

@@ -1,7 +1,7 @@
 // topk: sorted values and indices against a naive stable sort, ties to the
 // lower index, k = size, largest = false, a non-last dim, non-contiguous
-// input, NaN, the gradient going to the selected entries, gradchecks,
-// float32 against float64, and errors.
+// input, NaN, the gradient going to the selected entries, float32 against
+// float64, and errors (gradient checks: the op table, tests/ops/op_table.cpp).
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -9,7 +9,6 @@
 #include "test_helpers.h"
 
 using namespace moegrad;
-using moegrad::testing::leaf;
 
 namespace {
 
@@ -87,15 +86,6 @@ TEST(Topk, GradientGoesToSelectedEntries) {
   TopK r = topk(x, 2);  // row 0: 4 (0), 3 (2); row 1: 5 (2), 2 (0)
   r.values.backward(Tensor::from_vector({10, 20, 30, 40}, {2, 2}, DType::Float64));
   EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{10, 0, 20, 40, 0, 30}));
-}
-
-TEST(Topk, Gradcheck) {
-  Tensor x = leaf({3, 5}, 1), y = leaf({2, 4, 3}, 2);
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return topk(in[0], 2).values; }, {x});
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return topk(in[0], 5, -1, false).values; }, {x});
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return topk(in[0], 2, 1).values; }, {y});
-  EXPECT_GRADCHECK([](const std::vector<Tensor>& in) { return topk(transpose(in[0], 0, 2), 2, 1, false).values; },
-                   {y});
 }
 
 TEST(Topk, Float32MatchesFloat64) {

@@ -1,6 +1,7 @@
 // Pointwise unary ops (neg, exp, log, sqrt, pow, abs, relu, gelu, tanh,
 // sigmoid): values against std:: references in float64, float32 against
-// float64, gradchecks over several shapes and non-contiguous inputs, errors.
+// float64, gradients at the kinks, errors (gradient checks over several
+// shapes and non-contiguous inputs: the op table, tests/ops/op_table.cpp).
 #include <cmath>
 #include <functional>
 
@@ -100,42 +101,6 @@ TEST(Unary, Float32MatchesFloat64) {
     EXPECT_EQ(c.op(x32).dtype(), DType::Float32);
     for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(got[i], ref[i], 1e-6 * (1 + std::fabs(ref[i]))) << c.name;
   }
-}
-
-TEST(Unary, Gradcheck) {
-  const std::vector<Shape> shapes = {{}, {5}, {3, 4}, {2, 3, 2}};
-  uint64_t seed = 100;
-  for (const Case& c : cases())
-    for (const Shape& s : shapes) {
-      UnaryFn op = c.op;
-      SCOPED_TRACE(std::string(c.name) + " " + shape_str(s));
-      EXPECT_GRADCHECK([op](const std::vector<Tensor>& in) { return op(in[0]); }, {input_for(c, s, ++seed)});
-    }
-}
-
-TEST(Unary, GradcheckNonContiguous) {
-  for (const Case& c : cases()) {
-    UnaryFn op = c.op;
-    Tensor x = input_for(c, {4, 6}, 21);
-    SCOPED_TRACE(c.name);
-    EXPECT_GRADCHECK([op](const std::vector<Tensor>& in) { return op(transpose(in[0], 0, 1)); }, {x});
-    EXPECT_GRADCHECK([op](const std::vector<Tensor>& in) { return op(slice(in[0], 1, 1, 6, 2)); }, {x});
-  }
-}
-
-TEST(Unary, GradcheckPowIntegerExponentNegativeInputs) {
-  Tensor x = away_from_zero({3, 4}, 5);
-  for (double p : {2.0, 3.0, -1.0}) EXPECT_GRADCHECK([p](const std::vector<Tensor>& in) { return pow(in[0], p); }, {x});
-}
-
-TEST(Unary, GradcheckComposed) {  // a graph that reuses intermediate results
-  Tensor x = leaf({3, 5}, 31, 0.2, 2.0);
-  EXPECT_GRADCHECK(
-      [](const std::vector<Tensor>& in) {
-        Tensor y = sigmoid(in[0]);
-        return log(y) * tanh(y) + sqrt(exp(-in[0])) + gelu(y, GeluApprox::Erf);
-      },
-      {x});
 }
 
 TEST(Unary, GradientAtKinkIsZero) {

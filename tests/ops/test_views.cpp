@@ -1,42 +1,10 @@
 // Views and shape ops: reshape, permute, transpose, narrow, slice, expand,
-// squeeze, unsqueeze, contiguous, clone — values, gradchecks and errors.
+// squeeze, unsqueeze, contiguous, clone — values, gradients through writes
+// of slices and errors (gradient checks: the op table, tests/ops/op_table.cpp).
 #include "test_helpers.h"
 
 using namespace moegrad;
 using moegrad::testing::leaf;
-
-using Fn = std::function<Tensor(const Tensor&)>;
-
-TEST(Views, GradcheckEachView) {
-  // weight the view's output by fixed non-uniform constants so gradients differ per element
-  auto weighted = [](const Fn& f) {
-    return [f](const std::vector<Tensor>& in) {
-      Tensor y = f(in[0]);
-      Generator g(5);
-      return y * Tensor::rand(y.shape(), 0.5, 1.5, DType::Float64, &g);
-    };
-  };
-  const std::vector<std::pair<std::string, Fn>> views = {
-      {"reshape", [](const Tensor& x) { return reshape(x, {4, -1}); }},
-      {"reshape non-contiguous", [](const Tensor& x) { return reshape(transpose(x, 0, 2), {-1}); }},
-      {"permute", [](const Tensor& x) { return permute(x, {2, 0, 1}); }},
-      {"transpose", [](const Tensor& x) { return transpose(x, -1, 0); }},
-      {"narrow", [](const Tensor& x) { return narrow(x, 2, 1, 2); }},
-      {"slice step", [](const Tensor& x) { return slice(x, 1, 0, 3, 2); }},
-      {"slice negative", [](const Tensor& x) { return slice(x, -1, -3, -1); }},
-      {"expand", [](const Tensor& x) { return expand(unsqueeze(x, 0), {3, 2, 3, 4}); }},
-      {"expand size-1 dim", [](const Tensor& x) { return expand(narrow(x, 1, 0, 1), {2, 5, 4}); }},
-      {"squeeze", [](const Tensor& x) { return squeeze(narrow(x, 1, 1, 1), 1); }},
-      {"unsqueeze", [](const Tensor& x) { return unsqueeze(x, -1); }},
-      {"contiguous", [](const Tensor& x) { return contiguous(transpose(x, 0, 1)); }},
-      {"clone", [](const Tensor& x) { return clone(x); }},
-  };
-  for (auto& [name, f] : views) {
-    SCOPED_TRACE(name);
-    Tensor x = leaf({2, 3, 4}, 12);
-    EXPECT_GRADCHECK(weighted(f), {x});
-  }
-}
 
 TEST(Views, Values) {
   Tensor x = Tensor::from_vector({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, {2, 3, 2}, DType::Float64);
@@ -46,6 +14,13 @@ TEST(Views, Values) {
   EXPECT_EQ(unsqueeze(x, 1).shape(), (Shape{2, 1, 3, 2}));
   EXPECT_EQ(expand(x, {4, -1, -1, -1}).shape(), (Shape{4, 2, 3, 2}));
   EXPECT_EQ(slice(x, 0, 5, 9).shape(), (Shape{0, 3, 2}));  // clamped like Python slicing
+}
+
+TEST(Views, TransposeOf0dIsItself) {
+  Tensor x = Tensor::scalar(3.0, DType::Float64);
+  EXPECT_EQ(transpose(x, -1, 0).shape(), Shape{});
+  EXPECT_EQ(transpose(x, 0, 0).item(), 3.0);
+  EXPECT_MG_ERROR(transpose(x, 0, 1), "transpose: dimension 1 out of range for a 0-d tensor");
 }
 
 TEST(Views, GradThroughWritesOfSlices) {
