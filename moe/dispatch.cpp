@@ -10,7 +10,6 @@
 // permuted buffer, the bias gradient by cuda/reduce.h's fixed-order column sum.
 #include "moe/dispatch.h"
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -20,6 +19,7 @@
 #include "cuda/moe_dispatch.h"
 #include "cuda/reduce.h"
 #include "cuda/sort.h"
+#include "tensor/cpu_gemm.h"
 #include "tensor/parallel.h"
 
 namespace moegrad {
@@ -161,13 +161,6 @@ Tensor permute_rows_backward(const Tensor& dxp, const RoutingPlan& p) {
 // ---- grouped linear kernels: block e of rows: yp_e = xp_e W_eᵀ + b_e ----
 //   dxp_e = dyp_e W_e,   dW_e = dyp_eᵀ xp_e,   db_e = Σ_rows dyp_e
 
-template <typename T>
-using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <typename T>
-using ConstMap = Eigen::Map<const RowMat<T>>;
-template <typename T>
-using MutMap = Eigen::Map<RowMat<T>>;
-
 // Runs f(e) for every expert, load-balanced over threads (dynamic schedule;
 // each expert's work is sequential, so the result is deterministic). Small
 // layers (`work` operations in all) run on the calling thread: waking the
@@ -214,10 +207,11 @@ Tensor expert_products(const Tensor& xp, const Tensor& w, const Tensor& b, const
     for_each_expert(p.experts, p.rows() * in_f * out_f, [&](int64_t e) {
       const int64_t r0 = p.offsets[e], n = p.counts[e];
       if (n == 0) return;
-      MutMap<T> y(yp.data<T>() + r0 * out_f, n, out_f);
-      y.noalias() = ConstMap<T>(xp.data<T>() + r0 * in_f, n, in_f) *
-                    ConstMap<T>(w.data<T>() + e * out_f * in_f, out_f, in_f).transpose();
-      if (b.defined()) y.rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(b.data<T>() + e * out_f, out_f);
+      T* y = yp.data<T>() + r0 * out_f;
+      if (b.defined())
+        for (int64_t r = 0; r < n; ++r) std::memcpy(y + r * out_f, b.data<T>() + e * out_f, out_f * sizeof(T));
+      cpu_gemm<T>(n, out_f, in_f, {xp.data<T>() + r0 * in_f, in_f, false},
+                  {w.data<T>() + e * out_f * in_f, in_f, true}, y, out_f, b.defined());
     });
   });
   return yp;
@@ -251,18 +245,23 @@ LinearGrads expert_products_backward(const Tensor& dyp, const Tensor& xp, const 
     using T = typename decltype(tag)::type;
     for_each_expert(E, p.rows() * in_f * out_f, [&](int64_t e) {
       const int64_t r0 = p.offsets[e], n = p.counts[e];
-      MutMap<T> dW(g.dw.data<T>() + e * out_f * in_f, out_f, in_f);
+      T* dW = g.dw.data<T>() + e * out_f * in_f;
+      T* db = has_bias ? g.db.data<T>() + e * out_f : nullptr;
       if (n == 0) {
-        dW.setZero();
-        if (has_bias) MutMap<T>(g.db.data<T>() + e * out_f, 1, out_f).setZero();
+        std::fill(dW, dW + out_f * in_f, T(0));
+        if (db) std::fill(db, db + out_f, T(0));
         return;
       }
-      ConstMap<T> dy(dyp.data<T>() + r0 * out_f, n, out_f);
-      ConstMap<T> x(xp.data<T>() + r0 * in_f, n, in_f);
-      MutMap<T>(g.dxp.data<T>() + r0 * in_f, n, in_f).noalias() =
-          dy * ConstMap<T>(w.data<T>() + e * out_f * in_f, out_f, in_f);
-      dW.noalias() = dy.transpose() * x;
-      if (has_bias) MutMap<T>(g.db.data<T>() + e * out_f, 1, out_f) = dy.colwise().sum();
+      const T* dy = dyp.data<T>() + r0 * out_f;
+      const T* x = xp.data<T>() + r0 * in_f;
+      cpu_gemm<T>(n, in_f, out_f, {dy, out_f, false}, {w.data<T>() + e * out_f * in_f, in_f, false},
+                  g.dxp.data<T>() + r0 * in_f, in_f, false);                                  // dxp_e = dy W_e
+      cpu_gemm<T>(out_f, in_f, n, {dy, out_f, true}, {x, in_f, false}, dW, in_f, false);     // dW_e = dyᵀ xp_e
+      if (db) {
+        std::fill(db, db + out_f, T(0));
+        for (int64_t r = 0; r < n; ++r)
+          for (int64_t c = 0; c < out_f; ++c) db[c] += dy[r * out_f + c];
+      }
     });
   });
   return g;
