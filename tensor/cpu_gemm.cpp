@@ -3,6 +3,8 @@
 // path for sizes past CBLAS's 32-bit integers.
 #include "tensor/cpu_gemm.h"
 
+#include <omp.h>
+
 #include <Eigen/Core>
 #include <algorithm>
 #include <limits>
@@ -70,7 +72,10 @@ void eigen_gemm(int64_t m, int64_t n, int64_t k, GemmOperand<T> a, GemmOperand<T
 void set_blas_threads() {
   static const bool done = [] {
 #ifdef MOEGRAD_BLAS_OPENBLAS
+    // OpenBLAS's OpenMP build also sets OpenMP's thread count here: restore it
+    const int threads = omp_get_max_threads();
     openblas_set_num_threads(1);
+    omp_set_num_threads(threads);
 #else
     bli_thread_set_num_threads(1);
 #endif

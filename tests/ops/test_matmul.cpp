@@ -1,6 +1,10 @@
 // matmul: 2-d, batched with broadcast batch dims, 1-d promotion, transposed
-// and sliced operands (mapped without copies), float32 vs float64, gradchecks
-// and errors.
+// and sliced operands (mapped without copies), float32 vs float64, gradchecks,
+// the thread count left alone, and errors.
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "test_helpers.h"
 
 using namespace moegrad;
@@ -79,6 +83,19 @@ TEST(Matmul, GradcheckNonContiguous) {
   EXPECT_GRADCHECK(
       [](const std::vector<Tensor>& in) { return matmul(transpose(in[0], 1, 2), slice(in[0], 2, 0, 4, 2)); }, {b});
 }
+
+#ifdef _OPENMP
+// A product on the calling thread, the first of the process under ctest (one
+// process per test), keeps OpenMP's thread count: the BLAS library's own
+// thread setting must not leak into moegrad's parallel regions.
+TEST(Matmul, LeavesTheThreadCountAlone) {
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(3);
+  Tensor c = matmul(leaf({2, 2}, 35), leaf({2, 2}, 36));
+  EXPECT_EQ(omp_get_max_threads(), 3);
+  omp_set_num_threads(threads);
+}
+#endif
 
 TEST(Matmul, Errors) {
   Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({4, 5});
