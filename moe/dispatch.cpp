@@ -2,15 +2,14 @@
 // each forward beside its hand-written backward. Each op builds one node; the
 // plan's device picks the kernels. All kernels write every output element from
 // one thread in a fixed order, so results are deterministic; on the CPU the
-// parallelism is over tokens (permute, combine) or over experts (grouped
-// linear: one GEMM per expert block). On CUDA: the plan through cuda/sort.h's
+// parallelism is over tokens (permute, combine) or over tiles of the experts'
+// outputs (grouped linear: one parallel region for all experts' products). On CUDA: the plan through cuda/sort.h's
 // stable counting sort and the scatter of cuda/moe_dispatch.h, the gathers and
 // sums there too (one thread per output element, terms in choice order), and
 // one cuBLAS GEMM per non-empty expert block (cuda/gemm.h) on views of the
 // permuted buffer, the bias gradient by cuda/reduce.h's fixed-order column sum.
 #include "moe/dispatch.h"
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -20,6 +19,7 @@
 #include "cuda/moe_dispatch.h"
 #include "cuda/reduce.h"
 #include "cuda/sort.h"
+#include "tensor/cpu_gemm.h"
 #include "tensor/parallel.h"
 
 namespace moegrad {
@@ -161,21 +161,35 @@ Tensor permute_rows_backward(const Tensor& dxp, const RoutingPlan& p) {
 // ---- grouped linear kernels: block e of rows: yp_e = xp_e W_eᵀ + b_e ----
 //   dxp_e = dyp_e W_e,   dW_e = dyp_eᵀ xp_e,   db_e = Σ_rows dyp_e
 
-template <typename T>
-using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <typename T>
-using ConstMap = Eigen::Map<const RowMat<T>>;
-template <typename T>
-using MutMap = Eigen::Map<RowMat<T>>;
+// The grouped products run as one parallel region over tiles: (expert, block
+// of output rows) pairs, shared out dynamically, each one single-threaded
+// cpu_gemm. Tiles finer than experts keep both threads busy to the end when
+// the experts' row counts differ; every output element still comes from one
+// tile in a fixed order, so results do not depend on the thread count.
+// Small layers (`work` operations in all) run on the calling thread: waking
+// the threads would cost more than the products.
+constexpr int64_t kTileRows = 128;
 
-// Runs f(e) for every expert, load-balanced over threads (dynamic schedule;
-// each expert's work is sequential, so the result is deterministic). Small
-// layers (`work` operations in all) run on the calling thread: waking the
-// threads would cost more than the products.
+struct Tile {
+  int64_t expert, begin, end;  // rows [begin, end) of the expert's output
+  bool weight_grad;            // backward: a block of dW_e's rows, else of dxp_e's
+};
+
+// Each non-empty expert's `rows(e)` output rows in blocks of kTileRows.
+template <typename Rows>
+void add_tiles(std::vector<Tile>& tiles, const RoutingPlan& p, Rows rows, bool weight_grad) {
+  for (int64_t e = 0; e < p.experts; ++e) {
+    if (p.counts[e] == 0) continue;
+    for (int64_t r = 0; r < rows(e); r += kTileRows)
+      tiles.push_back({e, r, std::min(rows(e), r + kTileRows), weight_grad});
+  }
+}
+
 template <typename F>
-void for_each_expert(int64_t experts, int64_t work, F f) {
+void for_each_tile(const std::vector<Tile>& tiles, int64_t work, F f) {
+  const int64_t n = static_cast<int64_t>(tiles.size());
 #pragma omp parallel for schedule(dynamic, 1) if (work > kParallelGrain)
-  for (int64_t e = 0; e < experts; ++e) f(e);
+  for (int64_t t = 0; t < n; ++t) f(tiles[t]);
 }
 
 // Rows [r0, r0 + n) of a contiguous [rows, cols] tensor as a [n, cols] view.
@@ -211,15 +225,18 @@ Tensor expert_products(const Tensor& xp, const Tensor& w, const Tensor& b, const
     }
     return yp;
   }
+  std::vector<Tile> tiles;
+  add_tiles(tiles, p, [&](int64_t e) { return p.counts[e]; }, false);
   dispatch_float(xp.dtype(), "grouped_linear", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    for_each_expert(p.experts, p.rows() * in_f * out_f, [&](int64_t e) {
-      const int64_t r0 = p.offsets[e], n = p.counts[e];
-      if (n == 0) return;
-      MutMap<T> y(yp.data<T>() + r0 * out_f, n, out_f);
-      y.noalias() = ConstMap<T>(xp.data<T>() + r0 * in_f, n, in_f) *
-                    ConstMap<T>(w.data<T>() + e * out_f * in_f, out_f, in_f).transpose();
-      if (b.defined()) y.rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(b.data<T>() + e * out_f, out_f);
+    for_each_tile(tiles, p.rows() * in_f * out_f, [&](const Tile& t) {
+      const int64_t r0 = p.offsets[t.expert] + t.begin, n = t.end - t.begin;
+      T* y = yp.data<T>() + r0 * out_f;
+      if (b.defined())
+        for (int64_t r = 0; r < n; ++r)
+          std::memcpy(y + r * out_f, b.data<T>() + t.expert * out_f, out_f * sizeof(T));
+      cpu_gemm<T>(n, out_f, in_f, {xp.data<T>() + r0 * in_f, in_f, false},
+                  {w.data<T>() + t.expert * out_f * in_f, in_f, true}, y, out_f, b.defined());
     });
   });
   return yp;
@@ -249,22 +266,34 @@ LinearGrads expert_products_backward(const Tensor& dyp, const Tensor& xp, const 
   }
   LinearGrads g{Tensor::empty(xp.shape(), xp.dtype()), Tensor::empty(w.shape(), w.dtype()),
                 has_bias ? Tensor::empty({E, out_f}, w.dtype()) : Tensor()};
+  // dW tiles first: each sums over all of its expert's rows, the longest units
+  std::vector<Tile> tiles;
+  add_tiles(tiles, p, [&](int64_t) { return out_f; }, true);
+  add_tiles(tiles, p, [&](int64_t e) { return p.counts[e]; }, false);
   dispatch_float(xp.dtype(), "grouped_linear backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    for_each_expert(E, p.rows() * in_f * out_f, [&](int64_t e) {
-      const int64_t r0 = p.offsets[e], n = p.counts[e];
-      MutMap<T> dW(g.dw.data<T>() + e * out_f * in_f, out_f, in_f);
-      if (n == 0) {
-        dW.setZero();
-        if (has_bias) MutMap<T>(g.db.data<T>() + e * out_f, 1, out_f).setZero();
+    for (int64_t e = 0; e < E; ++e) {  // an expert without rows has zero gradients
+      if (p.counts[e] > 0) continue;
+      std::fill(g.dw.data<T>() + e * out_f * in_f, g.dw.data<T>() + (e + 1) * out_f * in_f, T(0));
+      if (has_bias) std::fill(g.db.data<T>() + e * out_f, g.db.data<T>() + (e + 1) * out_f, T(0));
+    }
+    for_each_tile(tiles, 2 * p.rows() * in_f * out_f, [&](const Tile& t) {
+      const int64_t r0 = p.offsets[t.expert], n = p.counts[t.expert];
+      const T* dy = dyp.data<T>() + r0 * out_f;
+      const T* w_e = w.data<T>() + t.expert * out_f * in_f;
+      if (!t.weight_grad) {  // dxp_e[rows] = dy[rows] W_e
+        cpu_gemm<T>(t.end - t.begin, in_f, out_f, {dy + t.begin * out_f, out_f, false}, {w_e, in_f, false},
+                    g.dxp.data<T>() + (r0 + t.begin) * in_f, in_f, false);
         return;
       }
-      ConstMap<T> dy(dyp.data<T>() + r0 * out_f, n, out_f);
-      ConstMap<T> x(xp.data<T>() + r0 * in_f, n, in_f);
-      MutMap<T>(g.dxp.data<T>() + r0 * in_f, n, in_f).noalias() =
-          dy * ConstMap<T>(w.data<T>() + e * out_f * in_f, out_f, in_f);
-      dW.noalias() = dy.transpose() * x;
-      if (has_bias) MutMap<T>(g.db.data<T>() + e * out_f, 1, out_f) = dy.colwise().sum();
+      // dW_e[o] = dy[:, o]ᵀ xp_e and db_e[o] = Σ_rows dy[:, o] for o in [begin, end)
+      cpu_gemm<T>(t.end - t.begin, in_f, n, {dy + t.begin, out_f, true}, {xp.data<T>() + r0 * in_f, in_f, false},
+                  g.dw.data<T>() + (t.expert * out_f + t.begin) * in_f, in_f, false);
+      if (!has_bias) return;
+      T* db = g.db.data<T>() + t.expert * out_f;
+      std::fill(db + t.begin, db + t.end, T(0));
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t o = t.begin; o < t.end; ++o) db[o] += dy[r * out_f + o];
     });
   });
   return g;

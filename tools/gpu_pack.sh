@@ -57,8 +57,9 @@ tools/prepare_kjv.sh data/kjv
 fashion="$(tools/find_fashion_mnist.sh)"
 
 programs=(moegrad_tests train_lm train_image moegrad_bench)
+# Eigen for the CPU matrix products: the pack needs no OpenBLAS on the GPU machine.
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DMOEGRAD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$archs" \
-  -DMOEGRAD_NATIVE=OFF -DMOEGRAD_CPU_TARGET="$cpu_target" -DBUILD_SHARED_LIBS=ON >/dev/null
+  -DMOEGRAD_NATIVE=OFF -DMOEGRAD_CPU_TARGET="$cpu_target" -DBUILD_SHARED_LIBS=ON -DMOEGRAD_BLAS=eigen >/dev/null
 cmake --build "$build" -j"$(nproc)" --target "${programs[@]}"
 
 # Assemble in a temporary folder beside the pack, then move it into place: an

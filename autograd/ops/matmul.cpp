@@ -1,4 +1,5 @@
-// matmul: 2-d GEMM and batched GEMM with broadcast batch dimensions, on Eigen.
+// matmul: 2-d GEMM and batched GEMM with broadcast batch dimensions, on
+// cpu_gemm (tensor/cpu_gemm.h: OpenBLAS, BLIS or Eigen, chosen at configure time).
 // Operands are mapped in place when their last two dims are row-major or
 // column-major with unit inner stride (so transposed views used in backward
 // cost no copy). [..., m, k] x [k, n] with a contiguous left operand becomes
@@ -7,25 +8,16 @@
 // over the batch dims that were broadcast.
 #include <omp.h>
 
-#include <Eigen/Core>
 #include <algorithm>
 
 #include "autograd/ops/util.h"
+#include "tensor/cpu_gemm.h"
 #include "tensor/strided.h"
 #include "cuda/gemm.h"
 
 namespace moegrad {
 
 namespace {
-
-template <typename T>
-using RowMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0,
-                          Eigen::OuterStride<>>;
-template <typename T>
-using ColMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>, 0,
-                          Eigen::OuterStride<>>;
-template <typename T>
-using OutMap = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
 
 // A matrix operand: base pointer and the strides of its two dims.
 template <typename T>
@@ -45,50 +37,30 @@ Mat<T> fix_degenerate(Mat<T> x) {
   return x;
 }
 
-// Eigen sizes its cache blocks from the L3 size the CPU reports; a VM reports
-// the host's whole L3 (320 MiB on the 2-core Zen 4 machines here), far more
-// than a GEMM can count on. Capped at 16 MiB: 2048² float GEMM on 2 threads
-// 120 -> 112 ms.
-void set_eigen_cache_sizes() {
-  static const bool done = [] {
-    std::ptrdiff_t l1, l2, l3;
-    Eigen::internal::manage_caching_sizes(Eigen::GetAction, &l1, &l2, &l3);
-    Eigen::setCpuCacheSizes(l1, l2, std::min<std::ptrdiff_t>(l3, 16 << 20));
-    return true;
-  }();
-  (void)done;
-}
-
 // Products of at least this many multiply-adds are split by rows of C over
-// the threads, each block one single-threaded Eigen GEMM: on 2 cores Eigen's
-// own threading is no faster at any size measured (bench/compare.py, float32
-// square: 128: 0.062 -> 0.029 ms, 512: 1.6 -> 1.56 ms, 2048: 112 -> 106 ms).
+// the threads, each block one single-threaded cpu_gemm (tensor/cpu_gemm.h):
+// on 2 cores this beat the libraries' own threading at every size measured
+// (float32 square, 128 to 2048, Eigen and OpenBLAS alike).
 constexpr int64_t kRowSplitWork = int64_t{1} << 20;
 
-template <typename T, typename A, typename B>
-void gemm(const A& a, const B& b, T* c, int64_t m, int64_t n) {
-  set_eigen_cache_sizes();
-  OutMap<T> out(c, m, n);
-  if (m * n * a.cols() >= kRowSplitWork && !omp_in_parallel() && omp_get_max_threads() > 1) {
+template <typename T>
+GemmOperand<T> operand(const Mat<T>& x) {
+  return x.row_major() ? GemmOperand<T>{x.p, x.rs, false} : GemmOperand<T>{x.p, x.cs, true};
+}
+
+// c [a.rows, b.cols] = a · b, both operands row- or column-major.
+template <typename T>
+void gemm(const Mat<T>& a, const Mat<T>& b, T* c) {
+  const int64_t m = a.rows, n = b.cols, k = a.cols;
+  const GemmOperand<T> ao = operand(a), bo = operand(b);
+  if (m * n * k >= kRowSplitWork && !omp_in_parallel() && omp_get_max_threads() > 1) {
     parallel_for(m, 64, [&](int64_t r0, int64_t r1) {
-      out.middleRows(r0, r1 - r0).noalias() = a.middleRows(r0, r1 - r0) * b;
+      const GemmOperand<T> rows{ao.p + r0 * (ao.transposed ? 1 : ao.ld), ao.ld, ao.transposed};
+      cpu_gemm(r1 - r0, n, k, rows, bo, c + r0 * n, n, false);
     });
     return;
   }
-  out.noalias() = a * b;
-}
-
-template <typename T>
-void gemm_dispatch(const Mat<T>& a, const Mat<T>& b, T* c) {
-  const int64_t m = a.rows, n = b.cols;
-  if (a.row_major()) {
-    RowMap<T> am(a.p, a.rows, a.cols, Eigen::OuterStride<>(a.rs));
-    if (b.row_major()) return gemm<T>(am, RowMap<T>(b.p, b.rows, b.cols, Eigen::OuterStride<>(b.rs)), c, m, n);
-    return gemm<T>(am, ColMap<T>(b.p, b.rows, b.cols, Eigen::OuterStride<>(b.cs)), c, m, n);
-  }
-  ColMap<T> am(a.p, a.rows, a.cols, Eigen::OuterStride<>(a.cs));
-  if (b.row_major()) return gemm<T>(am, RowMap<T>(b.p, b.rows, b.cols, Eigen::OuterStride<>(b.rs)), c, m, n);
-  return gemm<T>(am, ColMap<T>(b.p, b.rows, b.cols, Eigen::OuterStride<>(b.cs)), c, m, n);
+  cpu_gemm(m, n, k, ao, bo, c, n, false);
 }
 
 // A copy of t when its last two dims are neither row- nor column-major.
@@ -164,7 +136,7 @@ Tensor matmul_nd(const Tensor& a_in, const Tensor& b_in) {
       const int64_t rows = a_in.numel() / k;
       Mat<T> am{a_in.data<T>(), rows, k, k, 1};
       Mat<T> bm{b.data<T>(), k, n, b.strides()[0], b.strides()[1]};
-      gemm_dispatch(fix_degenerate(am), fix_degenerate(bm), out.data<T>());
+      gemm(fix_degenerate(am), fix_degenerate(bm), out.data<T>());
     });
     return out;
   }
@@ -188,9 +160,9 @@ Tensor matmul_nd(const Tensor& a_in, const Tensor& b_in) {
       }
       Mat<T> am{ap + ao, m, k, a.strides()[a.dim() - 2], a.strides()[a.dim() - 1]};
       Mat<T> bm{bp + bo, k, n, b.strides()[b.dim() - 2], b.strides()[b.dim() - 1]};
-      gemm_dispatch(fix_degenerate(am), fix_degenerate(bm), cp + i * m * n);
+      gemm(fix_degenerate(am), fix_degenerate(bm), cp + i * m * n);
     };
-    // many small products: one per thread; few large ones: Eigen's own threads
+    // many small products: one per thread; few large ones: each split by rows (gemm)
     if (nbatch > 1 && m * n * k < (1 << 22)) {
       // grain: enough products per thread to cover the cost of waking threads
       parallel_for(nbatch, grain_for(m * n * k),

@@ -1,10 +1,18 @@
 // Routing plan invariants, permute / grouped linear / combine values against
-// naive loops, dropped slots, errors. Their gradient checks (with empty experts
-// and dropped slots) and CUDA parity: the op table, tests/ops/op_table.cpp.
+// naive loops, the grouped products across tiles and thread counts, dropped
+// slots, errors. Their gradient checks (with empty experts and dropped slots)
+// and CUDA parity: the op table, tests/ops/op_table.cpp.
 #include "moe/dispatch.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <algorithm>
 #include "test_helpers.h"
 
 using namespace moegrad;
+using moegrad::testing::expect_near;
+using moegrad::testing::leaf;
 using moegrad::testing::random_assignment;
 
 TEST(RoutingPlan, InvariantsWithoutCapacity) {
@@ -66,6 +74,52 @@ TEST(Dispatch, ValuesAgainstLoops) {
       }
       EXPECT_NEAR(y.at({i, c}), ref, 1e-12);
     }
+}
+
+// Experts with more rows and outputs than one tile of the grouped products
+// (128): forward and backward against per-expert matmuls, an expert without
+// rows getting zero gradients, and the same bits with 1 and 4 threads.
+TEST(Dispatch, GroupedLinearAcrossTiles) {
+  const int64_t d = 5, o = 130, E = 3;
+  std::vector<int64_t> experts(300, 0);  // expert 0: 200 rows (two tiles), expert 1: 100, expert 2: none
+  for (int64_t i = 200; i < 300; ++i) experts[i] = 1;
+  PlanPtr p = make_routing_plan(Tensor::from_indices(experts, {300, 1}), E);
+  Tensor x = leaf({300, d}, 1), W = leaf({E, o, d}, 2), b = leaf({E, o}, 3);
+  Generator gen(4);
+  Tensor dy = Tensor::rand({300, o}, -1, 1, DType::Float64, &gen);
+  auto run = [&]() {
+    x.zero_grad(), W.zero_grad(), b.zero_grad();
+    Tensor y = grouped_linear(x, W, b, p);  // rows already in expert order: the plan's permutation is the identity
+    y.backward(dy);
+    return std::vector<std::vector<double>>{y.to_vector(), x.grad().to_vector(), W.grad().to_vector(),
+                                            b.grad().to_vector()};
+  };
+#ifdef _OPENMP
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  auto one = run();
+  omp_set_num_threads(std::max(threads, 4));
+  auto got = run();
+  omp_set_num_threads(threads);
+  EXPECT_EQ(one, got);
+#else
+  auto got = run();
+#endif
+  NoGradGuard no_grad;
+  std::vector<double> y, dx, dW, db;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t r0 = p->offsets[e], n = p->counts[e];
+    Tensor W_e = reshape(narrow(W, 0, e, 1), {o, d}), xe = narrow(x, 0, r0, n), dye = narrow(dy, 0, r0, n);
+    for (double v : add(matmul(xe, transpose(W_e, 0, 1)), reshape(narrow(b, 0, e, 1), {o})).to_vector()) y.push_back(v);
+    for (double v : matmul(dye, W_e).to_vector()) dx.push_back(v);
+    for (double v : matmul(transpose(dye, 0, 1), xe).to_vector()) dW.push_back(v);
+    for (double v : sum(dye, {0}).to_vector()) db.push_back(v);
+  }
+  expect_near(got[0], y);
+  expect_near(got[1], dx);
+  expect_near(got[2], dW);
+  expect_near(got[3], db);
+  EXPECT_EQ(std::vector<double>(got[2].end() - o * d, got[2].end()), std::vector<double>(o * d, 0.0));
 }
 
 TEST(Dispatch, DroppedSlotsContributeZero) {

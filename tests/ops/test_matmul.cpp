@@ -1,10 +1,16 @@
 // matmul: 2-d, batched with broadcast batch dims, 1-d promotion, transposed
-// and sliced operands (mapped without copies), float32 vs float64 and errors
-// (gradient checks: the op table, tests/ops/op_table.cpp).
+// and sliced operands (mapped without copies), float32 vs float64, the thread
+// count left alone, and errors (gradient checks: the op table,
+// tests/ops/op_table.cpp).
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "test_helpers.h"
 
 using namespace moegrad;
 using moegrad::testing::expect_near;
+using moegrad::testing::leaf;
 
 // Naive C = A B for 2-d tensors of any layout.
 static std::vector<double> naive_mm(const Tensor& a, const Tensor& b) {
@@ -60,6 +66,19 @@ TEST(Matmul, OneDimensionalOperands) {
   EXPECT_EQ(matmul(v, v).shape(), Shape{});
   EXPECT_EQ(matmul(v, v).item(), 5.0);
 }
+
+#ifdef _OPENMP
+// A product on the calling thread, the first of the process under ctest (one
+// process per test), keeps OpenMP's thread count: the BLAS library's own
+// thread setting must not leak into moegrad's parallel regions.
+TEST(Matmul, LeavesTheThreadCountAlone) {
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(3);
+  Tensor c = matmul(leaf({2, 2}, 35), leaf({2, 2}, 36));
+  EXPECT_EQ(omp_get_max_threads(), 3);
+  omp_set_num_threads(threads);
+}
+#endif
 
 TEST(Matmul, Errors) {
   Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({4, 5});
