@@ -12,7 +12,7 @@ set -euo pipefail
 
 # bible-kjv: the text of the main job (tools/prepare_kjv.sh); python3-matplotlib:
 # its plot (tools/plot_curves.py, run with /usr/bin/python3).
-PACKAGES="build-essential cmake libeigen3-dev libgtest-dev nlohmann-json3-dev zlib1g-dev bible-kjv python3-matplotlib"
+PACKAGES="build-essential cmake libeigen3-dev libgtest-dev nlohmann-json3-dev zlib1g-dev bible-kjv python3-matplotlib libopenmpi-dev openmpi-bin"
 # Only for fuzzing: clang 14, its runtimes (libclang_rt.fuzzer, the
 # sanitizers) and its OpenMP.
 FUZZ_PACKAGES="clang-14 libclang-rt-14-dev libomp-14-dev"
