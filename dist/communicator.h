@@ -67,9 +67,11 @@ class SingleProcessCommunicator : public Communicator {
   void abort_all(int status) override;
 };
 
-// The communicator of every process of this run: with MPI, MPI_COMM_WORLD
-// (MPI is initialised on the first call and finalised when the process
-// exits); without MPI, a SingleProcessCommunicator. Every call returns the same one.
+// The communicator of every process of this run: in a build with MPI and a
+// process that mpirun started, MPI_COMM_WORLD (MPI is initialised on the
+// first call and finalised when the process exits); otherwise a
+// SingleProcessCommunicator, so a program run alone never starts MPI. Every
+// call returns the same one.
 CommPtr world();
 // True when this build has the MPI communicator.
 bool built_with_mpi();

@@ -1,4 +1,6 @@
-// dist::world(): MPI_COMM_WORLD in a build with MPI, the group of one otherwise.
+// dist::world(): MPI_COMM_WORLD in a build with MPI started by mpirun, the
+// group of one otherwise.
+#include <cstdlib>
 #include <mutex>
 
 #include "dist/communicator.h"
@@ -16,6 +18,17 @@ bool built_with_mpi() {
 #endif
 }
 
+#ifdef MOEGRAD_WITH_MPI
+namespace {
+// True when a launcher (OpenMPI's mpirun, or a PMI/PMIx one) started this process as a rank.
+bool started_as_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE"})
+    if (std::getenv(name)) return true;
+  return false;
+}
+}  // namespace
+#endif
+
 CommPtr world() {
   // MPI may be initialised once per process: every caller shares one
   // communicator, kept until the process exits (MPI is finalised then)
@@ -23,10 +36,9 @@ CommPtr world() {
   static CommPtr shared;
   std::lock_guard<std::mutex> lock(mutex);
 #ifdef MOEGRAD_WITH_MPI
-  if (!shared) shared = std::make_shared<MpiCommunicator>();
-#else
-  if (!shared) shared = std::make_shared<SingleProcessCommunicator>();
+  if (!shared && started_as_rank()) shared = std::make_shared<MpiCommunicator>();
 #endif
+  if (!shared) shared = std::make_shared<SingleProcessCommunicator>();
   return shared;
 }
 
