@@ -122,6 +122,9 @@ std::vector<ConfigField> config_fields(LMTrainConfig& c) {
       {"ac-rows", &c.ac_rows, "AC table rows: experts | largest-index (the previous choices' largest + 1)", false},
       {"ac-mix", &c.ac_mix, "AC: mix W over the previous layer's top-m experts", false},
       {"ac-differentiable", &c.ac_differentiable, "AC: backpropagate through W (the paper detaches it)", false},
+      {"ac-stats", &c.ac_stats,
+       "AC statistics with several ranks: local (each rank's batch) | global (every rank's: the one-process W)",
+       true},
       {"elliptical", &c.elliptical, "elliptical attention in the attention layers after the first", false},
       {"norm", &c.norm, "pre | post layer norm", false},
       {"optimizer", &c.optimizer, "adam | adamw", false},
@@ -342,6 +345,9 @@ void validate(const LMTrainConfig& config) {
   check_one_of(c.ac_rows, "train_lm", "ac-rows", {"experts", "largest-index"});
   check_one_of(c.eval, "train_lm", "eval", {"batch", "causal", "both"});
   check_one_of(c.ac_stat, "train_lm", "ac-stat", {"mad", "variance"});
+  check_one_of(c.ac_stats, "train_lm", "ac-stats", {"local", "global"});
+  MG_CHECK(c.ac_stats == "local" || (c.ac_rows == "experts" && !c.ac_differentiable),
+           "train_lm: --ac-stats global needs --ac-rows experts and a detached W (no --ac-differentiable)");
   check_one_of(c.ac_scaling, "train_lm", "ac-scaling", {"feature", "global"});
   check_one_of(c.norm, "train_lm", "norm", {"pre", "post"});
   check_one_of(c.optimizer, "train_lm", "optimizer", {"adam", "adamw"});
@@ -464,7 +470,8 @@ LMTrainer::LMTrainer(const LMTrainConfig& config, std::FILE* log, dist::CommPtr 
   // evaluation batches of the training forward's size, so an AC layer's statistics see as many windows
   eval_ = make_eval_splits(files.valid, files.test, *tokenizer_, c.level, c.attack_rate, c.attack_seed,
                            c.micro_batch > 0 ? c.micro_batch : local_batch_, c.seq_len);
-  const LMConfig mc = model_config(c, tokenizer_->vocab_size());
+  LMConfig mc = model_config(c, tokenizer_->vocab_size());
+  if (c.ac_stats == "global") mc.block.moe.ac.stats.ranks = comm_;
 
   // The same seed gives SMoE and ACMoE the same initial weights (the AC router
   // has no parameters of its own) and the same batches.

@@ -14,7 +14,8 @@
 // before clipping, so every rank takes the same optimizer step. Rank 0 alone
 // logs, evaluates during training, writes the metrics and the checkpoints.
 // Each rank's forward sees only its slice: the balance loss and the AC
-// statistics are those of its slice (as with --micro-batch), and dropout
+// statistics are those of its slice (as with --micro-batch; --ac-stats
+// global: the AC statistics of the whole global batch), and dropout
 // draws the same masks on every rank.
 //
 // Every option is one entry of config_fields(), which gives its command-line
@@ -76,6 +77,7 @@ struct LMTrainConfig {
   std::string ac_rows = "experts";     // experts | largest-index
   int64_t ac_mix = 1;
   bool ac_differentiable = false;
+  std::string ac_stats = "local";  // local | global: AC statistics of each rank's batch or of all ranks'
   bool elliptical = false;
   std::string norm = "pre";        // pre | post
   // optimisation

@@ -1,6 +1,7 @@
 # ctest script for train_lm over MPI ranks, on a generated corpus:
 #   - 2 ranks data parallel train as one process with the whole batch (float32:
 #     the train losses agree to 1e-4 relative), rank 0 alone writing the files;
+#   - --ac-stats global trains;
 #   - a bad option on one rank only ends both ranks with that rank's Error;
 #   - a rank killed mid-training ends the run (mpirun's error handling), within
 #     the test's time limit instead of a hang.
@@ -95,10 +96,13 @@ if(NOT EXISTS ${WORK_DIR}/two/checkpoint.safetensors)
   message(FATAL_ERROR "rank 0 wrote no checkpoint")
 endif()
 
+# the AC statistics of the global batch
+run(TRUE ${np} ${TRAIN_LM} ${model} --arch sgsc --router acmoe --ac-stats global --steps 2 --out ${WORK_DIR}/global)
+
 # a bad option on rank 1 only: both ranks end with its Error
 run(FALSE ${MPIEXEC} -n 1 ${TRAIN_LM} ${model} --steps 2 --out ${WORK_DIR}/bad :
-    -n 1 ${TRAIN_LM} ${model} --steps 2 --out ${WORK_DIR}/bad --ac-stat everywhere)
-string(REGEX MATCHALL "error: rank 1: train_lm: --ac-stat must be mad \\| variance" said "${err}")
+    -n 1 ${TRAIN_LM} ${model} --steps 2 --out ${WORK_DIR}/bad --ac-stats everywhere)
+string(REGEX MATCHALL "error: rank 1: train_lm: --ac-stats must be local \\| global" said "${err}")
 list(LENGTH said ranks_said)
 if(NOT ranks_said EQUAL 2)
   message(FATAL_ERROR "expected rank 1's Error from both ranks, got:\n${err}")
