@@ -14,8 +14,9 @@
 // copied back).
 //
 // Every operation is collective: all ranks call it in the same order with
-// matching arguments. Sizes that do not match across ranks are an Error on
-// every rank (the sizes are exchanged first), not a hang.
+// matching arguments. Arguments that one rank refuses, or sizes that do not
+// match across ranks, are an Error on every rank (each rank's checks and
+// sizes are exchanged first), not a hang.
 #pragma once
 #include <functional>
 #include <memory>

@@ -4,6 +4,7 @@
 #include <mpi.h>
 
 #include <climits>
+#include <functional>
 #include <cstdlib>
 #include <numeric>
 #include <string>
@@ -49,19 +50,35 @@ MpiCommunicator::~MpiCommunicator() {
   if (initialised_here_ && !finalised) MPI_Finalize();
 }
 
-void MpiCommunicator::check_same_on_all(int64_t value, const char* op, const char* what) {
+int64_t MpiCommunicator::agree_on_size(const std::function<int64_t()>& prepare, const char* op, const char* what) {
+  std::string problem;
+  int64_t value = -1;  // sent when prepare fails: sizes are never negative
+  try {
+    value = prepare();
+  } catch (const std::exception& e) {
+    problem = e.what();
+    value = -1;
+  }
   std::vector<int64_t> all(static_cast<size_t>(size_));
   check_mpi(MPI_Allgather(&value, 1, MPI_INT64_T, all.data(), 1, MPI_INT64_T, MPI_COMM_WORLD), op);
+  if (!problem.empty()) throw Error(problem);
+  for (int r = 0; r < size_; ++r)
+    MG_CHECK(all[r] >= 0, op, ": rank ", r, " refused its arguments (its own error says why)");
   for (int r = 0; r < size_; ++r)
     MG_CHECK(all[r] == value, op, ": ranks disagree on ", what, ": rank ", r, " has ", all[r], ", rank ", rank_,
              " has ", value);
+  return value;
 }
 
 void MpiCommunicator::all_reduce_sum(const std::vector<Tensor>& tensors) {
   const char* op = "all_reduce_sum";
-  std::vector<double> values = pack_values(tensors, op);
-  const int n = as_count(static_cast<int64_t>(values.size()), op);
-  check_same_on_all(n, op, "the number of elements");
+  std::vector<double> values;
+  const int n = static_cast<int>(agree_on_size(
+      [&] {
+        values = pack_values(tensors, op);
+        return int64_t{as_count(static_cast<int64_t>(values.size()), op)};
+      },
+      op, "the number of elements"));
   std::vector<double> gathered(rank_ == 0 ? values.size() * static_cast<size_t>(size_) : 0);
   check_mpi(MPI_Gather(values.data(), n, MPI_DOUBLE, gathered.data(), n, MPI_DOUBLE, 0, MPI_COMM_WORLD), op);
   if (rank_ == 0)
@@ -73,40 +90,56 @@ void MpiCommunicator::all_reduce_sum(const std::vector<Tensor>& tensors) {
 
 void MpiCommunicator::broadcast(const std::vector<Tensor>& tensors, int root) {
   const char* op = "broadcast";
-  MG_CHECK(root >= 0 && root < size_, op, ": root ", root, " is not a rank of a world of ", size_);
-  std::vector<char> bytes = pack_bytes(tensors, op);
-  const int n = as_count(static_cast<int64_t>(bytes.size()), op);
-  check_same_on_all(n, op, "the number of bytes");
+  std::vector<char> bytes;
+  const int n = static_cast<int>(agree_on_size(
+      [&] {
+        MG_CHECK(root >= 0 && root < size_, op, ": root ", root, " is not a rank of a world of ", size_);
+        bytes = pack_bytes(tensors, op);
+        return int64_t{as_count(static_cast<int64_t>(bytes.size()), op)};
+      },
+      op, "the number of bytes"));
+  agree_on_size([&] { return int64_t{root}; }, op, "the root");
   check_mpi(MPI_Bcast(bytes.data(), n, MPI_BYTE, root, MPI_COMM_WORLD), op);
   unpack_bytes(bytes, tensors);
 }
 
 std::vector<int64_t> MpiCommunicator::all_to_all_counts(const std::vector<int64_t>& send) {
-  check_counts(send, size_, "all_to_all_counts", "send");
+  const char* op = "all_to_all_counts";
+  agree_on_size(
+      [&] {
+        check_counts(send, size_, op, "send");
+        return static_cast<int64_t>(send.size());
+      },
+      op, "the number of counts");
   std::vector<int64_t> recv(static_cast<size_t>(size_));
-  check_mpi(MPI_Alltoall(send.data(), 1, MPI_INT64_T, recv.data(), 1, MPI_INT64_T, MPI_COMM_WORLD),
-            "all_to_all_counts");
+  check_mpi(MPI_Alltoall(send.data(), 1, MPI_INT64_T, recv.data(), 1, MPI_INT64_T, MPI_COMM_WORLD), op);
   return recv;
 }
 
 Tensor MpiCommunicator::all_to_all(const Tensor& rows, const std::vector<int64_t>& send,
                                    const std::vector<int64_t>& recv) {
   const char* op = "all_to_all";
-  check_all_to_all(rows, send, recv, size_);
-  int64_t row_elements = 1;
-  for (int64_t d = 1; d < rows.dim(); ++d) row_elements *= rows.size(d);
-  check_same_on_all(row_elements, op, "the elements per row");
-  check_same_on_all(static_cast<int64_t>(rows.dtype()), op, "the dtype");
-  const int64_t bytes_per_row = row_elements * static_cast<int64_t>(dtype_size(rows.dtype()));
   std::vector<int> send_bytes(size_), send_at(size_), recv_bytes(size_), recv_at(size_);
-  int64_t send_total = 0, recv_total = 0;
-  for (int r = 0; r < size_; ++r) {
-    send_bytes[r] = as_count(send[r] * bytes_per_row, op), send_at[r] = as_count(send_total, op);
-    recv_bytes[r] = as_count(recv[r] * bytes_per_row, op), recv_at[r] = as_count(recv_total, op);
-    send_total += send[r] * bytes_per_row, recv_total += recv[r] * bytes_per_row;
-  }
-  as_count(send_total, op), as_count(recv_total, op);
-  const std::vector<char> out = pack_bytes({rows}, op);
+  std::vector<char> out;
+  agree_on_size(
+      [&] {
+        check_all_to_all(rows, send, recv, size_);
+        int64_t row_elements = 1;
+        for (int64_t d = 1; d < rows.dim(); ++d) row_elements *= rows.size(d);
+        const int64_t bytes_per_row = row_elements * static_cast<int64_t>(dtype_size(rows.dtype()));
+        int64_t send_total = 0, recv_total = 0;
+        for (int r = 0; r < size_; ++r) {
+          send_bytes[r] = as_count(send[r] * bytes_per_row, op), send_at[r] = as_count(send_total, op);
+          recv_bytes[r] = as_count(recv[r] * bytes_per_row, op), recv_at[r] = as_count(recv_total, op);
+          send_total += send[r] * bytes_per_row, recv_total += recv[r] * bytes_per_row;
+        }
+        as_count(send_total, op);
+        as_count(recv_total, op);
+        out = pack_bytes({rows}, op);
+        return row_elements;
+      },
+      op, "the elements per row");
+  agree_on_size([&] { return static_cast<int64_t>(rows.dtype()); }, op, "the dtype");
   Shape shape = rows.shape();
   shape[0] = std::accumulate(recv.begin(), recv.end(), int64_t{0});
   Tensor result = Tensor::empty(shape, rows.dtype());

@@ -6,8 +6,11 @@
 //   all_reduce_sum  MPI_Gather to rank 0, sum in rank order there, MPI_Bcast
 //   broadcast       one MPI_Bcast of all tensors' bytes
 //   all_to_all      MPI_Alltoall of the counts, MPI_Alltoallv of the rows' bytes
-// Each first checks with an MPI_Allgather that every rank's sizes agree.
+// Each first checks its arguments and, with an MPI_Allgather, that every
+// rank's checks passed and its sizes agree.
 #pragma once
+#include <functional>
+
 #include "dist/communicator.h"
 
 namespace moegrad::dist {
@@ -30,8 +33,12 @@ class MpiCommunicator : public Communicator {
   void abort_all(int status) override;  // MPI_Abort
 
  private:
-  // Error naming op unless every rank passes the same value.
-  void check_same_on_all(int64_t value, const char* op, const char* what);
+  // Runs prepare (this rank's checks and staging; it returns a size every
+  // rank must share) and compares the sizes of all ranks. Returns the size;
+  // when prepare throws on any rank, or the sizes differ, every rank throws
+  // (the failing rank its own Error, the others one naming it) instead of
+  // leaving the others waiting in the collective.
+  int64_t agree_on_size(const std::function<int64_t()>& prepare, const char* op, const char* what);
   int rank_ = 0, size_ = 1;
   bool initialised_here_ = false;
 };

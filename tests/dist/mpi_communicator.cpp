@@ -1,7 +1,10 @@
 // The MPI communicator under mpirun (2 ranks; the FourRanks test with 4):
 // sums in rank order whatever the timing, broadcasts from any root,
 // all-to-all with different counts per pair of ranks, and sizes that differ
-// between ranks give the same Error on every rank instead of a hang.
+// between ranks, or arguments one rank refuses, give an Error on every rank
+// instead of a hang.
+#include <functional>
+
 #include "dist/communicator.h"
 #include "test_helpers.h"
 
@@ -81,6 +84,25 @@ TEST(MpiCommunicator, MismatchedSizesAreTheSameErrorOnEveryRank) {
   Tensor x = Tensor::zeros({comm->rank() == 0 ? 3 : 4}, DType::Float64);
   EXPECT_MG_ERROR(comm->all_reduce_sum({x}), "ranks disagree on the number of elements");
   EXPECT_MG_ERROR(comm->broadcast({x}), "ranks disagree on the number of bytes");
+  comm->barrier();  // every rank is still in step
+}
+
+TEST(MpiCommunicator, BadArgumentsOnOneRankAreAnErrorOnEveryRank) {
+  dist::CommPtr comm = dist::world();
+  const bool bad = comm->rank() == 1;
+  auto expect_refused = [&](const std::function<void()>& call, const char* own_error) {
+    if (bad)
+      EXPECT_MG_ERROR(call(), own_error);
+    else
+      EXPECT_MG_ERROR(call(), "rank 1 refused its arguments");
+  };
+  Tensor x = bad ? Tensor::from_indices({1, 2}, {2}) : Tensor::zeros({2}, DType::Float64);
+  expect_refused([&] { comm->all_reduce_sum({x}); }, "float32 or float64");
+  expect_refused([&] { comm->broadcast({x}, bad ? 5 : 0); }, "root 5");
+  const std::vector<int64_t> counts(bad ? 3 : 2, 1);
+  expect_refused([&] { comm->all_to_all_counts(counts); }, "one count per rank");
+  Tensor rows = Tensor::zeros({bad ? 3 : 2, 4}, DType::Float64);
+  expect_refused([&] { comm->all_to_all(rows, {1, 1}, {1, 1}); }, "add up to 2");
   comm->barrier();  // every rank is still in step
 }
 

@@ -59,7 +59,7 @@ endfunction()
 
 set(model --data ${WORK_DIR}/data --router smoe --arch sgsg --dim 16 --heads 2 --experts 4 --expert-hidden 16 --seq-len 16
     --batch 4 --warmup 2 --eval-every 0 --eval-batches 1 --threads 1 --log-every 1 --balance-coef 0)
-set(np ${MPIEXEC} -n 2)
+set(np ${MPIEXEC} -n 2 --oversubscribe)
 
 # data parallel equals one process
 run(TRUE ${TRAIN_LM} ${model} --steps 4 --out ${WORK_DIR}/single)
@@ -100,7 +100,7 @@ endif()
 run(TRUE ${np} ${TRAIN_LM} ${model} --arch sgsc --router acmoe --ac-stats global --steps 2 --out ${WORK_DIR}/global)
 
 # a bad option on rank 1 only: both ranks end with its Error
-run(FALSE ${MPIEXEC} -n 1 ${TRAIN_LM} ${model} --steps 2 --out ${WORK_DIR}/bad :
+run(FALSE ${MPIEXEC} --oversubscribe -n 1 ${TRAIN_LM} ${model} --steps 2 --out ${WORK_DIR}/bad :
     -n 1 ${TRAIN_LM} ${model} --steps 2 --out ${WORK_DIR}/bad --ac-stats everywhere)
 string(REGEX MATCHALL "error: rank 1: train_lm: --ac-stats must be local \\| global" said "${err}")
 list(LENGTH said ranks_said)
@@ -111,7 +111,7 @@ endif()
 # rank 1 killed while training: the run ends (not a hang) with a failure
 string(REPLACE ";" " " model_line "${model}")
 string(TIMESTAMP start "%s")
-run(FALSE ${MPIEXEC} -n 1 ${TRAIN_LM} ${model} --steps 100000 --out ${WORK_DIR}/killed :
+run(FALSE ${MPIEXEC} --oversubscribe -n 1 ${TRAIN_LM} ${model} --steps 100000 --out ${WORK_DIR}/killed :
     -n 1 sh -c "${TRAIN_LM} ${model_line} --steps 100000 --out ${WORK_DIR}/killed & sleep 5; kill -9 $!; wait")
 string(TIMESTAMP end "%s")
 math(EXPR seconds "${end} - ${start}")
