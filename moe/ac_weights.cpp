@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "autograd/node.h"
 #include "autograd/ops/util.h"
 #include "cuda/ac_weights.h"
 #include "cuda/sort.h"
@@ -161,6 +162,43 @@ WeightTable weight_table(const ClusterStats& st, const ACOptions& opt, DType dty
     for (int64_t j = 0; j < E * d; ++j) W[j] = in[j / d] ? static_cast<T>(B(j) / q[per_feature ? j % d : 0]) : T(1);
   });
   return t;
+}
+
+// ---- 1b. the cluster statistics over every rank's tokens (ACOptions::ranks) ----
+
+ClusterStats global_cluster_statistics(const Tensor& x, const Tensor& labels, int64_t E, ACStat stat,
+                                       dist::Communicator& comm) {
+  const int64_t n = x.size(0), d = x.size(1);
+  const bool mad = stat == ACStat::MAD;
+  const std::vector<double> xv = x.to_vector();
+  const std::vector<int64_t> label = labels.to_indices();
+  // round 1: per cluster, the count and the per-feature sums of this rank's tokens, summed over the ranks
+  Tensor counts = Tensor::zeros({E}, DType::Float64), mu = Tensor::zeros({E, d}, DType::Float64);
+  double *count = counts.data<double>(), *m = mu.data<double>();
+  for (int64_t i = 0; i < n; ++i) {
+    count[label[i]] += 1;
+    for (int64_t f = 0; f < d; ++f) m[label[i] * d + f] += xv[i * d + f];
+  }
+  comm.all_reduce_sum({counts, mu});
+  for (int64_t e = 0; e < E; ++e)
+    for (int64_t f = 0; f < d; ++f) m[e * d + f] /= std::max(count[e], 1.0);
+  // round 2: the spreads around the global means
+  Tensor s = Tensor::zeros({E, d}, DType::Float64);
+  double* sp = s.data<double>();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t f = 0; f < d; ++f) {
+      const double r = xv[i * d + f] - m[label[i] * d + f];
+      sp[label[i] * d + f] += mad ? std::fabs(r) : r * r;
+    }
+  comm.all_reduce_sum({s});
+  std::vector<int64_t> offsets(E + 1, 0);
+  for (int64_t e = 0; e < E; ++e) {
+    for (int64_t f = 0; f < d; ++f) sp[e * d + f] = count[e] > 0 ? sp[e * d + f] / count[e] : 0.0;
+    offsets[e + 1] = offsets[e] + static_cast<int64_t>(count[e]);
+  }
+  const Device device = x.device();
+  return {Clusters{Tensor(), Tensor::from_indices(offsets, {E + 1}).to(device)}, mu.to(device), s.to(device),
+          Tensor()};
 }
 
 // ---- 3. the backward: dW -> dx through the scaling, the clip, A and s ----
@@ -334,6 +372,12 @@ Tensor ac_cluster_weights(const Tensor& x_in, const Tensor& labels_in, int64_t E
   MG_CHECK(opt.eps > 0, op, ": eps must be positive, got ", opt.eps);
   MG_CHECK(x_in.size(0) > 0 && x_in.size(1) > 0, op, ": empty input ", shape_str(x_in.shape()));
   const Tensor x = contiguous(x_in).detach(), labels = contiguous(labels_in);
+  if (opt.ranks && opt.ranks->world_size() > 1) {
+    MG_CHECK(!any_requires_grad({x_in}), op, ": W from the statistics of several ranks is detached; a ",
+             "differentiable W needs each rank's own statistics");
+    group_by_cluster(labels, E, op, "label", "of token");  // checks the labels
+    return weight_table(global_cluster_statistics(x, labels, E, opt.stat, *opt.ranks), opt, x.dtype()).W;
+  }
   const ClusterStats stats = cluster_statistics(x, group_by_cluster(labels, E, op, "label", "of token"), E, opt.stat);
   WeightTable table = weight_table(stats, opt, x.dtype());
   // the backward keeps the table but not W itself: W -> its node -> W would be a cycle that outlives a graph
@@ -411,6 +455,8 @@ Tensor token_cluster_weights(const Tensor& x, const Assignments& prev, int64_t e
   const Tensor labels = contiguous(squeeze(narrow(prev.indices, 1, 0, 1), 1));
   int64_t rows = experts;
   if (options.rows == ACTableRows::LargestIndex) {
+    MG_CHECK(!options.ranks || options.ranks->world_size() == 1, caller, ": AC statistics over several ranks need ",
+             "a table row per expert, not up to the largest previous index (which differs between ranks)");
     const std::vector<int64_t> all = prev.indices.to_indices();
     const int64_t largest = all.empty() ? 0 : *std::max_element(all.begin(), all.end());
     MG_CHECK(largest < experts, caller, ": previous expert index ", largest, " outside [0, ", experts, ")");

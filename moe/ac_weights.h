@@ -41,11 +41,21 @@
 // rows as the largest expert index among the previous choices plus one, so
 // unused experts above it are not empty clusters there.
 //
+// Across ranks (ACOptions::ranks, data or expert parallel training): the
+// statistics of the tokens of every rank, as one process would compute them
+// over the global batch. Two all-reduces (dist/communicator.h, summed in rank
+// order): the counts n_e and the sums Σ x_i per cluster give μ_e; then the
+// spreads Σ |x_i − μ_e| (or Σ (x_i − μ_e)²) give s_e; A, the clip and the
+// scaling follow on every rank alike, so W is the same everywhere. These
+// statistics are computed on the host (a CUDA x is copied there) and W is
+// detached (the paper's W): a differentiable W across ranks is an Error.
+//
 // Labels or indices outside [0, E) are an Error naming the first one, on
 // either device; on CUDA the grouping runs on the device (cuda/sort.h) and
 // the kernels are those of cuda/ac_weights.h.
 #pragma once
 #include "autograd/ops.h"
+#include "dist/communicator.h"
 
 namespace moegrad {
 
@@ -61,6 +71,9 @@ struct ACOptions {
   ACScaling scaling = ACScaling::PerFeature;
   ACSmallClusters small_clusters = ACSmallClusters::Official;
   ACTableRows rows = ACTableRows::Experts;  // ac_token_scale's table size
+  // The statistics over every rank's tokens (a world of more than one rank;
+  // needs rows = Experts); null: this process's tokens.
+  dist::CommPtr ranks = nullptr;
 };
 
 Tensor ac_cluster_weights(const Tensor& x, const Tensor& labels, int64_t experts, const ACOptions& options);

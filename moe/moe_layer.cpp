@@ -3,10 +3,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
+
+#include "autograd/node.h"
+#include "dist/all_to_all_op.h"
 
 namespace moegrad {
 
-MoELayer::MoELayer(const MoEConfig& c, const InitOptions& opt) : config(c) {
+MoELayer::MoELayer(const MoEConfig& c, const InitOptions& opt, dist::CommPtr comm) : config(c) {
   MG_CHECK(c.dim > 0 && c.hidden > 0 && c.experts > 0, "MoELayer: dim, hidden and experts must be positive, got ",
            c.dim, ", ", c.hidden, ", ", c.experts);
   RouterConfig rc{c.dim, c.experts, c.k, c.gate, c.embedding_gain, c.embedding_norm};
@@ -14,7 +18,24 @@ MoELayer::MoELayer(const MoEConfig& c, const InitOptions& opt) : config(c) {
     router = register_module("router", std::make_shared<ACRouter>(rc, c.ac, opt));
   else
     router = register_module("router", std::make_shared<TopKRouter>(rc, opt));
-  experts = register_module("experts", std::make_shared<StackedExperts>(c.experts, c.dim, c.hidden, opt, c.expert));
+  auto all_experts = std::make_shared<StackedExperts>(c.experts, c.dim, c.hidden, opt, c.expert);
+  if (!comm || comm->world_size() == 1) {
+    experts = register_module("experts", all_experts);
+    return;
+  }
+  const int64_t ranks = comm->world_size(), local = c.experts / ranks;
+  MG_CHECK(c.experts % ranks == 0, "MoELayer: ", c.experts, " experts cannot be split evenly over ", ranks,
+           " ranks; expert parallelism needs a number of experts divisible by the number of ranks");
+  expert_comm = comm;
+  first_expert = comm->rank() * local;
+  // this rank's experts, with the weights they have in a one-process layer
+  Generator unused;
+  auto mine = std::make_shared<StackedExperts>(local, c.dim, c.hidden, InitOptions{opt.dtype, &unused}, c.expert);
+  NoGradGuard no_grad;
+  for (auto [to, from] : {std::pair{mine->w1, all_experts->w1}, std::pair{mine->b1, all_experts->b1},
+                          std::pair{mine->w2, all_experts->w2}, std::pair{mine->b2, all_experts->b2}})
+    to.copy_(narrow(from, 0, first_expert, local));
+  experts = register_module("experts", mine);
 }
 
 void ac_weight_stats(const Tensor& W, const Tensor& index, const Tensor& mix, RoutingStats& s) {
@@ -49,7 +70,9 @@ MoEOutput MoELayer::forward(const Tensor& x, const Assignments& previous, const 
   RouterOutput r = router->forward(x, previous, statistics);
   PlanPtr plan = make_routing_plan(r.indices, config.experts, config.capacity_factor);
   Tensor expert_in = config.use_ac && config.scale_expert_input ? r.scaled_input : x;
-  Tensor y = moe_combine(experts->forward(moe_permute(expert_in, plan), plan), r.scores, plan);
+  Tensor xp = moe_permute(expert_in, plan);
+  Tensor yp = expert_comm ? run_experts_over_ranks(xp, *plan) : experts->forward(xp, plan);
+  Tensor y = moe_combine(yp, r.scores, plan);
 
   last_stats = RoutingStats();
   last_stats.tokens_per_expert = plan->counts;
@@ -58,6 +81,31 @@ MoEOutput MoELayer::forward(const Tensor& x, const Assignments& previous, const 
   last_stats.z_loss = r.z_loss.item();
   if (r.ac_weights.defined()) ac_weight_stats(r.ac_weights, r.ac_index, r.ac_mix, last_stats);
   return {y, r.balance_loss, r.z_loss, r.assignments()};
+}
+
+Tensor MoELayer::run_experts_over_ranks(const Tensor& xp, const RoutingPlan& plan) {
+  const int ranks = expert_comm->world_size();
+  const int64_t local = config.experts / ranks;
+  // the rows for rank s: its experts' blocks, contiguous in the plan's expert order
+  std::vector<int64_t> send(ranks, 0);
+  for (int64_t e = 0; e < config.experts; ++e) send[e / local] += plan.counts[e];
+  // counts[r * local + j]: the rows rank r sends to this rank's expert j
+  const std::vector<int64_t> per_rank(ranks, local);
+  const std::vector<int64_t> counts =
+      expert_comm->all_to_all(Tensor::from_indices(plan.counts, {config.experts, 1}), per_rank, per_rank).to_indices();
+  std::vector<int64_t> recv(ranks, 0), row_expert;
+  for (int r = 0; r < ranks; ++r)
+    for (int64_t j = 0; j < local; ++j) {
+      recv[r] += counts[r * local + j];
+      row_expert.insert(row_expert.end(), counts[r * local + j], j);
+    }
+  const Tensor received = dist::all_to_all_rows(expert_comm, xp, send, recv);  // by sender, then expert
+  // this rank's experts over what it received: grouped by expert, run, put back in received order
+  const int64_t rows = received.size(0);
+  const PlanPtr mine = make_routing_plan(Tensor::from_indices(row_expert, {rows, 1}).to(xp.device()), local);
+  const Tensor ones = Tensor::ones({rows, 1}, xp.dtype(), xp.device());
+  const Tensor outputs = moe_combine(experts->forward(moe_permute(received, mine), mine), ones, mine);
+  return dist::all_to_all_rows(expert_comm, outputs, recv, send);
 }
 
 }  // namespace moegrad

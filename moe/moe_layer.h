@@ -8,7 +8,18 @@
 // plan's offsets, the chosen experts for the balance loss's shares (and for
 // an AC table sized by the largest previous choice), and the statistics (the
 // two loss values; for AC layers W and the labels).
+//
+// Expert parallel (a communicator of N > 1 ranks): the E experts are split
+// over the ranks, rank r owning experts [r·E/N, (r+1)·E/N); its `experts`
+// hold only those (initialised as the same experts of a one-process layer),
+// the router is replicated. Each rank routes its own tokens; the rows of its
+// plan, in expert order, go to the experts' owners (an all-to-all of the
+// per-expert counts, then one of the rows), the owner runs its experts on
+// all the rows it received, and a second all-to-all returns the outputs for
+// the combine. The backward is the two exchanges reversed
+// (dist/all_to_all_op.h). Every rank must call forward (and backward) together.
 #pragma once
+#include "dist/communicator.h"
 #include "moe/experts.h"
 #include "moe/router.h"
 
@@ -50,7 +61,9 @@ struct MoEOutput {
 
 class MoELayer : public Module {
  public:
-  MoELayer(const MoEConfig& config, const InitOptions& opt = {});
+  // expert_comm: the ranks the experts are split over (nullptr or one rank:
+  // all experts here). Error naming both numbers unless they divide E.
+  MoELayer(const MoEConfig& config, const InitOptions& opt = {}, dist::CommPtr expert_comm = nullptr);
   // x: [n, d] tokens; previous: the last MoE layer's assignments (AC only);
   // statistics: the tokens whose clusters give the AC weights (x when null).
   MoEOutput forward(const Tensor& x, const Assignments& previous = {}, const ACStatistics* statistics = nullptr);
@@ -58,6 +71,13 @@ class MoELayer : public Module {
   std::shared_ptr<TopKRouter> router;
   std::shared_ptr<StackedExperts> experts;
   RoutingStats last_stats;
+  dist::CommPtr expert_comm;  // set when the experts are split over several ranks
+  int64_t first_expert = 0;   // the global index of experts' first expert
+
+ private:
+  // The experts' outputs for xp (the plan's rows, in expert order), each row
+  // sent to the rank that owns its expert and back.
+  Tensor run_experts_over_ranks(const Tensor& xp, const RoutingPlan& plan);
 };
 
 }  // namespace moegrad

@@ -103,8 +103,10 @@ ACRouter::ACRouter(const RouterConfig& c, const ACConfig& a, const InitOptions& 
 }
 
 RouterOutput ACRouter::forward(const Tensor& x, const Assignments& prev, const ACStatistics* statistics) {
+  ACOptions options = ac.stats;
+  if (!training()) options.ranks = nullptr;  // evaluation: one rank's own batch
   ACScale scale =
-      ac_token_scale(x, prev, config.experts, ac.stats, ac.mix_m, ac.differentiable, "ACRouter", statistics);
+      ac_token_scale(x, prev, config.experts, options, ac.mix_m, ac.differentiable, "ACRouter", statistics);
   RouterOutput out = route(gate_logits(scale.scaled));
   out.scaled_input = scale.scaled;
   out.ac_weights = scale.W, out.ac_index = scale.index, out.ac_mix = scale.mix;

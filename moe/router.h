@@ -88,7 +88,7 @@ class TopKRouter : public Module {
 };
 
 struct ACConfig {
-  ACOptions stats;
+  ACOptions stats;              // stats.ranks: statistics over every rank's tokens, in training mode only
   int64_t mix_m = 1;            // mix over the previous top-m (1: labels only)
   bool differentiable = false;  // false: the paper's detached W
 };

@@ -13,8 +13,9 @@ set -euo pipefail
 # bible-kjv: the text of the main job (tools/prepare_kjv.sh); python3-matplotlib:
 # its plot (tools/plot_curves.py, run with /usr/bin/python3). libopenblas-openmp-dev:
 # the CPU matrix products (cmake/blas.cmake), OpenBLAS's OpenMP build so that it
-# shares moegrad's OpenMP threads.
-PACKAGES="build-essential cmake libeigen3-dev libopenblas-openmp-dev libgtest-dev nlohmann-json3-dev zlib1g-dev bible-kjv python3-matplotlib"
+# shares moegrad's OpenMP threads. OpenMPI: training over several
+# processes (dist/).
+PACKAGES="build-essential cmake libeigen3-dev libopenblas-openmp-dev libgtest-dev nlohmann-json3-dev zlib1g-dev bible-kjv python3-matplotlib libopenmpi-dev openmpi-bin"
 # Only for fuzzing: clang 14, its runtimes (libclang_rt.fuzzer, the
 # sanitizers) and its OpenMP.
 FUZZ_PACKAGES="clang-14 libclang-rt-14-dev libomp-14-dev"

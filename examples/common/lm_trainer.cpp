@@ -9,12 +9,14 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 #include <nlohmann/json.hpp>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 #include "autograd/node.h"
+#include "dist/data_parallel.h"
 #include "examples/common/lm_model.h"
 #include "examples/common/word_swap.h"
 #include "nn/atomic_file.h"
@@ -120,6 +122,9 @@ std::vector<ConfigField> config_fields(LMTrainConfig& c) {
       {"ac-rows", &c.ac_rows, "AC table rows: experts | largest-index (the previous choices' largest + 1)", false},
       {"ac-mix", &c.ac_mix, "AC: mix W over the previous layer's top-m experts", false},
       {"ac-differentiable", &c.ac_differentiable, "AC: backpropagate through W (the paper detaches it)", false},
+      {"ac-stats", &c.ac_stats,
+       "AC statistics with several ranks: local (each rank's batch) | global (every rank's: the one-process W)",
+       true},
       {"elliptical", &c.elliptical, "elliptical attention in the attention layers after the first", false},
       {"norm", &c.norm, "pre | post layer norm", false},
       {"optimizer", &c.optimizer, "adam | adamw", false},
@@ -340,6 +345,9 @@ void validate(const LMTrainConfig& config) {
   check_one_of(c.ac_rows, "train_lm", "ac-rows", {"experts", "largest-index"});
   check_one_of(c.eval, "train_lm", "eval", {"batch", "causal", "both"});
   check_one_of(c.ac_stat, "train_lm", "ac-stat", {"mad", "variance"});
+  check_one_of(c.ac_stats, "train_lm", "ac-stats", {"local", "global"});
+  MG_CHECK(c.ac_stats == "local" || (c.ac_rows == "experts" && !c.ac_differentiable),
+           "train_lm: --ac-stats global needs --ac-rows experts and a detached W (no --ac-differentiable)");
   check_one_of(c.ac_scaling, "train_lm", "ac-scaling", {"feature", "global"});
   check_one_of(c.norm, "train_lm", "norm", {"pre", "post"});
   check_one_of(c.optimizer, "train_lm", "optimizer", {"adam", "adamw"});
@@ -441,9 +449,15 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
 
 // ---- the trainer ----
 
-LMTrainer::LMTrainer(const LMTrainConfig& config, std::FILE* log) : config_(config), log_(log) {
+LMTrainer::LMTrainer(const LMTrainConfig& config, std::FILE* log, dist::CommPtr comm)
+    : config_(config), log_(log), comm_(comm ? comm : std::make_shared<dist::SingleProcessCommunicator>()) {
   const LMTrainConfig& c = config_;
   validate(c);
+  const bool rank0 = comm_->rank() == 0;
+  if (!rank0) log_ = nullptr;
+  std::tie(first_row_, local_batch_) = dist::local_rows(*comm_, c.batch, "train_lm: --batch");
+  MG_CHECK(c.micro_batch == 0 || local_batch_ % c.micro_batch == 0, "train_lm: --micro-batch (", c.micro_batch,
+           ") must divide the batch of each of the ", comm_->world_size(), " ranks (", local_batch_, ")");
 #ifdef _OPENMP
   if (c.threads > 0) omp_set_num_threads(static_cast<int>(c.threads));
 #endif
@@ -455,8 +469,9 @@ LMTrainer::LMTrainer(const LMTrainConfig& config, std::FILE* log) : config_(conf
   corpus_ = data::encode_corpus(files, *tokenizer_);
   // evaluation batches of the training forward's size, so an AC layer's statistics see as many windows
   eval_ = make_eval_splits(files.valid, files.test, *tokenizer_, c.level, c.attack_rate, c.attack_seed,
-                           c.micro_batch > 0 ? c.micro_batch : c.batch, c.seq_len);
-  const LMConfig mc = model_config(c, tokenizer_->vocab_size());
+                           c.micro_batch > 0 ? c.micro_batch : local_batch_, c.seq_len);
+  LMConfig mc = model_config(c, tokenizer_->vocab_size());
+  if (c.ac_stats == "global") mc.block.moe.ac.stats.ranks = comm_;
 
   // The same seed gives SMoE and ACMoE the same initial weights (the AC router
   // has no parameters of its own) and the same batches.
@@ -472,16 +487,16 @@ LMTrainer::LMTrainer(const LMTrainConfig& config, std::FILE* log) : config_(conf
   else
     optimizer_ = std::make_unique<Adam>(model_->parameters(), adam);
 
-  // The output folder: a fresh run or a resumed one.
+  // The output folder: a fresh run or a resumed one (only rank 0 writes there).
   std::error_code ec;
-  fs::create_directories(c.out, ec);
-  MG_CHECK(fs::is_directory(c.out, ec), "train_lm: cannot create the output folder ", c.out);
+  if (rank0) fs::create_directories(c.out, ec);
   const std::string ckpt = checkpoint_path();
   if (c.resume) {
     MG_CHECK(fs::exists(ckpt, ec), "train_lm: --resume: there is no checkpoint at ", ckpt);
     load_checkpoint(ckpt);
-    truncate_metrics(metrics_path(), step_);
-  } else {
+    if (rank0) truncate_metrics(metrics_path(), step_);
+  } else if (rank0) {
+    MG_CHECK(fs::is_directory(c.out, ec), "train_lm: cannot create the output folder ", c.out);
     MG_CHECK(c.overwrite || !fs::exists(ckpt, ec), "train_lm: ", c.out, " already holds a checkpoint (", ckpt,
              "); pass --resume to continue it or --overwrite to start afresh");
     // --overwrite: a later --resume must not find the old run's checkpoint. It
@@ -489,13 +504,16 @@ LMTrainer::LMTrainer(const LMTrainConfig& config, std::FILE* log) : config_(conf
     fs::remove(ckpt, ec);
     fs::remove(metrics_path(), ec);
   }
-  metrics_ = std::make_unique<data::MetricsWriter>(metrics_path());
+  if (rank0) metrics_ = std::make_unique<data::MetricsWriter>(metrics_path());
 
   this->log(detail::cat("train_lm: ", mc.arch, " (router ", c.router, "), ", model_->num_parameters(),
                         " parameters; ", c.level, " level, vocabulary ", tokenizer_->vocab_size(), "; train ",
                         corpus_.train.size(), ", valid ", corpus_.valid.size(), ", test ", corpus_.test.size(),
                         " tokens; attack swapped ", eval_.valid_swapped, " valid and ", eval_.test_swapped,
-                        " test words", c.resume ? detail::cat("; resumed at step ", step_) : std::string()));
+                        " test words", c.resume ? detail::cat("; resumed at step ", step_) : std::string(),
+                        comm_->world_size() > 1 ? detail::cat("; data parallel over ", comm_->world_size(),
+                                                              " ranks of ", local_batch_, " sequences")
+                                                : std::string()));
 }
 
 std::string LMTrainer::checkpoint_path() const { return (fs::path(config_.out) / "checkpoint.safetensors").string(); }
@@ -528,6 +546,8 @@ void LMTrainer::train(int64_t until) {
   } finish{this};
   progress_ = progress.get();
 
+  if (!parameters_synced_) dist::broadcast_parameters(*comm_, model_->parameters());  // rank 0's weights everywhere
+  parameters_synced_ = true;
   model_->train();
   double window_seconds = 0;
   int64_t window_tokens = 0;
@@ -539,7 +559,8 @@ void LMTrainer::train(int64_t until) {
     optimizer_->set_lr(lr);
     const data::Batch batch = data::random_batch(corpus_.train, c.batch, c.seq_len, batch_gen_);
     optimizer_->zero_grad();
-    const double loss = train_forward_backward(batch, step);
+    const double loss = dist::average_over_ranks(*comm_, train_forward_backward(batch, step));
+    dist::average_gradients(*comm_, optimizer_->params());
     const double norm = clip_grad_norm(optimizer_->params(), c.clip_grad);
     stop_unless_finite(norm, "gradient norm", step);
     optimizer_->step();
@@ -550,7 +571,7 @@ void LMTrainer::train(int64_t until) {
     window_seconds += seconds, train_seconds_ += seconds;
     window_tokens += batch.tokens, train_tokens_ += batch.tokens;
     if (progress) progress->update(step, loss, batch.tokens);
-    if (step % c.log_every == 0 || step == last) {
+    if (metrics_ && (step % c.log_every == 0 || step == last)) {
       average_routing(window_routing_, window_forwards_);
       json record = {{"type", "train"}, {"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
                      {"tokens_per_s", window_tokens / window_seconds}};
@@ -559,7 +580,7 @@ void LMTrainer::train(int64_t until) {
       window_seconds = 0, window_tokens = 0;
       window_routing_.clear(), window_forwards_ = 0;
     }
-    if ((c.eval_every > 0 && step % c.eval_every == 0) || step == c.steps) {
+    if (metrics_ && ((c.eval_every > 0 && step % c.eval_every == 0) || step == c.steps)) {
       const EvalResult r = evaluate("valid", false, c.eval_batches);
       json record = eval_json(r);
       record["type"] = "eval", record["step"] = step, record["split"] = "valid";
@@ -582,11 +603,12 @@ void LMTrainer::stop_unless_finite(double value, const char* what, int64_t step)
 double LMTrainer::train_forward_backward(const data::Batch& batch, int64_t step) {
   const LMTrainConfig& c = config_;
   const double c_coef = c.c_balance_coef < 0 ? c.balance_coef : c.c_balance_coef;
-  const int64_t micro = c.micro_batch > 0 ? c.micro_batch : c.batch, parts = c.batch / micro;
+  const int64_t micro = c.micro_batch > 0 ? c.micro_batch : local_batch_, parts = local_batch_ / micro;
   double loss = 0;
   for (int64_t m = 0; m < parts; ++m) {  // each forward routes its own micro-batch (its own AC statistics)
-    const Tensor inputs = parts == 1 ? batch.inputs : narrow(batch.inputs, 0, m * micro, micro);
-    const Tensor targets = parts == 1 ? batch.targets : narrow(batch.targets, 0, m * micro, micro);
+    const int64_t first = first_row_ + m * micro;
+    const Tensor inputs = micro == c.batch ? batch.inputs : narrow(batch.inputs, 0, first, micro);
+    const Tensor targets = micro == c.batch ? batch.targets : narrow(batch.targets, 0, first, micro);
     const LMOutput out = model_->forward(inputs.to(device_), targets.to(device_));
     const Tensor balance = c_coef == c.balance_coef ? out.balance_loss * c.balance_coef
                                                     : out.g_balance_loss * c.balance_coef + out.c_balance_loss * c_coef;
@@ -678,14 +700,17 @@ FinalReport LMTrainer::final_report() {
         f.results.emplace_back(name, std::move(r));
       }
   }
-  metrics_->write(record);
-  metrics_->sync();
+  if (metrics_) {
+    metrics_->write(record);
+    metrics_->sync();
+  }
   return f;
 }
 
 // ---- checkpoints ----
 
 void LMTrainer::save_checkpoint() const {
+  if (comm_->rank() != 0) return;
   TensorMap tensors;
   const auto named = model_->named_parameters();
   const std::vector<ParamState>& state = optimizer_->state();

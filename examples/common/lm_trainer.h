@@ -8,6 +8,16 @@
 // the optimizer state and each batch live on the GPU; the data, the attack
 // and the checkpoint files stay on the host.
 //
+// Data parallel over several ranks (a communicator, dist/): every rank draws
+// the same global batch (--batch sequences) and trains on its slice of
+// --batch / ranks sequences; the gradients are averaged over the ranks
+// before clipping, so every rank takes the same optimizer step. Rank 0 alone
+// logs, evaluates during training, writes the metrics and the checkpoints.
+// Each rank's forward sees only its slice: the balance loss and the AC
+// statistics are those of its slice (as with --micro-batch; --ac-stats
+// global: the AC statistics of the whole global batch), and dropout
+// draws the same masks on every rank.
+//
 // Every option is one entry of config_fields(), which gives its command-line
 // flag, its JSON name in the checkpoint and its help text.
 //
@@ -29,6 +39,7 @@
 #include <variant>
 #include <vector>
 
+#include "dist/communicator.h"
 #include "examples/common/lm_eval.h"
 #include "examples/common/progress.h"
 #include "examples/common/text_data.h"
@@ -66,6 +77,7 @@ struct LMTrainConfig {
   std::string ac_rows = "experts";     // experts | largest-index
   int64_t ac_mix = 1;
   bool ac_differentiable = false;
+  std::string ac_stats = "local";  // local | global: AC statistics of each rank's batch or of all ranks'
   bool elliptical = false;
   std::string norm = "pre";        // pre | post
   // optimisation
@@ -183,15 +195,19 @@ struct FinalReport {
   // (batch evaluation), then the same with "_causal" (causal evaluation), as --eval asks
   std::vector<std::pair<std::string, EvalResult>> results;
   const EvalResult& at(const std::string& name) const;
-  double tokens_per_second = 0;  // training tokens over training time (this process)
+  double tokens_per_second = 0;  // training tokens (of all ranks) over training time
 };
 
 class LMTrainer {
  public:
   // Reads and tokenizes the data, applies the attack to valid/test, builds the
   // model and optimizer, and with config.resume loads <out>/checkpoint.safetensors.
-  // log: progress and eval lines (nullptr: quiet).
-  explicit LMTrainer(const LMTrainConfig& config, std::FILE* log = stderr);
+  // log: progress and eval lines (nullptr: quiet). comm: the ranks training
+  // together, data parallel (nullptr: this process alone); on ranks other
+  // than 0 the trainer is quiet and writes no files. A resumed run reads the
+  // checkpoint on every rank (the output folder must be shared, or copied).
+  // The constructor communicates nothing: wrap it in dist::run_on_all_or_fail.
+  explicit LMTrainer(const LMTrainConfig& config, std::FILE* log = stderr, dist::CommPtr comm = nullptr);
 
   // Trains from step()+1 to `until` (<= 0: config.steps), evaluating and
   // checkpointing on schedule and always checkpointing at config.steps.
@@ -206,7 +222,7 @@ class LMTrainer {
   // causal as --eval says; written to the metrics.
   FinalReport final_report();
 
-  void save_checkpoint() const;
+  void save_checkpoint() const;  // on rank 0 only
   std::string checkpoint_path() const;
   std::string metrics_path() const;
   int64_t step() const { return step_; }
@@ -240,6 +256,10 @@ class LMTrainer {
   std::unique_ptr<Optimizer> optimizer_;
   Device device_;  // of the model, the optimizer state and each batch while it is used
   Generator batch_gen_;
+  dist::CommPtr comm_;
+  int64_t first_row_ = 0, local_batch_ = 0;  // this rank's rows of each global batch
+  bool parameters_synced_ = false;  // rank 0's parameters broadcast (at the first train(); the
+                                    // constructor communicates nothing, so that it may fail on one rank)
   int64_t step_ = 0;
   std::vector<StepRecord> history_;
   std::unique_ptr<data::MetricsWriter> metrics_;

@@ -1,0 +1,90 @@
+// Expert parallelism under mpirun (2 ranks; 4 in the FourRanks test): a MoE
+// layer whose experts are split over the ranks gives, on each rank's tokens,
+// the outputs and gradients of the one-process layer, top-k and AC, to 1e-12
+// in float64. Each rank holds a different number of tokens; the experts'
+// gradients are the one-process layer's summed over every rank's tokens.
+#include "dist/all_to_all_op.h"
+#include "moe/moe_layer.h"
+#include "test_helpers.h"
+
+using namespace moegrad;
+using namespace moegrad::testing;
+
+namespace {
+constexpr int64_t kDim = 6, kHidden = 5, kExperts = 4;
+
+MoEConfig layer_config(bool ac) {
+  MoEConfig c;
+  c.dim = kDim, c.hidden = kHidden, c.experts = kExperts, c.k = 2;
+  c.use_ac = ac;
+  return c;
+}
+
+std::shared_ptr<MoELayer> make_layer(const MoEConfig& c, const dist::CommPtr& comm) {
+  Generator gen(11);
+  return std::make_shared<MoELayer>(c, InitOptions{DType::Float64, &gen}, comm);
+}
+
+// A loss of every output and the balance loss, forward and backward; returns y.
+Tensor forward_backward(MoELayer& layer, const Tensor& x, const Assignments& previous, const Tensor& weights) {
+  MoEOutput out = layer.forward(x, previous);
+  (sum(mul(out.y, weights)) + out.balance_loss * 0.3).backward();
+  return out.y;
+}
+
+void expect_expert_parallel_equals_one_process(bool ac) {
+  dist::CommPtr comm = dist::world();
+  const int rank = comm->rank();
+  const int64_t tokens = 5 + 2 * rank;  // a different number on each rank
+  const Tensor x = leaf({tokens, kDim}, 100 + rank), x_single = leaf({tokens, kDim}, 100 + rank);
+  const Tensor weights = leaf({tokens, kDim}, 200 + rank);
+  Assignments previous;
+  if (ac) previous = {random_assignment(tokens, 2, kExperts, 300 + rank), leaf({tokens, 2}, 400 + rank).detach()};
+
+  auto parallel = make_layer(layer_config(ac), comm);
+  auto single = make_layer(layer_config(ac), nullptr);
+  ASSERT_EQ(parallel->experts->experts, kExperts / comm->world_size());
+  const Tensor y_parallel = forward_backward(*parallel, x, previous, weights);
+  const Tensor y_single = forward_backward(*single, x_single, previous, weights);
+  expect_near(values(y_parallel), values(y_single), 1e-12);
+  expect_near(values(x.grad()), values(x_single.grad()), 1e-12);
+  const auto p = parallel->router->named_parameters(), s = single->router->named_parameters();
+  for (size_t i = 0; i < p.size(); ++i) expect_near(values(p[i].second.grad()), values(s[i].second.grad()), 1e-12);
+  // the experts: the one-process gradients summed over the ranks, this rank's slice
+  const int64_t local = parallel->experts->experts;
+  const std::vector<std::pair<Tensor, Tensor>> pairs = {{parallel->experts->w1, single->experts->w1},
+                                                        {parallel->experts->b1, single->experts->b1},
+                                                        {parallel->experts->w2, single->experts->w2},
+                                                        {parallel->experts->b2, single->experts->b2}};
+  for (const auto& pair : pairs) {
+    Tensor total = clone(pair.second.grad());
+    comm->all_reduce_sum({total});
+    expect_near(values(pair.first), values(narrow(pair.second, 0, parallel->first_expert, local)), 0.0);
+    expect_near(values(pair.first.grad()), values(narrow(total, 0, parallel->first_expert, local)), 1e-12);
+  }
+}
+}  // namespace
+
+TEST(MpiExpertParallel, TopKEqualsOneProcess) { expect_expert_parallel_equals_one_process(false); }
+TEST(MpiExpertParallel, ACEqualsOneProcess) { expect_expert_parallel_equals_one_process(true); }
+TEST(MpiExpertParallel, FourRanksTopKEqualsOneProcess) { expect_expert_parallel_equals_one_process(false); }
+
+TEST(MpiExpertParallel, ExpertsNotDivisibleByRanksIsAnError) {
+  MoEConfig c = layer_config(false);
+  c.experts = 3;
+  EXPECT_MG_ERROR(make_layer(c, dist::world()), "3 experts cannot be split evenly over 2 ranks");
+}
+
+TEST(MpiExpertParallel, AllToAllRowsBackwardIsTheReverseExchange) {
+  // rank r sends s + 1 rows to rank s; the gradient of out is out's own values
+  // scaled, so each row's gradient returns to its sender scaled the same way
+  dist::CommPtr comm = dist::world();
+  const int n = comm->world_size();
+  std::vector<int64_t> send(n);
+  for (int s = 0; s < n; ++s) send[s] = s + 1;
+  const std::vector<int64_t> recv = comm->all_to_all_counts(send);
+  const Tensor rows = leaf({n * (n + 1) / 2, 3}, 500 + comm->rank());
+  const Tensor out = dist::all_to_all_rows(comm, rows, send, recv);
+  sum(mul(out, out)).backward();  // d/dout = 2 out, back at the sender: 2 rows
+  expect_near(values(rows.grad()), values(mul(rows, 2.0)), 0.0);
+}

@@ -1,0 +1,120 @@
+# ctest script for train_lm over MPI ranks, on a generated corpus:
+#   - 2 ranks data parallel train as one process with the whole batch (float32:
+#     the train losses agree to 1e-4 relative), rank 0 alone writing the files;
+#   - --ac-stats global trains;
+#   - a bad option on one rank only ends both ranks with that rank's Error;
+#   - a rank killed mid-training ends the run (mpirun's error handling), within
+#     the test's time limit instead of a hang.
+#
+#   cmake -DTRAIN_LM=<bin> -DMPIEXEC=<mpirun> -DWORK_DIR=<scratch> -P train_lm_mpi.cmake
+# (as root, mpirun needs OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 in the environment)
+cmake_minimum_required(VERSION 3.20)
+foreach(var TRAIN_LM MPIEXEC WORK_DIR)
+  if(NOT DEFINED ${var})
+    message(FATAL_ERROR "train_lm_mpi: -D${var}=... is required")
+  endif()
+endforeach()
+file(REMOVE_RECURSE ${WORK_DIR})
+file(MAKE_DIRECTORY ${WORK_DIR}/data)
+set(text "")
+foreach(i RANGE 80)
+  math(EXPR m "${i} % 7")
+  string(APPEND text "in the beginning god created the heaven and the earth ${m} .\n")
+endforeach()
+foreach(split train valid test)
+  file(WRITE ${WORK_DIR}/data/${split}.txt "${text}")
+endforeach()
+
+function(run expect_ok)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)
+  if(expect_ok AND NOT rc EQUAL 0)
+    message(FATAL_ERROR "failed (${rc}): ${ARGN}\n${out}\n${err}")
+  elseif(NOT expect_ok AND rc EQUAL 0)
+    message(FATAL_ERROR "should have failed: ${ARGN}\n${out}")
+  endif()
+  set(out "${out}" PARENT_SCOPE)
+  set(err "${err}" PARENT_SCOPE)
+endfunction()
+
+function(expect_in haystack needle)
+  string(FIND "${haystack}" "${needle}" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "expected '${needle}' in:\n${haystack}")
+  endif()
+endfunction()
+
+# The train loss of each step in a metrics file, as a list.
+function(train_losses metrics out_var)
+  file(STRINGS ${metrics} lines)
+  set(losses "")
+  foreach(line IN LISTS lines)
+    string(JSON type GET "${line}" type)
+    if(type STREQUAL "train")
+      string(JSON loss GET "${line}" loss)
+      list(APPEND losses ${loss})
+    endif()
+  endforeach()
+  set(${out_var} ${losses} PARENT_SCOPE)
+endfunction()
+
+set(model --data ${WORK_DIR}/data --router smoe --arch sgsg --dim 16 --heads 2 --experts 4 --expert-hidden 16 --seq-len 16
+    --batch 4 --warmup 2 --eval-every 0 --eval-batches 1 --threads 1 --log-every 1 --balance-coef 0)
+set(np ${MPIEXEC} -n 2 --oversubscribe)
+
+# data parallel equals one process
+run(TRUE ${TRAIN_LM} ${model} --steps 4 --out ${WORK_DIR}/single)
+run(TRUE ${np} ${TRAIN_LM} ${model} --steps 4 --out ${WORK_DIR}/two)
+expect_in("${err}" "data parallel over 2 ranks of 2 sequences")
+train_losses(${WORK_DIR}/single/metrics.jsonl single)
+train_losses(${WORK_DIR}/two/metrics.jsonl two)
+list(LENGTH single n)
+list(LENGTH two n_two)
+if(NOT n EQUAL 4 OR NOT n_two EQUAL 4)
+  message(FATAL_ERROR "expected 4 train records, got ${n} (one process) and ${n_two} (2 ranks)")
+endif()
+foreach(i RANGE 3)
+  list(GET single ${i} a)
+  list(GET two ${i} b)
+  math(EXPR step "${i} + 1")
+  # |a - b| <= 1e-4 |a|, in integers of 1e-9 (CMake's math has no floats)
+  foreach(v a b)
+    string(REGEX MATCH "^([0-9]+)\\.?([0-9]*)" _ "${${v}}")
+    set(frac "${CMAKE_MATCH_2}000000000")
+    string(SUBSTRING "${frac}" 0 9 frac)
+    math(EXPR ${v}_nano "${CMAKE_MATCH_1} * 1000000000 + 1${frac} - 1000000000")
+  endforeach()
+  math(EXPR diff "${a_nano} - ${b_nano}")
+  if(diff LESS 0)
+    math(EXPR diff "-${diff}")
+  endif()
+  math(EXPR limit "${a_nano} / 10000")
+  if(diff GREATER limit)
+    message(FATAL_ERROR "step ${step}: one process loss ${a}, 2 ranks ${b}")
+  endif()
+endforeach()
+if(NOT EXISTS ${WORK_DIR}/two/checkpoint.safetensors)
+  message(FATAL_ERROR "rank 0 wrote no checkpoint")
+endif()
+
+# the AC statistics of the global batch
+run(TRUE ${np} ${TRAIN_LM} ${model} --arch sgsc --router acmoe --ac-stats global --steps 2 --out ${WORK_DIR}/global)
+
+# a bad option on rank 1 only: both ranks end with its Error
+run(FALSE ${MPIEXEC} --oversubscribe -n 1 ${TRAIN_LM} ${model} --steps 2 --out ${WORK_DIR}/bad :
+    -n 1 ${TRAIN_LM} ${model} --steps 2 --out ${WORK_DIR}/bad --ac-stats everywhere)
+string(REGEX MATCHALL "error: rank 1: train_lm: --ac-stats must be local \\| global" said "${err}")
+list(LENGTH said ranks_said)
+if(NOT ranks_said EQUAL 2)
+  message(FATAL_ERROR "expected rank 1's Error from both ranks, got:\n${err}")
+endif()
+
+# rank 1 killed while training: the run ends (not a hang) with a failure
+string(REPLACE ";" " " model_line "${model}")
+string(TIMESTAMP start "%s")
+run(FALSE ${MPIEXEC} --oversubscribe -n 1 ${TRAIN_LM} ${model} --steps 100000 --out ${WORK_DIR}/killed :
+    -n 1 sh -c "${TRAIN_LM} ${model_line} --steps 100000 --out ${WORK_DIR}/killed & sleep 5; kill -9 $!; wait")
+string(TIMESTAMP end "%s")
+math(EXPR seconds "${end} - ${start}")
+if(seconds GREATER 60)
+  message(FATAL_ERROR "the run went on ${seconds} s after a rank was killed")
+endif()
