@@ -5,40 +5,11 @@
 # command lines exit non-zero with a message naming the problem.
 #
 #   cmake -DTRAIN_LM=<bin> -DEVALUATE_LM=<bin> -DGENERATE=<bin> -DWORK_DIR=<scratch> -P lm_programs_cli.cmake
-cmake_minimum_required(VERSION 3.20)
-foreach(var TRAIN_LM EVALUATE_LM GENERATE WORK_DIR)
-  if(NOT DEFINED ${var})
-    message(FATAL_ERROR "lm_programs_cli: -D${var}=... is required")
-  endif()
-endforeach()
+include(${CMAKE_CURRENT_LIST_DIR}/../cli_script.cmake)
+require_defined(lm_programs_cli TRAIN_LM EVALUATE_LM GENERATE WORK_DIR)
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR}/data)
-set(text "")
-foreach(i RANGE 80)
-  math(EXPR m "${i} % 5")
-  string(APPEND text "in the beginning god created the heaven and the earth ${m} .\n")
-endforeach()
-foreach(split train valid test)
-  file(WRITE ${WORK_DIR}/data/${split}.txt "${text}")
-endforeach()
-
-function(run expect_ok)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(expect_ok AND NOT rc EQUAL 0)
-    message(FATAL_ERROR "failed (${rc}): ${ARGN}\n${out}\n${err}")
-  elseif(NOT expect_ok AND rc EQUAL 0)
-    message(FATAL_ERROR "should have failed: ${ARGN}\n${out}")
-  endif()
-  set(out "${out}" PARENT_SCOPE)
-  set(err "${err}" PARENT_SCOPE)
-endfunction()
-
-function(expect_in haystack needle)
-  string(FIND "${haystack}" "${needle}" at)
-  if(at EQUAL -1)
-    message(FATAL_ERROR "expected '${needle}' in:\n${haystack}")
-  endif()
-endfunction()
+write_tiny_corpus(${WORK_DIR}/data 5)
 
 set(ckpt ${WORK_DIR}/run/checkpoint.safetensors)
 run(TRUE ${TRAIN_LM} --data ${WORK_DIR}/data --out ${WORK_DIR}/run --arch sgsc --dim 16 --heads 2 --experts 4

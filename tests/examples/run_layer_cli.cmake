@@ -8,12 +8,8 @@
 #
 #   cmake -DRUN_LAYER=<run_layer binary> -DFIXTURE_DIR=<tests/fixtures/run_layer>
 #         -DWORK_DIR=<scratch folder> -P run_layer_cli.cmake
-cmake_minimum_required(VERSION 3.20)
-foreach(var RUN_LAYER FIXTURE_DIR WORK_DIR)
-  if(NOT DEFINED ${var})
-    message(FATAL_ERROR "run_layer_cli: -D${var}=... is required")
-  endif()
-endforeach()
+include(${CMAKE_CURRENT_LIST_DIR}/../cli_script.cmake)
+require_defined(run_layer_cli RUN_LAYER FIXTURE_DIR WORK_DIR)
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
 
