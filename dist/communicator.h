@@ -76,6 +76,11 @@ class SingleProcessCommunicator : public Communicator {
 CommPtr world();
 // True when this build has the MPI communicator.
 bool built_with_mpi();
+// The number of processes a launcher (mpirun, or a PMI one) started for this
+// run, from its environment: 1 when none did. A build without MPI refuses
+// (world() throws) to run as one of several, where each process would train
+// alone and write the same files.
+int launched_world_size();
 
 // Runs fn on every rank; when it throws on any rank, every rank throws the
 // same Error: the message of the lowest failing rank, prefixed "rank R: "

@@ -37,6 +37,8 @@ MpiCommunicator::MpiCommunicator() {
   if (!initialised) {
     int provided = 0;
     check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    MG_CHECK(provided >= MPI_THREAD_FUNNELED, "MPI_Init_thread: this MPI offers thread level ", provided,
+             ", below MPI_THREAD_FUNNELED (OpenMP threads beside MPI calls from the main thread)");
     initialised_here_ = true;
   }
   check_mpi(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
@@ -57,6 +59,9 @@ int64_t MpiCommunicator::agree_on_size(const std::function<int64_t()>& prepare, 
     value = prepare();
   } catch (const std::exception& e) {
     problem = e.what();
+    value = -1;
+  } catch (...) {
+    problem = std::string(op) + ": an unknown exception while checking the arguments";
     value = -1;
   }
   std::vector<int64_t> all(static_cast<size_t>(size_));

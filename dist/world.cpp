@@ -1,9 +1,11 @@
 // dist::world(): MPI_COMM_WORLD in a build with MPI started by mpirun, the
 // group of one otherwise.
+#include <climits>
 #include <cstdlib>
 #include <mutex>
 
 #include "dist/communicator.h"
+#include "tensor/error.h"
 #ifdef MOEGRAD_WITH_MPI
 #include "dist/mpi_communicator.h"
 #endif
@@ -16,6 +18,16 @@ bool built_with_mpi() {
 #else
   return false;
 #endif
+}
+
+int launched_world_size() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"})
+    if (const char* value = std::getenv(name)) {
+      char* end = nullptr;
+      const long size = std::strtol(value, &end, 10);
+      if (end != value && *end == '\0' && size > 1 && size <= INT_MAX) return static_cast<int>(size);
+    }
+  return 1;
 }
 
 #ifdef MOEGRAD_WITH_MPI
@@ -37,6 +49,9 @@ CommPtr world() {
   std::lock_guard<std::mutex> lock(mutex);
 #ifdef MOEGRAD_WITH_MPI
   if (!shared && started_as_rank()) shared = std::make_shared<MpiCommunicator>();
+#else
+  MG_CHECK(launched_world_size() == 1, "this process is one of ", launched_world_size(),
+           " that a launcher started, but moegrad was built without MPI (configure with -DMOEGRAD_MPI=ON)");
 #endif
   if (!shared) shared = std::make_shared<SingleProcessCommunicator>();
   return shared;

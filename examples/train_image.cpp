@@ -18,6 +18,7 @@
 #include <omp.h>
 #endif
 
+#include "dist/communicator.h"
 #include "examples/common/image_trainer.h"
 #include "nn/checkpoint.h"
 
@@ -46,6 +47,9 @@ int run(const std::vector<std::string>& args) {
       std::printf("usage: train_image [flags]\n%s", image_usage().c_str());
       return 0;
     }
+  // One process only: under mpirun every rank would train alone and write the same files
+  MG_CHECK(dist::launched_world_size() == 1, "train_image trains in one process; this is one of ",
+           dist::launched_world_size(), " that a launcher started (train_lm trains data parallel)");
   const ImageTrainConfig c = parse_image_args(args);
   validate(c);
 #ifdef _OPENMP

@@ -11,7 +11,7 @@ using namespace moegrad;
 using namespace moegrad::testing;
 
 namespace {
-constexpr int64_t kBatch = 4, kLen = 6, kVocab = 11, kSteps = 4;
+constexpr int64_t kBatch = 4, kLen = 6, kVocab = 11, kSteps = 20;
 
 std::shared_ptr<TransformerLM> small_lm(uint64_t seed) {
   LMConfig c;

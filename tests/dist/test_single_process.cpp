@@ -1,6 +1,11 @@
 // The communicator of a world of one: every operation leaves its data as it
 // was (all-reduce, broadcast) or returns it (all-to-all), and bad arguments
-// are Errors as they are with MPI.
+// are Errors as they are with MPI; the world size a launcher set, and a build
+// without MPI refusing to be one of several ranks.
+#include <cstdlib>
+#include <optional>
+#include <string>
+
 #include "dist/communicator.h"
 #include "test_helpers.h"
 
@@ -42,4 +47,45 @@ TEST(SingleProcessCommunicator, RunOnAllOrFailPassesTheError) {
   dist::run_on_all_or_fail(comm, [&] { calls++; });
   EXPECT_EQ(calls, 1);
   EXPECT_MG_ERROR(dist::run_on_all_or_fail(comm, [] { throw Error("bad option --x"); }), "bad option --x");
+}
+
+namespace {
+// Sets (or with nullopt unsets) an environment variable for one scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, std::optional<std::string> value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    value ? ::setenv(name, value->c_str(), 1) : ::unsetenv(name);
+  }
+  ~ScopedEnv() { old_ ? ::setenv(name_, old_->c_str(), 1) : ::unsetenv(name_); }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+}  // namespace
+
+TEST(LaunchedWorldSize, ReadsTheLaunchersEnvironment) {
+  ScopedEnv no_ompi("OMPI_COMM_WORLD_SIZE", std::nullopt), no_pmi("PMI_SIZE", std::nullopt);
+  EXPECT_EQ(dist::launched_world_size(), 1);
+  {
+    ScopedEnv ompi("OMPI_COMM_WORLD_SIZE", "3");
+    EXPECT_EQ(dist::launched_world_size(), 3);
+  }
+  {
+    ScopedEnv pmi("PMI_SIZE", "4");
+    EXPECT_EQ(dist::launched_world_size(), 4);
+  }
+  for (const char* odd : {"1", "0", "-2", "2x", "", "99999999999999999999"}) {
+    ScopedEnv ompi("OMPI_COMM_WORLD_SIZE", odd);
+    EXPECT_EQ(dist::launched_world_size(), 1) << odd;
+  }
+}
+
+// A build without MPI started as one of several ranks would train alone in
+// each and write the same files: world() refuses.
+TEST(LaunchedWorldSize, ABuildWithoutMpiRefusesSeveralRanks) {
+  if (dist::built_with_mpi()) GTEST_SKIP() << "this build has MPI";
+  ScopedEnv ompi("OMPI_COMM_WORLD_SIZE", "2");
+  EXPECT_MG_ERROR(dist::world(), "one of 2 that a launcher started, but moegrad was built without MPI");
 }
