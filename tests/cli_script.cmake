@@ -6,6 +6,8 @@
 #                                    set), fails the script when its exit status
 #                                    disagrees with expect_ok; out and err hold its output
 #   expect_in(haystack needle)       a FATAL_ERROR unless needle is in haystack
+#   read_header(path out)            a safetensors file's JSON header in out, where
+#                                    its data starts in out_data_start
 cmake_minimum_required(VERSION 3.20)
 
 function(require_defined script)
@@ -47,4 +49,16 @@ function(expect_in haystack needle)
   if(at EQUAL -1)
     message(FATAL_ERROR "expected '${needle}' in:\n${haystack}")
   endif()
+endfunction()
+
+# The JSON header of a safetensors file (8 bytes little-endian length, then the header).
+function(read_header path out)
+  file(READ ${path} len LIMIT 8 HEX)
+  string(SUBSTRING ${len} 0 8 low)  # the header length fits in the low 4 bytes
+  string(REGEX REPLACE "(..)(..)(..)(..)" "\\4\\3\\2\\1" low ${low})
+  math(EXPR n "0x${low}")
+  file(READ ${path} header OFFSET 8 LIMIT ${n})
+  set(${out} "${header}" PARENT_SCOPE)
+  math(EXPR start "8 + ${n}")
+  set(${out}_data_start ${start} PARENT_SCOPE)
 endfunction()

@@ -1,6 +1,7 @@
 # ctest script for train_lm over MPI ranks, on a generated corpus:
 #   - 2 ranks data parallel train as one process with the whole batch (float32:
 #     the train losses agree to 1e-4 relative), rank 0 alone writing the files;
+#   - resumed at the same world size, a run equals the uninterrupted one bit for bit;
 #   - --ac-stats global trains;
 #   - a bad option on one rank only ends both ranks with that rank's Error;
 #   - a rank killed mid-training ends the run (mpirun's error handling), within
@@ -66,6 +67,29 @@ foreach(i RANGE 3)
 endforeach()
 if(NOT EXISTS ${WORK_DIR}/two/checkpoint.safetensors)
   message(FATAL_ERROR "rank 0 wrote no checkpoint")
+endif()
+
+# resumed at the same world size, the run continues exactly: the losses of
+# every step and the last checkpoint's bytes equal the uninterrupted run's
+run(TRUE ${np} ${TRAIN_LM} ${model} --steps 6 --out ${WORK_DIR}/whole)
+run(TRUE ${np} ${TRAIN_LM} ${model} --steps 3 --out ${WORK_DIR}/resumed)
+run(TRUE ${np} ${TRAIN_LM} ${model} --steps 6 --out ${WORK_DIR}/resumed --resume)
+train_losses(${WORK_DIR}/whole/metrics.jsonl whole_losses)
+train_losses(${WORK_DIR}/resumed/metrics.jsonl resumed_losses)
+list(LENGTH whole_losses n)
+if(NOT n EQUAL 6 OR NOT whole_losses STREQUAL resumed_losses)
+  message(FATAL_ERROR "resumed run's losses ${resumed_losses} differ from the uninterrupted ${whole_losses}")
+endif()
+foreach(run whole resumed)
+  set(ckpt ${WORK_DIR}/${run}/checkpoint.safetensors)
+  read_header(${ckpt} header)
+  string(JSON meta GET "${header}" __metadata__)
+  string(JSON ${run}_meta REMOVE "${meta}" config)  # the config names its own --out and --resume
+  file(READ ${ckpt} ${run}_data OFFSET ${header_data_start} HEX)
+endforeach()
+if(NOT whole_meta STREQUAL resumed_meta OR NOT whole_data STREQUAL resumed_data)
+  message(FATAL_ERROR "the resumed run's last checkpoint (tensors, step, generator state) differs from the "
+                      "uninterrupted run's:\n${resumed_meta}\n${whole_meta}")
 endif()
 
 # the AC statistics of the global batch

@@ -13,18 +13,6 @@ require_defined(run_layer_cli RUN_LAYER FIXTURE_DIR WORK_DIR)
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
 
-# The JSON header of a safetensors file (8 bytes little-endian length, then the header).
-function(read_header path out)
-  file(READ ${path} len LIMIT 8 HEX)
-  string(SUBSTRING ${len} 0 8 low)  # the header length fits in the low 4 bytes
-  string(REGEX REPLACE "(..)(..)(..)(..)" "\\4\\3\\2\\1" low ${low})
-  math(EXPR n "0x${low}")
-  file(READ ${path} header OFFSET 8 LIMIT ${n})
-  set(${out} "${header}" PARENT_SCOPE)
-  math(EXPR start "8 + ${n}")
-  set(${out}_data_start ${start} PARENT_SCOPE)
-endfunction()
-
 # The tensor names in a header (without __metadata__).
 function(tensor_names header out)
   set(names "")
