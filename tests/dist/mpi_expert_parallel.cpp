@@ -1,7 +1,7 @@
 // Expert parallelism under mpirun (2 ranks; 4 in the FourRanks test): a MoE
 // layer whose experts are split over the ranks gives, on each rank's tokens,
-// the outputs and gradients of the one-process layer, top-k and AC, to 1e-12
-// in float64. Each rank holds a different number of tokens; the experts'
+// the outputs and gradients of the one-process layer, top-k and AC (detached
+// and differentiable), with and without a capacity, to 1e-12 in float64. Each rank holds a different number of tokens; the experts'
 // gradients are the one-process layer's summed over every rank's tokens.
 #include "dist/all_to_all_op.h"
 #include "moe/moe_layer.h"
@@ -13,10 +13,18 @@ using namespace moegrad::testing;
 namespace {
 constexpr int64_t kDim = 6, kHidden = 5, kExperts = 4;
 
-MoEConfig layer_config(bool ac) {
+struct Variant {
+  bool ac = false, differentiable = false;  // AC router; its W and mixing differentiable
+  double capacity_factor = 0;               // > 0: slots past each expert's capacity dropped
+};
+
+MoEConfig layer_config(const Variant& v) {
   MoEConfig c;
   c.dim = kDim, c.hidden = kHidden, c.experts = kExperts, c.k = 2;
-  c.use_ac = ac;
+  c.use_ac = v.ac;
+  c.ac.differentiable = v.differentiable;
+  if (v.differentiable) c.ac.mix_m = 2;
+  c.capacity_factor = v.capacity_factor;
   return c;
 }
 
@@ -32,7 +40,8 @@ Tensor forward_backward(MoELayer& layer, const Tensor& x, const Assignments& pre
   return out.y;
 }
 
-void expect_expert_parallel_equals_one_process(bool ac) {
+void expect_expert_parallel_equals_one_process(const Variant& variant) {
+  const bool ac = variant.ac;
   dist::CommPtr comm = dist::world();
   const int rank = comm->rank();
   const int64_t tokens = 5 + 2 * rank;  // a different number on each rank
@@ -41,8 +50,8 @@ void expect_expert_parallel_equals_one_process(bool ac) {
   Assignments previous;
   if (ac) previous = {random_assignment(tokens, 2, kExperts, 300 + rank), leaf({tokens, 2}, 400 + rank).detach()};
 
-  auto parallel = make_layer(layer_config(ac), comm);
-  auto single = make_layer(layer_config(ac), nullptr);
+  auto parallel = make_layer(layer_config(variant), comm);
+  auto single = make_layer(layer_config(variant), nullptr);
   ASSERT_EQ(parallel->experts->experts, kExperts / comm->world_size());
   const Tensor y_parallel = forward_backward(*parallel, x, previous, weights);
   const Tensor y_single = forward_backward(*single, x_single, previous, weights);
@@ -65,12 +74,21 @@ void expect_expert_parallel_equals_one_process(bool ac) {
 }
 }  // namespace
 
-TEST(MpiExpertParallel, TopKEqualsOneProcess) { expect_expert_parallel_equals_one_process(false); }
-TEST(MpiExpertParallel, ACEqualsOneProcess) { expect_expert_parallel_equals_one_process(true); }
-TEST(MpiExpertParallel, FourRanksTopKEqualsOneProcess) { expect_expert_parallel_equals_one_process(false); }
+TEST(MpiExpertParallel, TopKEqualsOneProcess) { expect_expert_parallel_equals_one_process({}); }
+TEST(MpiExpertParallel, ACEqualsOneProcess) { expect_expert_parallel_equals_one_process({true}); }
+TEST(MpiExpertParallel, DifferentiableACEqualsOneProcess) { expect_expert_parallel_equals_one_process({true, true}); }
+TEST(MpiExpertParallel, CapacityEqualsOneProcess) {
+  // 0.5: about half of the slots dropped, on each rank's own tokens as one process would
+  expect_expert_parallel_equals_one_process({false, false, 0.5});
+  expect_expert_parallel_equals_one_process({true, false, 0.5});
+}
+TEST(MpiExpertParallel, FourRanksTopKEqualsOneProcess) { expect_expert_parallel_equals_one_process({}); }
+TEST(MpiExpertParallel, FourRanksACWithCapacityEqualsOneProcess) {
+  expect_expert_parallel_equals_one_process({true, true, 0.5});
+}
 
 TEST(MpiExpertParallel, ExpertsNotDivisibleByRanksIsAnError) {
-  MoEConfig c = layer_config(false);
+  MoEConfig c = layer_config({});
   c.experts = 3;
   EXPECT_MG_ERROR(make_layer(c, dist::world()), "3 experts cannot be split evenly over 2 ranks");
 }
