@@ -12,6 +12,8 @@
 // attention module hands them its packed qkv projection [B, T, 3·dim] and
 // gets [B, T, dim] back (fused_self_attention): no copies of q, k, v, no
 // head permutes, one packed dqkv in the backward.
+// The block products go through cpu_gemm (the configured BLAS, on the
+// calling thread); the row work (max, exp, sums) stays with Eigen.
 // Parallel over (sample, head): each thread owns whole rows of dK and dV, so
 // the result does not depend on the thread count.
 // CUDA tensors take the same layouts to the tiled kernels of
@@ -24,6 +26,7 @@
 #include "autograd/ops/util.h"
 #include "cuda/flash_attention.h"
 #include "nn/attention.h"
+#include "tensor/cpu_gemm.h"
 #include "tensor/parallel.h"
 
 namespace moegrad {
@@ -66,9 +69,20 @@ struct Operand {
   // rows [r0, r0 + n) of head (b, h)
   auto rows(int64_t b, int64_t h, int64_t r0, int64_t n, int64_t dh) const {
     using M = std::conditional_t<std::is_const_v<T>, CRowsOf<std::remove_const_t<T>>, RowsOf<T>>;
-    return M(p + l.at(b, h) + r0 * l.row, n, dh, Eigen::OuterStride<>(l.row));
+    return M(at(b, h, r0), n, dh, Eigen::OuterStride<>(l.row));
+  }
+  T* at(int64_t b, int64_t h, int64_t r0) const { return p + l.at(b, h) + r0 * l.row; }
+  // rows from r0 of head (b, h) as a product's operand, read as stored or transposed
+  GemmOperand<std::remove_const_t<T>> gemm(int64_t b, int64_t h, int64_t r0, bool transposed) const {
+    return {at(b, h, r0), l.row, transposed};
   }
 };
+
+// A block's [rows, keys] scratch (rows stored one after the other) as a product's operand.
+template <typename T>
+GemmOperand<T> block(const Mat<T>& m, bool transposed) {
+  return {m.data(), m.cols(), transposed};
+}
 
 template <typename T>
 void forward_kernel(const Dims& d, Operand<const T> q, Operand<const T> k, Operand<const T> v, Operand<T> o, T* lse) {
@@ -79,11 +93,12 @@ void forward_kernel(const Dims& d, Operand<const T> q, Operand<const T> k, Opera
       for (int64_t t0 = 0; t0 < d.nt; t0 += kBlock) {
         const int64_t rows = std::min(kBlock, d.nt - t0), keys = d.kept(t0 + rows - 1);
         Mat<T> S(scratch.data(), rows, keys);
-        S.noalias() = (q.rows(b, h, t0, rows, d.dh) * k.rows(b, h, 0, keys, d.dh).transpose()) *
-                      static_cast<T>(d.scale);
+        // S = q kᵀ, scaled row by row below
+        cpu_gemm(rows, keys, d.dh, q.gemm(b, h, t0, false), k.gemm(b, h, 0, true), S.data(), keys, false);
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t n = d.kept(t0 + r);
           auto row = S.row(r);
+          row.head(n) *= static_cast<T>(d.scale);
           const T m = row.head(n).maxCoeff();
           row.head(n) = (row.head(n).array() - m).exp();
           const T sum = row.head(n).sum();
@@ -91,7 +106,8 @@ void forward_kernel(const Dims& d, Operand<const T> q, Operand<const T> k, Opera
           row.tail(keys - n).setZero();
           lse[bh * d.nt + t0 + r] = m + std::log(sum);
         }
-        o.rows(b, h, t0, rows, d.dh).noalias() = S * v.rows(b, h, 0, keys, d.dh);
+        // O = P v
+        cpu_gemm(rows, d.dh, keys, block(S, false), v.gemm(b, h, 0, false), o.at(b, h, t0), o.l.row, false);
       }
     }
   });
@@ -104,28 +120,27 @@ void backward_kernel(const Dims& d, Operand<const T> q, Operand<const T> k, Oper
     Scratch<T> p_buf(kBlock * d.ns), dp_buf(kBlock * d.ns);
     for (int64_t bh = s; bh < e; ++bh) {
       const int64_t b = bh / d.nh, h = bh % d.nh;
-      auto K = k.rows(b, h, 0, d.ns, d.dh), V = v.rows(b, h, 0, d.ns, d.dh);
-      auto dK = dk.rows(b, h, 0, d.ns, d.dh), dV = dv.rows(b, h, 0, d.ns, d.dh);
-      dK.setZero(), dV.setZero();
+      dk.rows(b, h, 0, d.ns, d.dh).setZero(), dv.rows(b, h, 0, d.ns, d.dh).setZero();
       for (int64_t t0 = 0; t0 < d.nt; t0 += kBlock) {
         const int64_t rows = std::min(kBlock, d.nt - t0), keys = d.kept(t0 + rows - 1);
-        auto Q = q.rows(b, h, t0, rows, d.dh), O = o.rows(b, h, t0, rows, d.dh);
-        auto dO = dout.rows(b, h, t0, rows, d.dh);
+        auto O = o.rows(b, h, t0, rows, d.dh), dO = dout.rows(b, h, t0, rows, d.dh);
         Mat<T> P(p_buf.data(), rows, keys), dP(dp_buf.data(), rows, keys);
-        P.noalias() = (Q * K.topRows(keys).transpose()) * static_cast<T>(d.scale);
-        dP.noalias() = dO * V.topRows(keys).transpose();
+        // P = q kᵀ (scaled and exponentiated below), dP = dO vᵀ
+        cpu_gemm(rows, keys, d.dh, q.gemm(b, h, t0, false), k.gemm(b, h, 0, true), P.data(), keys, false);
+        cpu_gemm(rows, keys, d.dh, dout.gemm(b, h, t0, false), v.gemm(b, h, 0, true), dP.data(), keys, false);
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t n = d.kept(t0 + r);
           const T D = dO.row(r).dot(O.row(r));
           auto pr = P.row(r);
-          pr.head(n) = (pr.head(n).array() - lse[bh * d.nt + t0 + r]).exp();
+          pr.head(n) = (pr.head(n).array() * static_cast<T>(d.scale) - lse[bh * d.nt + t0 + r]).exp();
           pr.tail(keys - n).setZero();
           // dP becomes dS = P ⊙ (dP − D) · scale (0 where masked, as P is)
           dP.row(r).array() = pr.array() * (dP.row(r).array() - D) * static_cast<T>(d.scale);
         }
-        dV.topRows(keys).noalias() += P.transpose() * dO;
-        dq.rows(b, h, t0, rows, d.dh).noalias() = dP * K.topRows(keys);
-        dK.topRows(keys).noalias() += dP.transpose() * Q;
+        // dV += Pᵀ dO, dQ = dS k, dK += dSᵀ q
+        cpu_gemm(keys, d.dh, rows, block(P, true), dout.gemm(b, h, t0, false), dv.at(b, h, 0), dv.l.row, true);
+        cpu_gemm(rows, d.dh, keys, block(dP, false), k.gemm(b, h, 0, false), dq.at(b, h, t0), dq.l.row, false);
+        cpu_gemm(keys, d.dh, rows, block(dP, true), q.gemm(b, h, t0, false), dk.at(b, h, 0), dk.l.row, true);
       }
     }
   });
