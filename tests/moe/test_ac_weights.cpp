@@ -6,10 +6,12 @@
 // and of the scale-gather: the op table, tests/ops/op_table.cpp.
 #include <cmath>
 
+#include "moe/ac_variants.h"
 #include "moe/ac_weights.h"
 #include "test_helpers.h"
 
 using namespace moegrad;
+using moegrad::testing::ac_variants;
 using moegrad::testing::leaf;
 
 // The equations of moe/ac_weights.h, written out with plain loops.
@@ -44,23 +46,11 @@ static std::vector<double> reference(const Tensor& x, const std::vector<int64_t>
   return W;
 }
 
-static std::vector<ACOptions> variants() {
-  std::vector<ACOptions> out;
-  for (ACStat st : {ACStat::MAD, ACStat::Variance})
-    for (ACScaling sc : {ACScaling::PerFeature, ACScaling::Global})
-      for (double clip : {10.0, 1.3, 0.0}) {
-        ACOptions o;
-        o.stat = st, o.scaling = sc, o.clip = clip, o.eps = clip == 1.3 ? 0.35 : 1e-4;
-        out.push_back(o);
-      }
-  return out;
-}
-
 TEST(ACWeights, ValuesMatchTheEquations) {
   Tensor x = Tensor::randn({20, 5}, 0, 1, DType::Float64);
   std::vector<int64_t> c;
   for (int i = 0; i < 20; ++i) c.push_back(i % 3 == 0 ? 0 : (i % 3 == 1 ? 1 : 3));  // cluster 2 empty
-  for (const ACOptions& o : variants()) {
+  for (const ACOptions& o : ac_variants()) {
     std::vector<double> ref = reference(x, c, 4, o);
     std::vector<double> got = ac_cluster_weights(x, Tensor::from_indices(c, {20}), 4, o).to_vector();
     for (size_t j = 0; j < ref.size(); ++j) EXPECT_NEAR(got[j], ref[j], 1e-9 * std::max(1.0, std::fabs(ref[j])));
@@ -143,7 +133,7 @@ TEST(ACWeights, NeutralSmallClustersLeaveTheOthersUnchanged) {
   for (int i = 0; i < 24; ++i) c[i] = i % 3;  // clusters 0, 1, 2 of 8 tokens
   std::vector<int64_t> c_small = c;
   c_small.push_back(4);  // token 24 alone in cluster 4; cluster 3 empty
-  for (ACOptions o : variants()) {
+  for (ACOptions o : ac_variants()) {
     o.small_clusters = ACSmallClusters::Neutral;
     const Tensor x24 = narrow(x, 0, 0, 24), labels = Tensor::from_indices(c, {24});
     const std::vector<double> base = ac_cluster_weights(x24, labels, 3, o).to_vector();
@@ -164,7 +154,7 @@ TEST(ACWeights, NeutralSmallClustersLeaveTheOthersUnchanged) {
 TEST(ACWeights, GradcheckNeutralSmallClusters) {
   std::vector<int64_t> c = {0, 1, 0, 1, 1, 3, 0, 5, 3};  // cluster 2 and 4 empty, cluster 5 one token
   Tensor labels = Tensor::from_indices(c, {9});
-  for (ACOptions o : variants()) {
+  for (ACOptions o : ac_variants()) {
     o.small_clusters = ACSmallClusters::Neutral;
     SCOPED_TRACE(std::to_string(static_cast<int>(o.stat)) + "/" + std::to_string(static_cast<int>(o.scaling)) +
                  "/clip " + std::to_string(o.clip));

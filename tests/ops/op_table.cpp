@@ -10,6 +10,7 @@
 #include "autograd/ops.h"
 #include "moe/ac_weights.h"
 #include "moe/dispatch.h"
+#include "moe/ac_variants.h"
 #include "moe/router.h"
 #include "nn/attention.h"
 
@@ -626,19 +627,6 @@ void routing(Table& t) {
   t.push_back(OpCase("router_z_loss", "router_z_loss", {uniform_in({7, 5}, -2, 2)},
                      [](const std::vector<Tensor>& in) { return router_z_loss(in[0]); })
                   .bad_shape(0, {35}));
-}
-
-// Every combination of the statistic, the scaling and the clip.
-std::vector<ACOptions> ac_variants() {
-  std::vector<ACOptions> out;
-  for (ACStat st : {ACStat::MAD, ACStat::Variance})
-    for (ACScaling sc : {ACScaling::PerFeature, ACScaling::Global})
-      for (double clip : {10.0, 1.3, 0.0}) {
-        ACOptions o;
-        o.stat = st, o.scaling = sc, o.clip = clip, o.eps = clip == 1.3 ? 0.35 : 1e-4;
-        out.push_back(o);
-      }
-  return out;
 }
 
 void ac_weights(Table& t) {
