@@ -10,15 +10,18 @@
 #   acmoe-neutral  acmoe with small clusters neutral (--ac-small-clusters neutral)
 #
 #   tools/lm_experiment.sh [--out DIR] [--seeds "0 1 2"] [--arms "smoe acmoe ..."]
-#                          [--level byte|word] [--jobs N] [--build-dir DIR] [-- TRAIN_LM_FLAGS...]
+#                          [--level byte|word] [--steps N] [--jobs N] [--build-dir DIR]
+#                          [-- TRAIN_LM_FLAGS...]
 #
 # Runs --jobs trainings at a time (default 2, one thread each). Every run
 # resumes from its checkpoint when it has one (and does nothing when it has
 # finished), so the script can be stopped and started again at will. The
 # budget: the recipe with its per-forward batch of 12 sequences of 256 tokens,
 # 12000 steps (36.9M training tokens, six times the main job's), warm-up
-# scaled as the recipe's (3000 of 60000 steps: 5%). Flags after -- go to
-# every run. Results: tools/seed_summary.py DIR/byte/s0 DIR/byte/s1 DIR/byte/s2.
+# scaled as the recipe's (3000 of 60000 steps: 5% of --steps). A shorter
+# --steps gives a smaller but complete experiment. The AC arms are also
+# evaluated causally (--eval both). Flags after -- go to every run.
+# Results: tools/seed_summary.py DIR/byte/s0 DIR/byte/s1 DIR/byte/s2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,15 +30,16 @@ seeds="0 1 2"
 arms="smoe acmoe xmoe acmoe-neutral"
 level=byte
 jobs=2
+steps=12000
 build=build
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --out | --seeds | --arms | --level | --jobs | --build-dir)
+    --out | --seeds | --arms | --level | --steps | --jobs | --build-dir)
       [ $# -ge 2 ] || { echo "lm_experiment.sh: $1 needs a value" >&2; exit 2; }
       case "$1" in
         --out) out="$2" ;; --seeds) seeds="$2" ;; --arms) arms="$2" ;; --level) level="$2" ;;
-        --jobs) jobs="$2" ;; --build-dir) build="$2" ;;
+        --steps) steps="$2" ;; --jobs) jobs="$2" ;; --build-dir) build="$2" ;;
       esac
       shift 2 ;;
     --) shift; extra=("$@"); break ;;
@@ -44,15 +48,21 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+case "$steps" in '' | *[!0-9]* | 0) echo "lm_experiment.sh: --steps must be a positive integer, not '$steps'" >&2; exit 2 ;; esac
+warmup=$(( steps / 20 > 0 ? steps / 20 : 1 ))
+eval_every=$(( steps / 12 > 0 ? steps / 12 : 1 ))
+log_every=$(( steps / 120 > 0 ? steps / 120 : 1 ))
+checkpoint_every=$(( steps / 48 > 0 ? steps / 48 : 1 ))
+
 [ -x "$build/train_lm" ] || { echo "lm_experiment.sh: no $build/train_lm; build it first (tools/test.sh or cmake)" >&2; exit 1; }
 ./tools/prepare_kjv.sh data/kjv >/dev/null
 
 arm_flags() {
   case "$1" in
     smoe) echo "--router smoe" ;;
-    acmoe) echo "--router acmoe" ;;
+    acmoe) echo "--router acmoe --eval both" ;;
     xmoe) echo "--router xmoe" ;;
-    acmoe-neutral) echo "--router acmoe --ac-small-clusters neutral" ;;
+    acmoe-neutral) echo "--router acmoe --ac-small-clusters neutral --eval both" ;;
     *) echo "lm_experiment.sh: unknown arm '$1'" >&2; return 1 ;;
   esac
 }
@@ -65,8 +75,8 @@ run() {
   [ -f "$dir/checkpoint.safetensors" ] && resume=(--resume)
   # shellcheck disable=SC2046
   "$build/train_lm" --recipe switch-s --data data/kjv --level "$level" --batch 12 --micro-batch 12 \
-    --steps 12000 --warmup 600 --seed "$seed" --threads 1 --log-every 100 --eval-every 500 --eval-batches 40 \
-    --checkpoint-every 250 --out "$dir" $(arm_flags "$arm") ${resume[@]+"${resume[@]}"} \
+    --steps "$steps" --warmup "$warmup" --seed "$seed" --threads 1 --log-every "$log_every" \
+    --eval-every "$eval_every" --eval-batches 20 --checkpoint-every "$checkpoint_every" --out "$dir" $(arm_flags "$arm") ${resume[@]+"${resume[@]}"} \
     ${extra[@]+"${extra[@]}"} >>"$dir/train.log" 2>&1 || { echo "lm_experiment.sh: $dir failed (see train.log)" >&2; return 1; }
 }
 
