@@ -1,4 +1,4 @@
-// The single-process communicator and the setup agreement (communicator.h).
+// The single-process communicator, the setup agreement and gather_rows (communicator.h).
 #include "dist/communicator.h"
 
 #include <cstdlib>
@@ -66,6 +66,26 @@ void run_on_all_or_fail(Communicator& comm, const std::function<void()>& fn) {
   comm.broadcast({text}, first);
   const std::vector<int64_t> got = text.to_indices();
   throw Error("rank " + std::to_string(first) + ": " + std::string(got.begin(), got.end()));
+}
+
+Tensor gather_rows(Communicator& comm, const Tensor& rows, int root) {
+  MG_CHECK(root >= 0 && root < comm.world_size(), "gather_rows: root ", root, " is not a rank of a world of ",
+           comm.world_size());
+  std::vector<int64_t> send(comm.world_size(), 0);
+  // an undefined or 0-d tensor sends -1 rows, which every rank's all_to_all_counts
+  // refuses together (a check here, on one rank, would leave the others waiting)
+  const int64_t n = rows.defined() && rows.dim() >= 1 ? rows.size(0) : -1;
+  send[root] = n;
+  std::vector<int64_t> recv;
+  try {
+    recv = comm.all_to_all_counts(send);
+  } catch (const Error&) {
+    MG_CHECK(n >= 0, "gather_rows: rows must be a tensor of at least one dim, got ",
+             rows.defined() ? "a 0-d tensor" : "an undefined tensor");
+    throw;
+  }
+  Tensor all = comm.all_to_all(rows, send, recv);
+  return comm.rank() == root ? all : Tensor();
 }
 
 }  // namespace moegrad::dist

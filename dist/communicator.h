@@ -88,4 +88,10 @@ int launched_world_size();
 // model) so that a failure on one rank cannot leave the others waiting.
 void run_on_all_or_fail(Communicator& comm, const std::function<void()>& fn);
 
+// Collective: root receives every rank's rows ([n_r, ...], of one dtype and
+// trailing shape on all ranks) stacked in rank order, [n_0 + n_1 + ..., ...];
+// the other ranks get an undefined tensor. One all_to_all in which only root
+// receives (how sharded expert weights come together in one checkpoint).
+Tensor gather_rows(Communicator& comm, const Tensor& rows, int root = 0);
+
 }  // namespace moegrad::dist

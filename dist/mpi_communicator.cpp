@@ -78,18 +78,24 @@ int64_t MpiCommunicator::agree_on_size(const std::function<int64_t()>& prepare, 
 void MpiCommunicator::all_reduce_sum(const std::vector<Tensor>& tensors) {
   const char* op = "all_reduce_sum";
   std::vector<double> values;
-  const int n = static_cast<int>(agree_on_size(
+  const int64_t n = agree_on_size(
       [&] {
         values = pack_values(tensors, op);
-        return int64_t{as_count(static_cast<int64_t>(values.size()), op)};
+        return static_cast<int64_t>(values.size());
       },
-      op, "the number of elements"));
-  std::vector<double> gathered(rank_ == 0 ? values.size() * static_cast<size_t>(size_) : 0);
-  check_mpi(MPI_Gather(values.data(), n, MPI_DOUBLE, gathered.data(), n, MPI_DOUBLE, 0, MPI_COMM_WORLD), op);
-  if (rank_ == 0)
-    for (int r = 1; r < size_; ++r)  // in rank order: (x_0 + x_1) + x_2 ...
-      for (int i = 0; i < n; ++i) values[i] += gathered[static_cast<size_t>(r) * n + i];
-  check_mpi(MPI_Bcast(values.data(), n, MPI_DOUBLE, 0, MPI_COMM_WORLD), op);
+      op, "the number of elements");
+  // In buckets: rank 0 holds one bucket of every rank at a time, and each MPI count fits an int.
+  const int64_t bucket = std::min<int64_t>(n, kAllReduceBucket);
+  std::vector<double> gathered(rank_ == 0 ? static_cast<size_t>(bucket) * static_cast<size_t>(size_) : 0);
+  for (int64_t start = 0; start < n; start += bucket) {
+    const int count = static_cast<int>(std::min(bucket, n - start));
+    double* mine = values.data() + start;
+    check_mpi(MPI_Gather(mine, count, MPI_DOUBLE, gathered.data(), count, MPI_DOUBLE, 0, MPI_COMM_WORLD), op);
+    if (rank_ == 0)
+      for (int r = 1; r < size_; ++r)  // in rank order: (x_0 + x_1) + x_2 ...
+        for (int i = 0; i < count; ++i) mine[i] += gathered[static_cast<size_t>(r) * count + i];
+    check_mpi(MPI_Bcast(mine, count, MPI_DOUBLE, 0, MPI_COMM_WORLD), op);
+  }
   unpack_values(values, tensors);
 }
 

@@ -3,7 +3,8 @@
 // when CMake finds MPI (MOEGRAD_MPI); dist::world() returns one.
 //
 // How each operation moves data (every tensor staged through host memory):
-//   all_reduce_sum  MPI_Gather to rank 0, sum in rank order there, MPI_Bcast
+//   all_reduce_sum  MPI_Gather to rank 0, sum in rank order there, MPI_Bcast,
+//                   in buckets of kAllReduceBucket values (float64)
 //   broadcast       one MPI_Bcast of all tensors' bytes
 //   all_to_all      MPI_Alltoall of the counts, MPI_Alltoallv of the rows' bytes
 // Each first checks its arguments and, with an MPI_Allgather, that every
@@ -17,6 +18,8 @@ namespace moegrad::dist {
 
 class MpiCommunicator : public Communicator {
  public:
+  // all_reduce_sum's bucket: rank 0 holds world_size buckets at a time (8 MiB each).
+  static constexpr int64_t kAllReduceBucket = int64_t{1} << 20;
   // Initialises MPI unless it already is; finalises it on destruction if it did.
   MpiCommunicator();
   ~MpiCommunicator() override;

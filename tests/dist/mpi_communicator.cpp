@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "dist/communicator.h"
+#include "dist/mpi_communicator.h"
 #include "test_helpers.h"
 
 using namespace moegrad;
@@ -52,6 +53,22 @@ TEST(MpiCommunicator, AllReduceSumsInRankOrder) {
     want_b[i] = static_cast<float>(double(float(1.0 * (i + 1.0) / 3.0)) + double(float(2.0 * (i + 1.0) / 3.0)));
   expect_near(values(a), want_a, 0.0);
   expect_near(values(b), want_b, 0.0);
+}
+
+TEST(MpiCommunicator, AllReduceSumsEveryBucket) {
+  // two tensors of 1.5 buckets each: the sums cross three bucket boundaries
+  dist::CommPtr comm = dist::world();
+  const int n = comm->world_size(), rank = comm->rank();
+  const int64_t size = dist::MpiCommunicator::kAllReduceBucket * 3 / 2;
+  std::vector<double> a(size), b(size);
+  for (int64_t i = 0; i < size; ++i) a[i] = static_cast<double>(i % 1000) + rank, b[i] = -static_cast<double>(i % 7) * (rank + 1);
+  Tensor ta = Tensor::from_vector(a, {size}, DType::Float64), tb = Tensor::from_vector(b, {size}, DType::Float32);
+  comm->all_reduce_sum({ta, tb});
+  const std::vector<double> sa = ta.to_vector(), sb = tb.to_vector();
+  for (int64_t i = 0; i < size; ++i) {
+    ASSERT_EQ(sa[i], n * static_cast<double>(i % 1000) + n * (n - 1) / 2) << i;
+    ASSERT_EQ(sb[i], -static_cast<double>(i % 7) * n * (n + 1) / 2) << i;
+  }
 }
 
 TEST(MpiCommunicator, AllReduceOfAViewWritesTheView) {
@@ -130,4 +147,38 @@ TEST(MpiCommunicator, FourRanksExchangeAndSum) {
     want[i] = s;
   }
   expect_near(values(a), want, 0.0);
+}
+
+TEST(MpiCommunicator, GatherRowsStacksEveryRanksRowsOnRoot) {
+  dist::CommPtr comm = dist::world();
+  const int n = comm->world_size(), rank = comm->rank();
+  // rank r holds r + 1 rows of [2, 3], each element 100 r + its index
+  auto rows_of = [](int r) {
+    std::vector<double> v((r + 1) * 6);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = 100.0 * r + static_cast<double>(i);
+    return v;
+  };
+  for (int root = 0; root < n; ++root) {
+    const Tensor got = dist::gather_rows(*comm, Tensor::from_vector(rows_of(rank), {rank + 1, 2, 3}, DType::Float64), root);
+    if (rank != root) {
+      EXPECT_FALSE(got.defined());
+      continue;
+    }
+    std::vector<double> expected;
+    for (int r = 0; r < n; ++r) {
+      const std::vector<double> v = rows_of(r);
+      expected.insert(expected.end(), v.begin(), v.end());
+    }
+    ASSERT_EQ(got.shape(), (Shape{n * (n + 1) / 2, 2, 3}));
+    EXPECT_EQ(got.to_vector(), expected);
+  }
+}
+
+TEST(MpiCommunicator, GatherRowsOfAnUndefinedTensorOnOneRankIsAnErrorOnEveryRank) {
+  dist::CommPtr comm = dist::world();
+  const Tensor rows = comm->rank() == 1 ? Tensor() : Tensor::zeros({2, 3});
+  if (comm->rank() == 1)
+    EXPECT_MG_ERROR(dist::gather_rows(*comm, rows), "gather_rows: rows must be a tensor of at least one dim");
+  else
+    EXPECT_MG_ERROR(dist::gather_rows(*comm, rows), "rank 1 refused its arguments");
 }

@@ -33,6 +33,15 @@ TEST(SingleProcessCommunicator, AllToAllReturnsTheRows) {
   expect_near(values(comm.all_to_all(rows, {4}, recv)), values(rows), 0.0);
 }
 
+TEST(SingleProcessCommunicator, GatherRowsReturnsTheRows) {
+  dist::SingleProcessCommunicator comm;
+  const Tensor rows = leaf({3, 2, 2}, 5);
+  expect_near(values(dist::gather_rows(comm, rows)), values(rows), 0.0);
+  EXPECT_MG_ERROR(dist::gather_rows(comm, rows, 1), "gather_rows: root 1 is not a rank of a world of 1");
+  EXPECT_MG_ERROR(dist::gather_rows(comm, Tensor()), "gather_rows: rows must be a tensor of at least one dim");
+  EXPECT_MG_ERROR(dist::gather_rows(comm, Tensor::scalar(1.0)), "got a 0-d tensor");
+}
+
 TEST(SingleProcessCommunicator, BadArgumentsAreErrors) {
   dist::SingleProcessCommunicator comm;
   EXPECT_MG_ERROR(comm.all_reduce_sum({Tensor::from_indices({1}, {1})}), "float32 or float64");
