@@ -9,6 +9,7 @@
 //   train_lm ... --resume        continues from runs/acmoe/checkpoint.safetensors
 //   train_lm ... --device cuda   trains on the GPU (a CUDA build with a visible GPU)
 //   mpirun -np 2 train_lm ...    data parallel over 2 ranks (a build with MPI; docs/training.md)
+//   mpirun -np 2 train_lm ... --expert-parallel    each rank holds half of every MoE layer's experts
 //
 // With several ranks, an error while setting up (options, data, model) ends
 // every rank with the same message; an error while training ends them all.
@@ -37,8 +38,9 @@ int main(int argc, char** argv) {
   }
   try {
     trainer->train();
-    if (comm->rank() != 0) return 0;
+    if (!trainer->evaluates_here()) return 0;
     const lm::FinalReport f = trainer->final_report();
+    if (comm->rank() != 0) return 0;
     const lm::LMTrainConfig& c = trainer->config();
     std::printf("\n%s (router %s), step %lld, whole splits:\n", lm::effective_arch(c).c_str(), c.router.c_str(),
                 (long long)trainer->step());

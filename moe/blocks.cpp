@@ -20,6 +20,8 @@ void check_block_config(const BlockConfig& c) {
   MG_CHECK(!c.moe_double_residual || !c.pre_norm,
            "BlockConfig: the double residual of the MoE sublayers needs post-norm blocks");
   MG_CHECK(!c.moe_double_residual || !c.soft_moe, "BlockConfig: the double residual is for top-k / AC MoE layers");
+  MG_CHECK(!c.soft_moe || !c.expert_ranks || c.expert_ranks->world_size() == 1,
+           "BlockConfig: expert parallelism is for top-k / AC MoE layers, not Soft MoE");
 }
 
 // The residual dropout of a sublayer of kind k: every sublayer's output
@@ -52,7 +54,7 @@ Sublayer::Sublayer(char k, const BlockConfig& cfg, const InitOptions& opt) : kin
     if (k == 'c' && cfg.c_gate)
       mc.gate = *cfg.c_gate, mc.embedding_gain = cfg.c_embedding_gain, mc.embedding_norm = cfg.c_embedding_norm;
     if (cfg.dropout_layout == DropoutLayout::Official) mc.expert.dropout = cfg.dropout;
-    moe = register_module("moe", std::make_shared<MoELayer>(mc, opt));
+    moe = register_module("moe", std::make_shared<MoELayer>(mc, opt, cfg.expert_ranks));
     if (cfg.moe_double_residual) inner_norm = register_module("inner_norm", std::make_shared<LayerNorm>(cfg.dim, 1e-5, opt));
   }
 }

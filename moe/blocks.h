@@ -45,6 +45,9 @@ struct BlockConfig {
   std::optional<GateKind> c_gate;
   double c_embedding_gain = 0, c_embedding_norm = 0;
   SoftMoEConfig soft;   // Soft MoE layers (dim is taken from above)
+  // Expert parallelism: the top-k / AC MoE layers split their experts over
+  // these ranks (MoELayer); null or one rank: every expert here.
+  dist::CommPtr expert_ranks;
 };
 
 // What flows along the stack besides the hidden states.

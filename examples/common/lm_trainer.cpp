@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -125,6 +126,10 @@ std::vector<ConfigField> config_fields(LMTrainConfig& c) {
       {"ac-stats", &c.ac_stats,
        "AC statistics with several ranks: local (each rank's batch) | global (every rank's: the one-process W)",
        true},
+      {"expert-parallel", &c.expert_parallel,
+       "with several ranks: split each MoE layer's experts over them (expert parallelism; --experts divisible by "
+       "the ranks), the rest data parallel",
+       false},
       {"elliptical", &c.elliptical, "elliptical attention in the attention layers after the first", false},
       {"norm", &c.norm, "pre | post layer norm", false},
       {"optimizer", &c.optimizer, "adam | adamw", false},
@@ -414,12 +419,12 @@ double lr_at(const LMTrainConfig& c, int64_t step) {
   return c.min_lr + (c.lr - c.min_lr) * 0.5 * (1 + std::cos(M_PI * progress));
 }
 
-double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+double grad_norm(const std::vector<Tensor>& params) {
   NoGradGuard no_grad;
   std::vector<Tensor> grads;
   for (const Tensor& p : params)
     if (const Tensor g = p.grad(); g.defined()) {
-      MG_CHECK(grads.empty() || g.device() == grads.front().device(), "clip_grad_norm: gradients on ",
+      MG_CHECK(grads.empty() || g.device() == grads.front().device(), "grad_norm: gradients on ",
                grads.empty() ? "" : grads.front().device().str(), " and ", g.device().str());
       grads.push_back(contiguous(g));
     }
@@ -432,18 +437,27 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   {
     double sq = 0;  // in double, in parameter order: the same for every thread count
     for (const Tensor& c : grads)
-      dispatch_float(c.dtype(), "clip_grad_norm", [&](auto tag) {
+      dispatch_float(c.dtype(), "grad_norm", [&](auto tag) {
         using T = typename decltype(tag)::type;
         const T* d = c.data<T>();
         for (int64_t i = 0; i < c.numel(); ++i) sq += static_cast<double>(d[i]) * static_cast<double>(d[i]);
       });
     norm = std::sqrt(sq);
   }
-  if (max_norm > 0 && norm > max_norm && std::isfinite(norm)) {
-    const double scale = max_norm / norm;
-    for (const Tensor& p : params)
-      if (const Tensor g = p.grad(); g.defined()) g.copy_(mul(g, scale));
-  }
+  return norm;
+}
+
+void scale_to_max_norm(const std::vector<Tensor>& params, double norm, double max_norm) {
+  if (!(max_norm > 0 && norm > max_norm && std::isfinite(norm))) return;
+  NoGradGuard no_grad;
+  const double scale = max_norm / norm;
+  for (const Tensor& p : params)
+    if (const Tensor g = p.grad(); g.defined()) g.copy_(mul(g, scale));
+}
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  const double norm = grad_norm(params);
+  scale_to_max_norm(params, norm, max_norm);
   return norm;
 }
 
@@ -472,6 +486,8 @@ LMTrainer::LMTrainer(const LMTrainConfig& config, std::FILE* log, dist::CommPtr 
                            c.micro_batch > 0 ? c.micro_batch : local_batch_, c.seq_len);
   LMConfig mc = model_config(c, tokenizer_->vocab_size());
   if (c.ac_stats == "global") mc.block.moe.ac.stats.ranks = comm_;
+  expert_parallel_ = c.expert_parallel && comm_->world_size() > 1;
+  if (expert_parallel_) mc.block.expert_ranks = comm_;
 
   // The same seed gives SMoE and ACMoE the same initial weights (the AC router
   // has no parameters of its own) and the same batches.
@@ -480,6 +496,13 @@ LMTrainer::LMTrainer(const LMTrainConfig& config, std::FILE* log, dist::CommPtr 
   model_ = std::make_shared<TransformerLM>(mc, InitOptions{DType::Float32, &init_gen});
   device_ = parse_device(c.device, "train_lm");
   model_->to(device_);  // before the optimizer, so its state is made there
+  const std::vector<Tensor> params = model_->parameters();
+  shards_.assign(params.size(), Shard{});
+  for (const auto& layer : model_->layers)
+    if (layer->moe && layer->moe->expert_comm)
+      for (const Tensor& p : layer->moe->experts->parameters())
+        for (size_t i = 0; i < params.size(); ++i)
+          if (params[i].same(p)) shards_[i] = {true, layer->moe->first_expert, p.size(0)};
   batch_gen_ = Generator(random_bits(seed, 1));
   const AdamOptions adam{c.lr, c.beta1, c.beta2, 1e-8, c.weight_decay};
   if (c.optimizer == "adamw")
@@ -513,7 +536,10 @@ LMTrainer::LMTrainer(const LMTrainConfig& config, std::FILE* log, dist::CommPtr 
                         " test words", c.resume ? detail::cat("; resumed at step ", step_) : std::string(),
                         comm_->world_size() > 1 ? detail::cat("; data parallel over ", comm_->world_size(),
                                                               " ranks of ", local_batch_, " sequences")
-                                                : std::string()));
+                                                : std::string(),
+                        expert_parallel_ ? detail::cat(", each with ", c.experts / comm_->world_size(),
+                                                       " of every MoE layer's ", c.experts, " experts")
+                                         : std::string()));
 }
 
 std::string LMTrainer::checkpoint_path() const { return (fs::path(config_.out) / "checkpoint.safetensors").string(); }
@@ -546,7 +572,8 @@ void LMTrainer::train(int64_t until) {
   } finish{this};
   progress_ = progress.get();
 
-  if (!parameters_synced_) dist::broadcast_parameters(*comm_, model_->parameters());  // rank 0's weights everywhere
+  // rank 0's weights everywhere (expert shards are each rank's own)
+  if (!parameters_synced_) dist::broadcast_parameters(*comm_, parameters_sharded(false));
   parameters_synced_ = true;
   model_->train();
   double window_seconds = 0;
@@ -560,8 +587,8 @@ void LMTrainer::train(int64_t until) {
     const data::Batch batch = data::random_batch(corpus_.train, c.batch, c.seq_len, batch_gen_);
     optimizer_->zero_grad();
     const double loss = dist::average_over_ranks(*comm_, train_forward_backward(batch, step));
-    dist::average_gradients(*comm_, optimizer_->params());
-    const double norm = clip_grad_norm(optimizer_->params(), c.clip_grad);
+    average_gradients();
+    const double norm = clip_gradients();
     stop_unless_finite(norm, "gradient norm", step);
     optimizer_->step();
     step_ = step;
@@ -580,15 +607,17 @@ void LMTrainer::train(int64_t until) {
       window_seconds = 0, window_tokens = 0;
       window_routing_.clear(), window_forwards_ = 0;
     }
-    if (metrics_ && ((c.eval_every > 0 && step % c.eval_every == 0) || step == c.steps)) {
+    if (evaluates_here() && ((c.eval_every > 0 && step % c.eval_every == 0) || step == c.steps)) {
       const EvalResult r = evaluate("valid", false, c.eval_batches);
-      json record = eval_json(r);
-      record["type"] = "eval", record["step"] = step, record["split"] = "valid";
-      metrics_->write(record);
-      char line[160];
-      std::snprintf(line, sizeof line, "eval step %lld: valid loss %.4f, %s %.4f (%lld batches)", (long long)step,
-                    r.loss, metric_name(), r.metric, (long long)r.batches);
-      log(line + ac_diagnostics_line(r.routing));
+      if (metrics_) {  // rank 0 (the others took part in an expert-parallel evaluation)
+        json record = eval_json(r);
+        record["type"] = "eval", record["step"] = step, record["split"] = "valid";
+        metrics_->write(record);
+        char line[160];
+        std::snprintf(line, sizeof line, "eval step %lld: valid loss %.4f, %s %.4f (%lld batches)", (long long)step,
+                      r.loss, metric_name(), r.metric, (long long)r.batches);
+        log(line + ac_diagnostics_line(r.routing));
+      }
     }
     if ((c.checkpoint_every > 0 && step % c.checkpoint_every == 0) || step == c.steps) save_checkpoint();
   }
@@ -598,6 +627,41 @@ void LMTrainer::stop_unless_finite(double value, const char* what, int64_t step)
   MG_CHECK(std::isfinite(value), "train_lm: the ", what, " is ", value, " at step ", step,
            "; training stopped. The last checkpoint (", checkpoint_path(),
            ") is kept as it was; lower --lr or raise --warmup, and resume or restart");
+}
+
+std::vector<Tensor> LMTrainer::parameters_sharded(bool sharded) const {
+  const std::vector<Tensor>& params = optimizer_->params();
+  std::vector<Tensor> out;
+  for (size_t i = 0; i < params.size(); ++i)
+    if (shards_[i].sharded == sharded) out.push_back(params[i]);
+  return out;
+}
+
+void LMTrainer::average_gradients() {
+  if (!expert_parallel_) return dist::average_gradients(*comm_, optimizer_->params());
+  dist::average_gradients(*comm_, parameters_sharded(false));
+  // Each rank's loss is the mean over its own tokens, so the sum the all-to-all's
+  // backward brought to a shard is N times the global batch's gradient. An expert
+  // tensor's gradient is defined in one process whenever the layer routes a
+  // token; here it is zeros where none reached this rank's experts.
+  NoGradGuard no_grad;
+  const double scale = 1.0 / static_cast<double>(comm_->world_size());
+  for (const Tensor& p : parameters_sharded(true)) {
+    const Tensor g = p.grad();
+    p.set_grad(g.defined() ? mul(g, scale) : Tensor::zeros(p.shape(), p.dtype(), p.device()));
+  }
+}
+
+double LMTrainer::clip_gradients() {
+  const std::vector<Tensor>& params = optimizer_->params();
+  if (!expert_parallel_) return clip_grad_norm(params, config_.clip_grad);
+  // the replicated gradients once, the shards' squares summed over the ranks
+  const double replicated = grad_norm(parameters_sharded(false)), local = grad_norm(parameters_sharded(true));
+  Tensor shards_sq = Tensor::from_vector({local * local}, {1}, DType::Float64);
+  comm_->all_reduce_sum({shards_sq});
+  const double norm = std::sqrt(replicated * replicated + shards_sq.item());
+  scale_to_max_norm(params, norm, config_.clip_grad);
+  return norm;
 }
 
 double LMTrainer::train_forward_backward(const data::Batch& batch, int64_t step) {
@@ -709,21 +773,53 @@ FinalReport LMTrainer::final_report() {
 
 // ---- checkpoints ----
 
-void LMTrainer::save_checkpoint() const {
-  if (comm_->rank() != 0) return;
+std::vector<std::pair<std::string, Generator*>> LMTrainer::named_generators() {
+  std::vector<std::pair<std::string, Generator*>> out = {{"batch", &batch_gen_}};
+  for (const auto& [name, gen] : model_->named_generators()) out.emplace_back("model." + name, gen);
+  return out;
+}
+
+void LMTrainer::save_checkpoint() {
+  if (comm_->rank() != 0 && !expert_parallel_) return;
+  // Under expert parallelism every rank gets here in the same order: a shard
+  // (and its optimizer state) becomes the one-process tensor on rank 0.
+  auto whole = [&](size_t i, const Tensor& t) { return shards_[i].sharded ? dist::gather_rows(*comm_, t) : t; };
   TensorMap tensors;
   const auto named = model_->named_parameters();
   const std::vector<ParamState>& state = optimizer_->state();
   const std::vector<std::string>& buffers = optimizer_->buffer_names();
   for (size_t i = 0; i < named.size(); ++i) {
     const std::string& name = named[i].first;
-    tensors["model." + name] = named[i].second;
+    tensors["model." + name] = whole(i, named[i].second);
     tensors["optim." + name + ".step"] = Tensor::from_indices({state[i].step}, {1});
     for (size_t k = 0; k < state[i].buffers.size(); ++k)
-      tensors["optim." + name + "." + buffers[k]] = state[i].buffers[k];
+      tensors["optim." + name + "." + buffers[k]] = whole(i, state[i].buffers[k]);
   }
-  json rng = {{"batch", {batch_gen_.seed(), batch_gen_.offset()}}};
-  for (const auto& [name, gen] : model_->named_generators()) rng["model." + name] = {gen->seed(), gen->offset()};
+  json rng = json::object();
+  std::vector<int64_t> bits;  // this rank's (seed, offset) pairs, as int64 bit patterns
+  for (const auto& [name, gen] : named_generators()) {
+    rng[name] = {gen->seed(), gen->offset()};
+    for (uint64_t v : {gen->seed(), gen->offset()}) {
+      int64_t b;
+      std::memcpy(&b, &v, sizeof b);
+      bits.push_back(b);
+    }
+  }
+  if (expert_parallel_) {  // the experts' dropout draws differ between the ranks: keep every rank's
+    const int ranks = comm_->world_size();
+    const int64_t per_rank = static_cast<int64_t>(bits.size());
+    const Tensor all = dist::gather_rows(*comm_, Tensor::from_indices(bits, {1, per_rank}));
+    if (comm_->rank() != 0) return;
+    const std::vector<int64_t> bits_all = all.to_indices();
+    std::vector<uint64_t> states(bits_all.size());
+    std::memcpy(states.data(), bits_all.data(), states.size() * sizeof(uint64_t));
+    const auto gens = named_generators();
+    rng["ranks"] = ranks;
+    for (int r = 1; r < ranks; ++r)
+      for (size_t g = 0; g < gens.size(); ++g)
+        rng[detail::cat("rank", r, ".", gens[g].first)] = {states[r * per_rank + 2 * g],
+                                                          states[r * per_rank + 2 * g + 1]};
+  }
   save_safetensors(checkpoint_path(), tensors,
                    {{"format", kCheckpointFormat},
                     {"step", std::to_string(step_)},
@@ -801,10 +897,18 @@ CheckpointMetadata read_checkpoint_metadata(const std::map<std::string, std::str
 void LMTrainer::load_checkpoint(const std::string& path) {
   const SafetensorsFile file = load_safetensors(path);
   const std::string where = "checkpoint " + path;
-  std::vector<std::string> generator_names = {"batch"};
-  std::vector<Generator*> generators = {&batch_gen_};
-  for (const auto& [name, gen] : model_->named_generators()) {
-    generator_names.push_back("model." + name);
+  // Under expert parallelism rank r > 0 resumes its own generators (rank<r>.<name>).
+  const int rank = comm_->rank(), ranks = comm_->world_size();
+  if (expert_parallel_) {
+    const json rng = parse_metadata_json(checkpoint_entry(file.metadata, "rng", where), "rng", where);
+    const json written = rng.value("ranks", json(1));
+    MG_CHECK(written == json(ranks), where, " was written by ", written.dump(), " expert-parallel rank(s); resume it with ",
+             "as many, not ", ranks);
+  }
+  std::vector<std::string> generator_names;
+  std::vector<Generator*> generators;
+  for (const auto& [name, gen] : named_generators()) {
+    generator_names.push_back(expert_parallel_ && rank > 0 ? detail::cat("rank", rank, ".", name) : name);
     generators.push_back(gen);
   }
   const CheckpointMetadata meta =
@@ -815,17 +919,31 @@ void LMTrainer::load_checkpoint(const std::string& path) {
     return it->second;
   };
 
+  // this rank's rows of an expert tensor (under expert parallelism), else the tensor
+  auto mine = [&](size_t i, const std::string& name, const Tensor& t) {
+    if (!shards_[i].sharded) return t;
+    const int64_t rows = shards_[i].rows * ranks;
+    MG_CHECK(t.dim() >= 1 && t.size(0) == rows, where, ": '", name, "' has shape ", shape_str(t.shape()),
+             ", expected ", rows, " experts' rows");
+    return contiguous(narrow(t, 0, shards_[i].first, shards_[i].rows));
+  };
+  const auto named = model_->named_parameters();
   TensorMap params;
   for (const auto& [name, t] : file.tensors)
     if (name.rfind("model.", 0) == 0) params[name.substr(6)] = t;
   std::vector<ParamState> states;
-  for (const auto& [name, p] : model_->named_parameters()) {
+  for (size_t i = 0; i < named.size(); ++i) {
+    const std::string& name = named[i].first;
+    if (auto it = params.find(name); it != params.end()) it->second = mine(i, "model." + name, it->second);
     ParamState st;
     const Tensor& s = tensor("optim." + name + ".step");
     MG_CHECK(s.dtype() == DType::Int64 && s.numel() == 1, where, ": 'optim.", name, ".step' must be one int64");
     st.step = s.to_indices()[0];
     if (st.step > 0)
-      for (const std::string& b : optimizer_->buffer_names()) st.buffers.push_back(tensor("optim." + name + "." + b));
+      for (const std::string& b : optimizer_->buffer_names()) {
+        const std::string key = "optim." + name + "." + b;
+        st.buffers.push_back(mine(i, key, tensor(key)));
+      }
     states.push_back(st);
   }
   try {

@@ -78,6 +78,7 @@ struct LMTrainConfig {
   int64_t ac_mix = 1;
   bool ac_differentiable = false;
   std::string ac_stats = "local";  // local | global: AC statistics of each rank's batch or of all ranks'
+  bool expert_parallel = false;    // with several ranks: each MoE layer's experts split over them
   bool elliptical = false;
   std::string norm = "pre";        // pre | post
   // optimisation
@@ -151,9 +152,13 @@ std::string effective_arch(const LMTrainConfig& config);
 // The learning rate of step (1-based): linear warm-up over `warmup` steps,
 // then constant, or with `cosine` a cosine decay to min_lr at `steps`.
 double lr_at(const LMTrainConfig& config, int64_t step);
-// Scales the gradients of params in place (no graph) so that their global L2
-// norm is at most max_norm (max_norm <= 0: no scaling); returns the norm
-// before scaling (NaN or Inf when a gradient is).
+// The global L2 norm of the gradients of params (undefined ones count as
+// zeros): NaN or Inf when a gradient is. Error when they are on two devices.
+double grad_norm(const std::vector<Tensor>& params);
+// Scales the gradients of params in place (no graph) by max_norm / norm when
+// norm (their global norm) is finite and above max_norm > 0.
+void scale_to_max_norm(const std::vector<Tensor>& params, double norm, double max_norm);
+// Both: the norm at most max_norm; returns the norm before scaling.
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
 
 // What a checkpoint's metadata says, checked against the run resuming it.
@@ -222,7 +227,13 @@ class LMTrainer {
   // causal as --eval says; written to the metrics.
   FinalReport final_report();
 
-  void save_checkpoint() const;  // on rank 0 only
+  // Rank 0 writes the checkpoint; under expert parallelism every rank must
+  // call it (rank 0 gathers the experts' shards, their optimizer state and
+  // every rank's generators), so the file is the one-process model's.
+  void save_checkpoint();
+  // Whether this rank evaluates: rank 0, and under expert parallelism every
+  // rank (each forward needs every rank's experts: all evaluate the same batches).
+  bool evaluates_here() const { return comm_->rank() == 0 || expert_parallel_; }
   std::string checkpoint_path() const;
   std::string metrics_path() const;
   int64_t step() const { return step_; }
@@ -235,6 +246,18 @@ class LMTrainer {
 
  private:
   void load_checkpoint(const std::string& path);
+  // "batch", then "model.<name>" for each of the model's generators (dropout).
+  std::vector<std::pair<std::string, Generator*>> named_generators();
+  // Expert parallelism: the parameters that are (or are not) this rank's
+  // slice of some MoE layer's experts.
+  std::vector<Tensor> parameters_sharded(bool sharded) const;
+  // Gradients of the global batch's mean loss: the replicated parameters'
+  // averaged over the ranks, the expert shards' (every rank's tokens for
+  // this rank's experts, summed by the all-to-all's backward) divided by N.
+  void average_gradients();
+  // clip_grad_norm over the whole model: under expert parallelism every
+  // rank's shards count; returns the norm before clipping.
+  double clip_gradients();
   // The forwards and backwards of one step (one per micro-batch, gradients
   // summed); returns the batch's language-model loss.
   double train_forward_backward(const data::Batch& batch, int64_t step);
@@ -258,6 +281,15 @@ class LMTrainer {
   Generator batch_gen_;
   dist::CommPtr comm_;
   int64_t first_row_ = 0, local_batch_ = 0;  // this rank's rows of each global batch
+  // Expert parallelism (--expert-parallel with several ranks). shards_[i]:
+  // optimizer parameter i is rows [first, first + rows) of a one-process
+  // expert tensor (sharded), or the whole parameter, the same on every rank.
+  struct Shard {
+    bool sharded = false;
+    int64_t first = 0, rows = 0;
+  };
+  bool expert_parallel_ = false;
+  std::vector<Shard> shards_;
   bool parameters_synced_ = false;  // rank 0's parameters broadcast (at the first train(); the
                                     // constructor communicates nothing, so that it may fail on one rank)
   int64_t step_ = 0;

@@ -1,10 +1,15 @@
-// Expert parallelism under mpirun (2 ranks; 4 in the FourRanks test): a MoE
+// Expert parallelism under mpirun (2 ranks; 4 in the FourRanks tests): a MoE
 // layer whose experts are split over the ranks gives, on each rank's tokens,
 // the outputs and gradients of the one-process layer, top-k and AC (detached
-// and differentiable), with and without a capacity, to 1e-12 in float64. Each rank holds a different number of tokens; the experts'
-// gradients are the one-process layer's summed over every rank's tokens.
+// and differentiable), with and without a capacity, to 1e-12 in float64.
+// Each rank holds a different number of tokens; the experts' gradients are
+// the one-process layer's summed over every rank's tokens. A whole sgsc
+// language model trained so (train_lm --expert-parallel) has the gradients
+// of the one-process model on the whole batch.
 #include "dist/all_to_all_op.h"
+#include "dist/data_parallel.h"
 #include "moe/moe_layer.h"
+#include "moe/transformer_lm.h"
 #include "test_helpers.h"
 
 using namespace moegrad;
@@ -105,4 +110,58 @@ TEST(MpiExpertParallel, AllToAllRowsBackwardIsTheReverseExchange) {
   const Tensor out = dist::all_to_all_rows(comm, rows, send, recv);
   sum(mul(out, out)).backward();  // d/dout = 2 out, back at the sender: 2 rows
   expect_near(values(rows.grad()), values(mul(rows, 2.0)), 0.0);
+}
+
+namespace {
+// The sgsc model, its experts split over the ranks and the c layer's AC
+// statistics over every rank's tokens (as one process over the whole batch),
+// each rank with its own 2 sequences: the loss's gradients, combined as
+// train_lm combines them (the replicated ones averaged over the ranks, the
+// experts' divided by their number), are the one-process model's.
+void expect_language_model_step_equals_one_process() {
+  dist::CommPtr comm = dist::world();
+  const int ranks = comm->world_size(), rank = comm->rank();
+  LMConfig single_config;
+  single_config.vocab = 11, single_config.max_len = 5, single_config.arch = "sgsc";
+  single_config.block.dim = kDim, single_config.block.heads = 2, single_config.block.ffn_hidden = 7;
+  single_config.block.moe.hidden = kHidden, single_config.block.moe.experts = kExperts, single_config.block.moe.k = 2;
+  LMConfig parallel_config = single_config;
+  parallel_config.block.expert_ranks = comm;
+  parallel_config.block.moe.ac.stats.ranks = comm;
+  Generator g_single(21), g_parallel(21);
+  TransformerLM single(single_config, InitOptions{DType::Float64, &g_single});
+  TransformerLM parallel(parallel_config, InitOptions{DType::Float64, &g_parallel});
+
+  const int64_t batch = 2 * ranks, T = 5;
+  std::vector<int64_t> ids(batch * (T + 1));
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int64_t>((i * 7 + i / 3) % 11);
+  const Tensor all = Tensor::from_indices(ids, {batch, T + 1});
+  const Tensor inputs = narrow(all, 1, 0, T), targets = contiguous(narrow(all, 1, 1, T));
+  const Tensor mine = contiguous(narrow(inputs, 0, 2 * rank, 2)), my_targets = contiguous(narrow(targets, 0, 2 * rank, 2));
+  const Tensor single_loss = single.forward(contiguous(inputs), targets).loss;
+  single_loss.backward();
+  const Tensor parallel_loss = parallel.forward(mine, my_targets).loss;
+  parallel_loss.backward();
+  EXPECT_NEAR(dist::average_over_ranks(*comm, parallel_loss.item()), single_loss.item(), 1e-12);
+
+  const auto p = parallel.named_parameters(), s = single.named_parameters();
+  ASSERT_EQ(p.size(), s.size());
+  const int64_t local = kExperts / ranks;
+  for (size_t i = 0; i < p.size(); ++i) {
+    SCOPED_TRACE(p[i].first);
+    ASSERT_EQ(p[i].first, s[i].first);
+    Tensor grad = clone(p[i].second.grad());
+    if (p[i].first.find(".moe.experts.") != std::string::npos) {
+      expect_near(values(mul(grad, 1.0 / ranks)), values(narrow(s[i].second.grad(), 0, rank * local, local)), 1e-12);
+    } else {
+      comm->all_reduce_sum({grad});
+      expect_near(values(mul(grad, 1.0 / ranks)), values(s[i].second.grad()), 1e-12);
+    }
+  }
+}
+}  // namespace
+
+TEST(MpiExpertParallel, LanguageModelStepEqualsOneProcess) { expect_language_model_step_equals_one_process(); }
+TEST(MpiExpertParallel, FourRanksLanguageModelStepEqualsOneProcess) {
+  expect_language_model_step_equals_one_process();
 }

@@ -142,7 +142,7 @@ TEST(CudaOptim, Errors) {
   Tensor q = Tensor::zeros({3}).requires_grad_();
   q.set_grad(Tensor::ones({3}));
   p.set_grad(Tensor::ones({3}, DType::Float32, Device::cuda(0)));
-  EXPECT_MG_ERROR(lm::clip_grad_norm({p, q}, 1.0), "clip_grad_norm: gradients on cuda:0 and cpu");
+  EXPECT_MG_ERROR(lm::clip_grad_norm({p, q}, 1.0), "grad_norm: gradients on cuda:0 and cpu");
   EXPECT_MG_ERROR(cuda_adam_update(p, Tensor::zeros({2}, DType::Float32, Device::cuda(0)), p, p, {}),
                   "Adam (CUDA): the gradient must be a contiguous float32 [3] on cuda:0, got a contiguous float32 [2]");
   EXPECT_MG_ERROR(cuda_sgd_update(Tensor::zeros({3}), Tensor::zeros({3}), Tensor(), 0.1, 0, 0, true),
