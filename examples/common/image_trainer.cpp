@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "autograd/node.h"
+#include "dist/data_parallel.h"
 #include "examples/common/image_attacks.h"
 
 namespace moegrad::data {
@@ -211,15 +212,20 @@ int64_t set_ac_differentiable(ViT& model, bool on) {
 // ---- training ----
 
 ImageTrainResult train_image_classifier(ViT& model, const ImageDataset& train, const ImageDataset& test,
-                                        const ImageTrainConfig& c, MetricsWriter* metrics, Progress* progress) {
+                                        const ImageTrainConfig& c, MetricsWriter* metrics, Progress* progress,
+                                        dist::Communicator* comm) {
+  dist::SingleProcessCommunicator alone;
+  dist::Communicator& ranks = comm ? *comm : alone;
   validate(c);
   check_dataset(train, "train_image_classifier", "training");
   check_dataset(test, "train_image_classifier", "test");
   const int64_t n = train.images.size(0), per_epoch = n / c.batch;
   MG_CHECK(per_epoch >= 1, "train_image: ", n, " training images are fewer than one batch of ", c.batch);
   const int64_t total = c.steps > 0 ? c.steps : c.epochs * per_epoch;
+  const auto [first, local] = dist::local_rows(ranks, c.batch, "train_image: --batch");
   const Device device = lm::parse_device(c.device, "train_image");
   model.to(device);  // before the optimizer, so its state is made there
+  dist::broadcast_parameters(ranks, model.parameters());  // rank 0's weights everywhere
   Adam opt(model.parameters(), AdamOptions{c.lr, 0.9, 0.999, 1e-8, c.weight_decay});
   // The batch order has its own stream, so the same seed gives every model the same batches.
   Generator order_gen(random_bits(static_cast<uint64_t>(c.seed), 1));
@@ -236,20 +242,23 @@ ImageTrainResult train_image_classifier(ViT& model, const ImageDataset& train, c
     const auto t0 = std::chrono::steady_clock::now();
     const int64_t pos = (step - 1) % per_epoch;
     if (pos == 0) order = shuffled(n, order_gen);
-    std::vector<int64_t> picked(order.begin() + pos * c.batch, order.begin() + (pos + 1) * c.batch), picked_labels;
+    // this rank's slice of the global batch (all of it in one process)
+    const auto begin = order.begin() + pos * c.batch + first;
+    std::vector<int64_t> picked(begin, begin + local), picked_labels;
     for (int64_t i : picked) picked_labels.push_back(all_labels[i]);  // index_select takes float tensors only
-    const Tensor images = index_select(train.images, 0, Tensor::from_indices(picked, {c.batch})).to(device);
-    const Tensor labels = Tensor::from_indices(picked_labels, {c.batch}).to(device);
+    const Tensor images = index_select(train.images, 0, Tensor::from_indices(picked, {local})).to(device);
+    const Tensor labels = Tensor::from_indices(picked_labels, {local}).to(device);
     const double lr = lr_at(c, step, total);
     opt.set_lr(lr);
     const ViTOutput out = model.forward(images);
     const Tensor ce = cross_entropy(out.logits, labels);
     const Tensor loss = ce + out.balance_loss * c.balance_coef;
-    const double ce_value = ce.item();
     MG_CHECK(std::isfinite(loss.item()), "train_image: the loss is ", loss.item(), " at step ", step,
              "; training stopped (nothing saved); lower --lr or raise --warmup");
     opt.zero_grad();
     loss.backward();
+    const double ce_value = dist::average_over_ranks(ranks, ce.item());
+    dist::average_gradients(ranks, opt.params());
     const double norm = lm::clip_grad_norm(opt.params(), c.clip_grad);
     MG_CHECK(std::isfinite(norm), "train_image: the gradient norm is ", norm, " at step ", step,
              "; training stopped (nothing saved); lower --lr or raise --warmup");
@@ -267,11 +276,11 @@ ImageTrainResult train_image_classifier(ViT& model, const ImageDataset& train, c
                         {"grad_norm", norm}, {"images_per_s", window_images / window_seconds}});
       window_loss = 0, window_seconds = 0, window_steps = 0, window_images = 0;
     }
-    if (step % per_epoch == 0 || step == total) {
+    if (metrics && (step % per_epoch == 0 || step == total)) {
       const ImageEvalResult e = evaluate_image_classifier(model, test, c, false);
       json record = eval_to_json(e);
       record["type"] = "eval", record["step"] = step, record["epoch"] = static_cast<double>(step) / per_epoch;
-      if (metrics) metrics->write(record);
+      metrics->write(record);
       char line[128];
       std::snprintf(line, sizeof line, "eval step %lld: test accuracy %.2f%%, loss %.4f (%lld images)",
                     (long long)step, 100 * e.accuracy, e.loss, (long long)e.images);

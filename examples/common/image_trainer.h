@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/communicator.h"
 #include "examples/common/idx.h"
 #include "examples/common/lm_trainer.h"
 #include "examples/common/progress.h"
@@ -87,8 +88,14 @@ struct ImageEvalResult {
 // epoch, the last partial batch dropped), writing {"type":"train"} records
 // every log_every steps and a clean {"type":"eval"} on `test` after every
 // epoch and at the end. Error naming the step when the loss is not finite.
+// comm: the ranks training together, data parallel (nullptr: this process
+// alone). Each rank takes its slice of every global batch of config.batch
+// images (divisible by the ranks), rank 0's initial parameters are broadcast
+// and the gradients averaged; only the caller's rank 0 should pass metrics
+// and progress, and only a rank with metrics evaluates during training.
 ImageTrainResult train_image_classifier(ViT& model, const ImageDataset& train, const ImageDataset& test,
-                                        const ImageTrainConfig& config, MetricsWriter* metrics, Progress* progress);
+                                        const ImageTrainConfig& config, MetricsWriter* metrics, Progress* progress,
+                                        dist::Communicator* comm = nullptr);
 
 // Top-1 accuracy on `test` in batches of eval_batch, clean and, with attacks,
 // under FGSM and PGD at every ε (the same batches; AC statistics are per batch).

@@ -1,8 +1,10 @@
 // Data parallelism under mpirun: 2 ranks with batch B/2 each train a small
 // float64 MoE language model for some Adam steps and end where one process
 // with batch B ends: the same losses and the same parameters to 1e-12
-// relative. Each rank also trains the one-process reference itself.
+// relative. Each rank also trains the one-process reference itself. The same
+// for train_image's trainer (a float64 ViT, each rank half of every batch).
 #include "dist/data_parallel.h"
+#include "examples/common/image_trainer.h"
 #include "moe/transformer_lm.h"
 #include "nn/optim.h"
 #include "test_helpers.h"
@@ -93,4 +95,33 @@ TEST(MpiDataParallel, TwoRanksEqualOneProcessWithTheWholeBatch) {
 TEST(MpiDataParallel, BatchNotDivisibleByRanksIsAnError) {
   dist::CommPtr comm = dist::world();
   EXPECT_MG_ERROR(dist::local_rows(*comm, 3, "--batch"), "--batch 3 is not divisible by the number of ranks 2");
+}
+
+TEST(MpiDataParallel, ImageTrainerOnTwoRanksEqualsOneProcess) {
+  dist::CommPtr comm = dist::world();
+  Generator data_gen(5);
+  const int64_t n = 48;
+  const Tensor images = Tensor::rand({n, 1, 8, 8}, 0, 1, DType::Float64, &data_gen);
+  std::vector<int64_t> labels(n);
+  for (int64_t i = 0; i < n; ++i) labels[i] = (i * 5 + i / 7) % 3;
+  const data::ImageDataset train{images, Tensor::from_indices(labels, {n})};
+  data::ImageTrainConfig c = data::parse_image_args({"--moe", "topk", "--no-ac", "--dim", "8", "--heads", "2",
+                                                     "--expert-hidden", "8", "--experts", "4", "--batch", "8",
+                                                     "--steps", "6", "--warmup", "2", "--lr", "0.01",
+                                                     "--balance-coef", "0", "--threads", "1"});
+  auto trained = [&](dist::Communicator* ranks) {
+    Generator gen(3);
+    auto vit = std::make_shared<ViT>(data::vit_config(c, 8, 1, 3), InitOptions{DType::Float64, &gen});
+    data::train_image_classifier(*vit, train, train, c, nullptr, nullptr, ranks);
+    return vit;
+  };
+  const auto parallel = trained(comm.get()), single = trained(nullptr);
+  const auto p = parallel->named_parameters(), s = single->named_parameters();
+  ASSERT_EQ(p.size(), s.size());
+  for (size_t i = 0; i < p.size(); ++i) {
+    SCOPED_TRACE(p[i].first);
+    expect_near(values(p[i].second), values(s[i].second), 1e-10);
+  }
+  c.batch = 7;
+  EXPECT_MG_ERROR(trained(comm.get()), "train_image: --batch 7 is not divisible by the number of ranks 2");
 }

@@ -398,14 +398,4 @@ TEST_F(DurableOutputs, TrainImageWriteLimitsAreClearErrors) {
   EXPECT_EQ(read_whole_file(model), model_bytes);
 }
 
-// train_image is one process: started as one of several ranks it writes
-// nothing (each would train alone and write the same files) and says why.
-TEST_F(DurableOutputs, TrainImageRefusesToRunAsOneOfSeveralRanks) {
-  const std::string out = root_ + "/ranked";
-  const ProgramResult r = run_program(MOEGRAD_TRAIN_IMAGE, {"--out", out}, {"OMPI_COMM_WORLD_SIZE=2"});
-  EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.output.find("train_image trains in one process; this is one of 2"), std::string::npos) << r.output;
-  EXPECT_FALSE(fs::exists(out));
-}
-
 #endif  // MOEGRAD_TRAIN_LM && MOEGRAD_TRAIN_IMAGE
