@@ -65,12 +65,31 @@ void ac_weight_stats(const Tensor& W, const Tensor& index, const Tensor& mix, Ro
 }
 
 MoEOutput MoELayer::forward(const Tensor& x, const Assignments& previous, const ACStatistics* statistics) {
-  MG_CHECK(x.defined() && x.dim() == 2 && x.size(1) == config.dim, "MoELayer: expected tokens [n, ", config.dim,
-           "], got ", x.defined() ? shape_str(x.shape()) : "undefined");
-  RouterOutput r = router->forward(x, previous, statistics);
-  PlanPtr plan = make_routing_plan(r.indices, config.experts, config.capacity_factor);
-  Tensor expert_in = config.use_ac && config.scale_expert_input ? r.scaled_input : x;
-  Tensor xp = moe_permute(expert_in, plan);
+  auto check_input = [&] {
+    MG_CHECK(x.defined() && x.dim() == 2 && x.size(1) == config.dim, "MoELayer: expected tokens [n, ", config.dim,
+             "], got ", x.defined() ? shape_str(x.shape()) : "undefined");
+  };
+  RouterOutput r;
+  PlanPtr plan;
+  Tensor xp;
+  auto route = [&] {
+    check_input();
+    r = router->forward(x, previous, statistics);
+    plan = make_routing_plan(r.indices, config.experts, config.capacity_factor);
+    xp = moe_permute(config.use_ac && config.scale_expert_input ? r.scaled_input : x, plan);
+  };
+  if (!expert_comm) {
+    route();
+  } else if (!(config.use_ac && config.ac.stats.ranks)) {
+    // The other ranks will wait for this one's rows: a failure while routing
+    // (bad input, a router's check) fails every rank with its message.
+    dist::run_on_all_or_fail(*expert_comm, route);
+  } else {
+    // AC statistics over the ranks exchange inside the router (each exchange
+    // agrees on its arguments first): only the input is checked here.
+    dist::run_on_all_or_fail(*expert_comm, check_input);
+    route();
+  }
   Tensor yp = expert_comm ? run_experts_over_ranks(xp, *plan) : experts->forward(xp, plan);
   Tensor y = moe_combine(yp, r.scores, plan);
 

@@ -98,6 +98,21 @@ TEST(MpiExpertParallel, ExpertsNotDivisibleByRanksIsAnError) {
   EXPECT_MG_ERROR(make_layer(c, dist::world()), "3 experts cannot be split evenly over 2 ranks");
 }
 
+TEST(MpiExpertParallel, BadInputOnOneRankIsAnErrorOnEveryRank) {
+  // rank 1's tokens have the wrong width, or (AC) its previous assignments the
+  // wrong number of rows: every rank throws rank 1's Error instead of waiting
+  // for its rows
+  dist::CommPtr comm = dist::world();
+  const bool bad = comm->rank() == 1;
+  auto layer = make_layer(layer_config({}), comm);
+  EXPECT_MG_ERROR(layer->forward(leaf({4, bad ? kDim + 1 : kDim}, 1)), "rank 1: MoELayer: expected tokens [n, 6]");
+  auto ac = make_layer(layer_config({true}), comm);
+  const Assignments previous{random_assignment(bad ? 3 : 4, 2, kExperts, 2), leaf({bad ? 3 : 4, 2}, 3).detach()};
+  EXPECT_MG_ERROR(ac->forward(leaf({4, kDim}, 1), previous), "rank 1: ");
+  // after the failures, the layers still exchange normally
+  EXPECT_EQ(layer->forward(leaf({4, kDim}, 5)).y.size(0), 4);
+}
+
 TEST(MpiExpertParallel, AllToAllRowsBackwardIsTheReverseExchange) {
   // rank r sends s + 1 rows to rank s; the gradient of out is out's own values
   // scaled, so each row's gradient returns to its sender scaled the same way
