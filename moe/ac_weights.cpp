@@ -182,15 +182,16 @@ ClusterStats global_cluster_statistics(const Tensor& x, const Tensor& labels, in
   comm.all_reduce_sum({counts, mu});
   for (int64_t e = 0; e < E; ++e)
     for (int64_t f = 0; f < d; ++f) m[e * d + f] /= std::max(count[e], 1.0);
-  // round 2: the spreads around the global means
-  Tensor s = Tensor::zeros({E, d}, DType::Float64);
-  double* sp = s.data<double>();
+  // round 2: the spreads around the global means (and the backward's path through them)
+  Tensor s = Tensor::zeros({E, d}, DType::Float64), dev = Tensor::zeros({E, d}, DType::Float64);
+  double *sp = s.data<double>(), *dp = dev.data<double>();
   for (int64_t i = 0; i < n; ++i)
     for (int64_t f = 0; f < d; ++f) {
       const double r = xv[i * d + f] - m[label[i] * d + f];
       sp[label[i] * d + f] += mad ? std::fabs(r) : r * r;
+      dp[label[i] * d + f] += mad ? (r > 0) - (r < 0) : 2 * r;
     }
-  comm.all_reduce_sum({s});
+  comm.all_reduce_sum({s, dev});
   std::vector<int64_t> offsets(E + 1, 0);
   for (int64_t e = 0; e < E; ++e) {
     for (int64_t f = 0; f < d; ++f) sp[e * d + f] = count[e] > 0 ? sp[e * d + f] / count[e] : 0.0;
@@ -198,7 +199,7 @@ ClusterStats global_cluster_statistics(const Tensor& x, const Tensor& labels, in
   }
   const Device device = x.device();
   return {Clusters{Tensor(), Tensor::from_indices(offsets, {E + 1}).to(device)}, mu.to(device), s.to(device),
-          Tensor()};
+          dev.to(device)};
 }
 
 // ---- 3. the backward: dW -> dx through the scaling, the clip, A and s ----
@@ -372,19 +373,22 @@ Tensor ac_cluster_weights(const Tensor& x_in, const Tensor& labels_in, int64_t E
   MG_CHECK(opt.eps > 0, op, ": eps must be positive, got ", opt.eps);
   MG_CHECK(x_in.size(0) > 0 && x_in.size(1) > 0, op, ": empty input ", shape_str(x_in.shape()));
   const Tensor x = contiguous(x_in).detach(), labels = contiguous(labels_in);
-  if (opt.ranks && opt.ranks->world_size() > 1) {
-    MG_CHECK(!any_requires_grad({x_in}), op, ": W from the statistics of several ranks is detached; a ",
-             "differentiable W needs each rank's own statistics");
-    group_by_cluster(labels, E, op, "label", "of token");  // checks the labels
-    return weight_table(global_cluster_statistics(x, labels, E, opt.stat, *opt.ranks), opt, x.dtype()).W;
-  }
-  const ClusterStats stats = cluster_statistics(x, group_by_cluster(labels, E, op, "label", "of token"), E, opt.stat);
+  const Clusters clusters = group_by_cluster(labels, E, op, "label", "of token");  // checks the labels
+  // Over ranks the statistics (counts, μ, s and the backward's Σ sign or Σ 2(x − μ)) are every rank's,
+  // and W shapes every rank's loss: the backward first sums dW over the ranks, then takes this rank's
+  // tokens through the one-process formula.
+  const dist::CommPtr ranks = opt.ranks && opt.ranks->world_size() > 1 ? opt.ranks : nullptr;
+  const ClusterStats stats = ranks ? global_cluster_statistics(x, labels, E, opt.stat, *ranks)
+                                   : cluster_statistics(x, clusters, E, opt.stat);
   WeightTable table = weight_table(stats, opt, x.dtype());
   // the backward keeps the table but not W itself: W -> its node -> W would be a cycle that outlives a graph
   // whose backward never runs
   const WeightTable saved{table.A, table.threshold, table.q, Tensor()};
-  attach_backward(table.W, op, {x_in}, [x, labels, stats, saved, opt](const Tensor& dW) {
-    return std::vector<Tensor>{cluster_weights_backward(x, labels, stats, saved, opt, dW)};
+  attach_backward(table.W, op, {x_in}, [x, labels, stats, saved, opt, ranks](const Tensor& dW) {
+    if (!ranks) return std::vector<Tensor>{cluster_weights_backward(x, labels, stats, saved, opt, dW)};
+    Tensor every_rank = clone(dW);
+    ranks->all_reduce_sum({every_rank});
+    return std::vector<Tensor>{cluster_weights_backward(x, labels, stats, saved, opt, every_rank)};
   });
   return table.W;
 }

@@ -47,8 +47,11 @@
 // order): the counts n_e and the sums Σ x_i per cluster give μ_e; then the
 // spreads Σ |x_i − μ_e| (or Σ (x_i − μ_e)²) give s_e; A, the clip and the
 // scaling follow on every rank alike, so W is the same everywhere. These
-// statistics are computed on the host (a CUDA x is copied there) and W is
-// detached (the paper's W): a differentiable W across ranks is an Error.
+// statistics are computed on the host (a CUDA x is copied there). A
+// differentiable W shapes every rank's loss: its backward all-reduces dW
+// (every rank must run it, as every rank builds the same graph), then takes
+// this rank's tokens through the one-process formula with the global
+// statistics, so each rank's dx is its rows of the one-process dx.
 //
 // Labels or indices outside [0, E) are an Error naming the first one, on
 // either device; on CUDA the grouping runs on the device (cuda/sort.h) and

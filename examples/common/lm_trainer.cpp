@@ -351,8 +351,8 @@ void validate(const LMTrainConfig& config) {
   check_one_of(c.eval, "train_lm", "eval", {"batch", "causal", "both"});
   check_one_of(c.ac_stat, "train_lm", "ac-stat", {"mad", "variance"});
   check_one_of(c.ac_stats, "train_lm", "ac-stats", {"local", "global"});
-  MG_CHECK(c.ac_stats == "local" || (c.ac_rows == "experts" && !c.ac_differentiable),
-           "train_lm: --ac-stats global needs --ac-rows experts and a detached W (no --ac-differentiable)");
+  MG_CHECK(c.ac_stats == "local" || c.ac_rows == "experts",
+           "train_lm: --ac-stats global needs --ac-rows experts (the largest previous index differs between ranks)");
   check_one_of(c.ac_scaling, "train_lm", "ac-scaling", {"feature", "global"});
   check_one_of(c.norm, "train_lm", "norm", {"pre", "post"});
   check_one_of(c.optimizer, "train_lm", "optimizer", {"adam", "adamw"});

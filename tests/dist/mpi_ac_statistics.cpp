@@ -1,7 +1,8 @@
 // AC statistics across ranks under mpirun (2 ranks): with ACOptions::ranks,
 // W from each rank's tokens equals the one-process W over the global batch
 // (every rank's tokens, in rank order) to 1e-12, for MAD and variance, with
-// an empty cluster, official and neutral small clusters; and an
+// an empty cluster, official and neutral small clusters, detached and
+// differentiable (each rank's dx its rows of the one-process dx); and an
 // expert-parallel AC layer with global statistics equals the one-process
 // layer over the global batch, forward and backward.
 #include "moe/moe_layer.h"
@@ -47,12 +48,35 @@ TEST(MpiACStatistics, WOverRanksEqualsWOverTheGlobalBatch) {
     }
 }
 
-TEST(MpiACStatistics, DifferentiableWOverRanksIsAnError) {
-  ACOptions global;
-  global.ranks = dist::world();
-  const Tensor x = tokens(dist::world()->rank());
-  const Tensor labels = squeeze(narrow(previous_indices(dist::world()->rank()), 1, 0, 1), 1);
-  EXPECT_MG_ERROR(ac_cluster_weights(x, labels, kExperts, global), "W from the statistics of several ranks is detached");
+// The differentiable W over ranks: each rank's loss weights W with its own
+// G_r; one process holds every token and the sum of the losses. Each rank's
+// dx is its rows of the one-process dx, to 1e-12.
+Tensor loss_weights(int rank) { return leaf({kExperts, kDim}, 500 + rank).detach(); }
+
+TEST(MpiACStatistics, DifferentiableWOverRanksEqualsOneProcess) {
+  dist::CommPtr comm = dist::world();
+  const int ranks = comm->world_size(), rank = comm->rank();
+  const Tensor labels = squeeze(narrow(previous_indices(rank), 1, 0, 1), 1);
+  const Tensor global_labels = squeeze(narrow(all_ranks(ranks, previous_indices), 1, 0, 1), 1);
+  int64_t first = 0;
+  for (int r = 0; r < rank; ++r) first += tokens_of(r);
+  for (ACStat stat : {ACStat::MAD, ACStat::Variance})
+    for (ACSmallClusters small : {ACSmallClusters::Official, ACSmallClusters::Neutral})
+      for (ACScaling scaling : {ACScaling::PerFeature, ACScaling::Global}) {
+        ACOptions local;
+        local.stat = stat, local.small_clusters = small, local.scaling = scaling;
+        ACOptions global = local;
+        global.ranks = comm;
+        const Tensor x = tokens(rank);
+        Tensor x_all = all_ranks(ranks, tokens).detach();
+        x_all.requires_grad_();
+        const Tensor W = ac_cluster_weights(x, labels, kExperts, global);
+        sum(mul(W, loss_weights(rank))).backward();
+        const Tensor W_all = ac_cluster_weights(x_all, global_labels, kExperts, local);
+        sum(mul(W_all, sum(reshape(all_ranks(ranks, loss_weights), {ranks, kExperts, kDim}), {0}))).backward();
+        expect_near(values(W), values(W_all), 1e-12);
+        expect_near(values(x.grad()), values(narrow(x_all.grad(), 0, first, tokens_of(rank))), 1e-12);
+      }
 }
 
 TEST(MpiACStatistics, ExpertParallelLayerWithGlobalStatisticsEqualsOneProcess) {

@@ -2,7 +2,7 @@
 #   - 2 ranks data parallel train as one process with the whole batch (float32:
 #     the train losses agree to 1e-4 relative), rank 0 alone writing the files;
 #   - resumed at the same world size, a run equals the uninterrupted one bit for bit;
-#   - --ac-stats global trains;
+#   - --ac-stats global trains, detached and differentiable;
 #   - expert parallel (--expert-parallel), 2 ranks train as one process, write
 #     the one-process model and resume bit for bit (with the experts' dropout);
 #   - a bad option on one rank only ends both ranks with that rank's Error;
@@ -108,6 +108,8 @@ expect_exact_resume(data-parallel)
 
 # the AC statistics of the global batch
 run(TRUE ${np} ${TRAIN_LM} ${model} --arch sgsc --router acmoe --ac-stats global --steps 2 --out ${WORK_DIR}/global)
+run(TRUE ${np} ${TRAIN_LM} ${model} --arch sgsc --router acmoe --ac-stats global --ac-differentiable --steps 2
+    --out ${WORK_DIR}/global-differentiable)
 
 # expert parallel: each rank holds 2 of every MoE layer's 4 experts; the run
 # equals one process, its checkpoint holds the one-process model (all 4
