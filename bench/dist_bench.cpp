@@ -16,6 +16,7 @@
 // for the slowest rank) beside the rest (compute).
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -97,16 +98,15 @@ int main(int argc, char** argv) {
       comm_ms.push_back(comm->ms);
     });
     // the median step's communication (the timed steps are the last ones)
+    const double median = t.median();
     const size_t timed_from = comm_ms.size() - t.ms.size();
-    size_t median_step = 0;
-    for (size_t i = 0; i < t.ms.size(); ++i)
-      if (t.ms[i] == t.median()) median_step = i;
+    const size_t median_step = std::find(t.ms.begin(), t.ms.end(), median) - t.ms.begin();
     const double communication = comm_ms[timed_from + median_step];
     if (comm->rank() == 0)
       std::printf("mode %s, %d rank(s) x %d thread(s): %.0f tokens/s (median step %.1f ms: %.1f ms communication, "
                   "%.1f ms compute; %lld tokens)\n",
-                  mode.c_str(), comm->world_size(), omp_get_max_threads(), tokens / (t.median() / 1000.0),
-                  t.median(), communication, t.median() - communication, static_cast<long long>(tokens));
+                  mode.c_str(), comm->world_size(), omp_get_max_threads(), tokens / (median / 1000.0), median,
+                  communication, median - communication, static_cast<long long>(tokens));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -56,7 +56,11 @@ void run_on_all_or_fail(Communicator& comm, const std::function<void()>& fn) {
   int first = -1;
   for (int r = 0; r < n && first < 0; ++r)
     if (any[r] > 0) first = r;
-  if (first < 0) return;
+  if (first >= 0) throw_failure_of(comm, first, message);
+}
+
+void throw_failure_of(Communicator& comm, int first, const std::string& message) {
+  if (comm.world_size() == 1) throw Error(message);
   Tensor length = Tensor::from_indices({static_cast<int64_t>(message.size())}, {1});
   comm.broadcast({length}, first);
   const int64_t size = length.to_indices()[0];

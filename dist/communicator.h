@@ -87,6 +87,11 @@ int launched_world_size();
 // when the world has more than one rank. Used around setup (options, data,
 // model) so that a failure on one rank cannot leave the others waiting.
 void run_on_all_or_fail(Communicator& comm, const std::function<void()>& fn);
+// Collective: every rank throws rank `first`'s Error, "rank F: <its message>"
+// (the message is sent from there; the others' is ignored), or the message
+// alone in a world of one. For a failure every rank already knows of, as
+// run_on_all_or_fail's, or a flag carried by another exchange.
+[[noreturn]] void throw_failure_of(Communicator& comm, int first, const std::string& message);
 
 // Collective: root receives every rank's rows ([n_r, ...], of one dtype and
 // trailing shape on all ranks) stacked in rank order, [n_0 + n_1 + ..., ...];

@@ -385,10 +385,12 @@ Tensor ac_cluster_weights(const Tensor& x_in, const Tensor& labels_in, int64_t E
   // whose backward never runs
   const WeightTable saved{table.A, table.threshold, table.q, Tensor()};
   attach_backward(table.W, op, {x_in}, [x, labels, stats, saved, opt, ranks](const Tensor& dW) {
-    if (!ranks) return std::vector<Tensor>{cluster_weights_backward(x, labels, stats, saved, opt, dW)};
-    Tensor every_rank = clone(dW);
-    ranks->all_reduce_sum({every_rank});
-    return std::vector<Tensor>{cluster_weights_backward(x, labels, stats, saved, opt, every_rank)};
+    Tensor dW_all = dW;
+    if (ranks) {
+      dW_all = clone(dW);
+      ranks->all_reduce_sum({dW_all});
+    }
+    return std::vector<Tensor>{cluster_weights_backward(x, labels, stats, saved, opt, dW_all)};
   });
   return table.W;
 }

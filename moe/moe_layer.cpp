@@ -72,6 +72,7 @@ MoEOutput MoELayer::forward(const Tensor& x, const Assignments& previous, const 
   RouterOutput r;
   PlanPtr plan;
   Tensor xp;
+  std::string failure;  // this rank's routing error, under expert parallelism
   auto route = [&] {
     check_input();
     r = router->forward(x, previous, statistics);
@@ -82,15 +83,21 @@ MoEOutput MoELayer::forward(const Tensor& x, const Assignments& previous, const 
     route();
   } else if (!(config.use_ac && config.ac.stats.ranks)) {
     // The other ranks will wait for this one's rows: a failure while routing
-    // (bad input, a router's check) fails every rank with its message.
-    dist::run_on_all_or_fail(*expert_comm, route);
+    // (bad input, a router's check) travels with the expert counts and fails
+    // every rank with its message (run_experts_over_ranks).
+    try {
+      route();
+    } catch (const std::exception& e) {
+      failure = *e.what() ? e.what() : "failed";
+      plan = nullptr;
+    }
   } else {
     // AC statistics over the ranks exchange inside the router (each exchange
     // agrees on its arguments first): only the input is checked here.
     dist::run_on_all_or_fail(*expert_comm, check_input);
     route();
   }
-  Tensor yp = expert_comm ? run_experts_over_ranks(xp, *plan) : experts->forward(xp, plan);
+  Tensor yp = expert_comm ? run_experts_over_ranks(xp, plan.get(), failure) : experts->forward(xp, plan);
   Tensor y = moe_combine(yp, r.scores, plan);
 
   last_stats = RoutingStats();
@@ -102,21 +109,27 @@ MoEOutput MoELayer::forward(const Tensor& x, const Assignments& previous, const 
   return {y, r.balance_loss, r.z_loss, r.assignments()};
 }
 
-Tensor MoELayer::run_experts_over_ranks(const Tensor& xp, const RoutingPlan& plan) {
+Tensor MoELayer::run_experts_over_ranks(const Tensor& xp, const RoutingPlan* plan, const std::string& failure) {
   const int ranks = expert_comm->world_size();
-  const int64_t local = config.experts / ranks;
-  // the rows for rank s: its experts' blocks, contiguous in the plan's expert order
-  std::vector<int64_t> send(ranks, 0);
-  for (int64_t e = 0; e < config.experts; ++e) send[e / local] += plan.counts[e];
-  // counts[r * local + j]: the rows rank r sends to this rank's expert j
+  const int64_t E = config.experts, local = E / ranks;
+  // row e: (the rows for expert e, whether this rank failed to route); after the
+  // exchange, row r * local + j: what rank r sends to this rank's expert j
+  std::vector<int64_t> status(2 * E, 0);
+  for (int64_t e = 0; e < E; ++e) status[2 * e] = plan ? plan->counts[e] : 0, status[2 * e + 1] = plan ? 0 : 1;
   const std::vector<int64_t> per_rank(ranks, local);
   const std::vector<int64_t> counts =
-      expert_comm->all_to_all(Tensor::from_indices(plan.counts, {config.experts, 1}), per_rank, per_rank).to_indices();
+      expert_comm->all_to_all(Tensor::from_indices(status, {E, 2}), per_rank, per_rank).to_indices();
+  for (int r = 0; r < ranks; ++r)  // every rank sees every rank's flag (its own included)
+    if (counts[2 * r * local + 1]) dist::throw_failure_of(*expert_comm, r, failure);
+  // the rows for rank s: its experts' blocks, contiguous in the plan's expert order
+  std::vector<int64_t> send(ranks, 0);
+  for (int64_t e = 0; e < E; ++e) send[e / local] += plan->counts[e];
   std::vector<int64_t> recv(ranks, 0), row_expert;
   for (int r = 0; r < ranks; ++r)
     for (int64_t j = 0; j < local; ++j) {
-      recv[r] += counts[r * local + j];
-      row_expert.insert(row_expert.end(), counts[r * local + j], j);
+      const int64_t rows = counts[2 * (r * local + j)];
+      recv[r] += rows;
+      row_expert.insert(row_expert.end(), rows, j);
     }
   const Tensor received = dist::all_to_all_rows(expert_comm, xp, send, recv);  // by sender, then expert
   // this rank's experts over what it received: grouped by expert, run, put back in received order

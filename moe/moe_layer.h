@@ -19,6 +19,8 @@
 // the combine. The backward is the two exchanges reversed
 // (dist/all_to_all_op.h). Every rank must call forward (and backward) together.
 #pragma once
+#include <string>
+
 #include "dist/communicator.h"
 #include "moe/experts.h"
 #include "moe/router.h"
@@ -76,8 +78,10 @@ class MoELayer : public Module {
 
  private:
   // The experts' outputs for xp (the plan's rows, in expert order), each row
-  // sent to the rank that owns its expert and back.
-  Tensor run_experts_over_ranks(const Tensor& xp, const RoutingPlan& plan);
+  // sent to the rank that owns its expert and back. plan null: this rank
+  // failed to route (failure says why); the first exchange tells every rank,
+  // and all throw the lowest failing rank's error.
+  Tensor run_experts_over_ranks(const Tensor& xp, const RoutingPlan* plan, const std::string& failure);
 };
 
 }  // namespace moegrad

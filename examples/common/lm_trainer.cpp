@@ -503,6 +503,8 @@ LMTrainer::LMTrainer(const LMTrainConfig& config, std::FILE* log, dist::CommPtr 
       for (const Tensor& p : layer->moe->experts->parameters())
         for (size_t i = 0; i < params.size(); ++i)
           if (params[i].same(p)) shards_[i] = {true, layer->moe->first_expert, p.size(0)};
+  for (size_t i = 0; i < params.size(); ++i)
+    (shards_[i].sharded ? expert_params_ : replicated_params_).push_back(params[i]);
   batch_gen_ = Generator(random_bits(seed, 1));
   const AdamOptions adam{c.lr, c.beta1, c.beta2, 1e-8, c.weight_decay};
   if (c.optimizer == "adamw")
@@ -573,7 +575,7 @@ void LMTrainer::train(int64_t until) {
   progress_ = progress.get();
 
   // rank 0's weights everywhere (expert shards are each rank's own)
-  if (!parameters_synced_) dist::broadcast_parameters(*comm_, parameters_sharded(false));
+  if (!parameters_synced_) dist::broadcast_parameters(*comm_, replicated_params_);
   parameters_synced_ = true;
   model_->train();
   double window_seconds = 0;
@@ -629,24 +631,16 @@ void LMTrainer::stop_unless_finite(double value, const char* what, int64_t step)
            ") is kept as it was; lower --lr or raise --warmup, and resume or restart");
 }
 
-std::vector<Tensor> LMTrainer::parameters_sharded(bool sharded) const {
-  const std::vector<Tensor>& params = optimizer_->params();
-  std::vector<Tensor> out;
-  for (size_t i = 0; i < params.size(); ++i)
-    if (shards_[i].sharded == sharded) out.push_back(params[i]);
-  return out;
-}
-
 void LMTrainer::average_gradients() {
   if (!expert_parallel_) return dist::average_gradients(*comm_, optimizer_->params());
-  dist::average_gradients(*comm_, parameters_sharded(false));
+  dist::average_gradients(*comm_, replicated_params_);
   // Each rank's loss is the mean over its own tokens, so the sum the all-to-all's
   // backward brought to a shard is N times the global batch's gradient. An expert
   // tensor's gradient is defined in one process whenever the layer routes a
   // token; here it is zeros where none reached this rank's experts.
   NoGradGuard no_grad;
   const double scale = 1.0 / static_cast<double>(comm_->world_size());
-  for (const Tensor& p : parameters_sharded(true)) {
+  for (const Tensor& p : expert_params_) {
     const Tensor g = p.grad();
     p.set_grad(g.defined() ? mul(g, scale) : Tensor::zeros(p.shape(), p.dtype(), p.device()));
   }
@@ -656,7 +650,7 @@ double LMTrainer::clip_gradients() {
   const std::vector<Tensor>& params = optimizer_->params();
   if (!expert_parallel_) return clip_grad_norm(params, config_.clip_grad);
   // the replicated gradients once, the shards' squares summed over the ranks
-  const double replicated = grad_norm(parameters_sharded(false)), local = grad_norm(parameters_sharded(true));
+  const double replicated = grad_norm(replicated_params_), local = grad_norm(expert_params_);
   Tensor shards_sq = Tensor::from_vector({local * local}, {1}, DType::Float64);
   comm_->all_reduce_sum({shards_sq});
   const double norm = std::sqrt(replicated * replicated + shards_sq.item());
@@ -795,9 +789,10 @@ void LMTrainer::save_checkpoint() {
     for (size_t k = 0; k < state[i].buffers.size(); ++k)
       tensors["optim." + name + "." + buffers[k]] = whole(i, state[i].buffers[k]);
   }
+  const auto gens = named_generators();
   json rng = json::object();
   std::vector<int64_t> bits;  // this rank's (seed, offset) pairs, as int64 bit patterns
-  for (const auto& [name, gen] : named_generators()) {
+  for (const auto& [name, gen] : gens) {
     rng[name] = {gen->seed(), gen->offset()};
     for (uint64_t v : {gen->seed(), gen->offset()}) {
       int64_t b;
@@ -813,7 +808,6 @@ void LMTrainer::save_checkpoint() {
     const std::vector<int64_t> bits_all = all.to_indices();
     std::vector<uint64_t> states(bits_all.size());
     std::memcpy(states.data(), bits_all.data(), states.size() * sizeof(uint64_t));
-    const auto gens = named_generators();
     rng["ranks"] = ranks;
     for (int r = 1; r < ranks; ++r)
       for (size_t g = 0; g < gens.size(); ++g)

@@ -248,9 +248,6 @@ class LMTrainer {
   void load_checkpoint(const std::string& path);
   // "batch", then "model.<name>" for each of the model's generators (dropout).
   std::vector<std::pair<std::string, Generator*>> named_generators();
-  // Expert parallelism: the parameters that are (or are not) this rank's
-  // slice of some MoE layer's experts.
-  std::vector<Tensor> parameters_sharded(bool sharded) const;
   // Gradients of the global batch's mean loss: the replicated parameters'
   // averaged over the ranks, the expert shards' (every rank's tokens for
   // this rank's experts, summed by the all-to-all's backward) divided by N.
@@ -290,6 +287,8 @@ class LMTrainer {
   };
   bool expert_parallel_ = false;
   std::vector<Shard> shards_;
+  // the optimizer's parameters split by shards_: the same on every rank, or this rank's experts
+  std::vector<Tensor> replicated_params_, expert_params_;
   bool parameters_synced_ = false;  // rank 0's parameters broadcast (at the first train(); the
                                     // constructor communicates nothing, so that it may fail on one rank)
   int64_t step_ = 0;
