@@ -63,9 +63,22 @@ void attach_backward(Tensor& out, const char* op, std::initializer_list<Tensor> 
   attach_backward(out, op, std::vector<Tensor>(inputs), std::move(fn));
 }
 
-static void accumulate_leaf(TensorImpl& leaf, const Tensor& g) {
+// The leaf's first gradient is taken over when nothing else can see it (no
+// other reference to it or its storage, a whole contiguous buffer of the
+// leaf's dtype), as PyTorch's AccumulateGrad does; otherwise it is copied, since
+// it may be a view of another tensor's data. Later gradients are added in place.
+static bool owned_outright(const Tensor& g, const TensorImpl& leaf) {
+  return g.impl_ptr().use_count() == 1 && g.storage().use_count() == 1 && !g.requires_grad() && g.offset() == 0 &&
+         g.dtype() == leaf.dtype && g.is_contiguous() &&
+         g.storage()->nbytes() == static_cast<size_t>(g.numel()) * dtype_size(g.dtype());
+}
+
+static void accumulate_leaf(TensorImpl& leaf, Tensor g) {
   if (!leaf.grad) {
-    // own the buffer: the gradient may be a view of another tensor's data
+    if (owned_outright(g, leaf)) {
+      leaf.grad = g.impl_ptr();
+      return;
+    }
     Tensor copy = Tensor::empty(g.shape(), leaf.dtype, g.device());
     copy.copy_(g);
     leaf.grad = copy.impl_ptr();
@@ -142,7 +155,7 @@ void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
         MG_CHECK(g.shape() == e.shape, "backward: ", n->name(), " returned a gradient of shape ",
                  shape_str(g.shape()), " for input ", k, " of shape ", shape_str(e.shape));
       if (e.leaf) {
-        if (g.defined()) accumulate_leaf(*e.leaf, g);
+        if (g.defined()) accumulate_leaf(*e.leaf, std::move(grads[k]));
         continue;
       }
       Node* next = e.fn.get();
