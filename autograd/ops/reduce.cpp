@@ -3,8 +3,9 @@
 // Layout: the reduced dims are brought last and each output element reduces
 // one contiguous row; when the reduced dims are the leading dims of a
 // contiguous tensor (a bias gradient), columns are summed without a copy.
-// Each output element is reduced by one thread in a fixed order, so results
-// do not depend on the thread count. CUDA tensors take the same plan with the
+// Each output element is reduced by one thread in a fixed order (a row's sum
+// is a SIMD reduction: vector lanes, then their total), so results do not
+// depend on the thread count. CUDA tensors take the same plan with the
 // kernels of cuda/reduce.cu (also fixed-order, so deterministic).
 #include <numeric>
 
@@ -94,7 +95,9 @@ Tensor sum_forward(const Tensor& x, const ReducePlan& p) {
       parallel_for(nblocks, 8, [&](int64_t b, int64_t e) {
         for (int64_t k = b; k < e; ++k) {
           Acc s = 0;
-          for (int64_t i = k * block, end = std::min(n, i + block); i < end; ++i) s += xp[i];
+          const int64_t end = std::min(n, (k + 1) * block);
+#pragma omp simd reduction(+ : s)
+          for (int64_t i = k * block; i < end; ++i) s += xp[i];
           partial[k] = s;
         }
       });
@@ -105,6 +108,7 @@ Tensor sum_forward(const Tensor& x, const ReducePlan& p) {
       for (int64_t r = b; r < e; ++r) {
         Acc s = 0;
         const T* row = xp + r * n;
+#pragma omp simd reduction(+ : s)
         for (int64_t i = 0; i < n; ++i) s += row[i];
         o[r] = static_cast<T>(s);
       }
