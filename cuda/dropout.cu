@@ -1,6 +1,6 @@
-// The dropout mask kernel of dropout.h: element i compares the uniform draw of
-// counter first + i with p in double, exactly as autograd/ops/dropout.cpp does
-// on the CPU (random_uniform is __host__ __device__ and uses only integer
+// The dropout mask kernel of dropout.h: element i keeps when
+// dropout_keeps(seed, first + i, p), exactly as autograd/ops/dropout.cpp does
+// on the CPU (the draw is __host__ __device__ and uses only integer
 // arithmetic and one exact scaling, so both sides draw the same doubles).
 #include "cuda/dropout.h"
 #include "cuda/launch.cuh"
@@ -12,7 +12,7 @@ namespace {
 
 template <typename T>
 __global__ void dropout_mask_kernel(T* mask, int64_t n, uint64_t seed, uint64_t first, double p, T scale) {
-  MG_GRID_STRIDE(i, n) mask[i] = random_uniform(seed, first + static_cast<uint64_t>(i)) >= p ? scale : T(0);
+  MG_GRID_STRIDE(i, n) mask[i] = dropout_keeps(seed, first + static_cast<uint64_t>(i), p) ? scale : T(0);
 }
 
 }  // namespace

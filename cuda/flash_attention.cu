@@ -7,7 +7,8 @@
 //     (running max m and sum l per row, the accumulator rescaled by
 //     exp(m_old − m_new)), then writes out = acc / l and lse = m + log l.
 //   backward (P = exp(scale · q kᵀ − lse), D_t = Σ_d dO_td O_td,
-//     dS = P ⊙ (dO vᵀ − D) · scale):
+//     dS = P ⊙ (dO vᵀ ⊙ Z − D) · scale, dV takes P ⊙ Z, with Z the dropout
+//     factors, all 1 without dropout; the forward weighs v by P ⊙ Z):
 //     row_dots: D, one thread per query row;
 //     dq pass: one block per (sample·head, query tile), dQ = Σ over key
 //       tiles of dS K;
@@ -22,6 +23,7 @@
 
 #include "cuda/flash_attention.h"
 #include "cuda/launch.cuh"
+#include "tensor/random.h"
 
 namespace moegrad {
 
@@ -34,9 +36,18 @@ struct Dims {
   int64_t nh, nt, ns, dh;
   bool causal;
   double scale;
+  double drop_p;  // dropout on the probabilities when > 0
+  uint64_t drop_seed, drop_first;
   // Keys visible to query t (causal: the first t + (S - T) + 1).
   __device__ int64_t kept(int64_t t) const {
     return causal ? (t + ns - nt + 1 < ns ? t + ns - nt + 1 : ns) : ns;
+  }
+  // The dropout factor Z of query t's key s in head bh: 1 without dropout,
+  // else 1/(1-p) or 0 (the mask of dropout() over [B, H, T, S]).
+  __device__ double drop_factor(int64_t bh, int64_t t, int64_t s) const {
+    if (drop_p <= 0) return 1;
+    const uint64_t counter = drop_first + static_cast<uint64_t>((bh * nt + t) * ns + s);
+    return dropout_keeps(drop_seed, counter, drop_p) ? (drop_p == 1 ? 0.0 : 1 / (1 - drop_p)) : 0.0;
   }
 };
 
@@ -114,6 +125,7 @@ __global__ void __launch_bounds__(kThreads)
         for (int64_t j = 0; j < n; ++j) {
           sr[j] = exp(sr[j] - m);
           sum += sr[j];
+          sr[j] *= d.drop_factor(bh, t0 + r, s0 + j);  // the sum is of the undropped P
         }
         row_sum[r] = row_sum[r] * alpha + sum;
         row_max[r] = m;
@@ -151,13 +163,15 @@ __global__ void row_dots_kernel(Dims d, int64_t nbh, Rows<const T*> out, Rows<co
   }
 }
 
-// P and dS of query row r (of a tile starting at t0) and key s, or 0 and 0
-// when the row does not see the key. Qr, dOr: the query's rows; Ks, Vs: the key's.
+// P ⊙ Z (what dV takes) and dS of one query row and key, whose dropout
+// factor is z (1 without dropout): dO vᵀ is the gradient of P ⊙ Z, so P's is
+// (dO vᵀ) ⊙ Z. Qr, dOr: the query's rows; Ks, Vs: the key's.
 template <typename T>
 __device__ void prob_and_grad(const Dims& d, const T* Qr, const T* dOr, const T* Ks, const T* Vs, double lse_r,
-                              double D_r, double* p, double* ds) {
-  *p = exp(dot(Qr, Ks, d.dh) * d.scale - lse_r);
-  *ds = *p * (dot(dOr, Vs, d.dh) - D_r) * d.scale;
+                              double D_r, double z, double* p, double* ds) {
+  const double prob = exp(dot(Qr, Ks, d.dh) * d.scale - lse_r);
+  *ds = prob * (dot(dOr, Vs, d.dh) * z - D_r) * d.scale;
+  *p = prob * z;
 }
 
 template <typename T>
@@ -195,7 +209,8 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(Dims d, Rows<const T*> q, 
       const int r = e / kTile, j = e % kTile;
       double p = 0, ds = 0;
       if (r < rows && j < cols && s0 + j < d.kept(t0 + r))
-        prob_and_grad(d, Q + r * ld, dO + r * ld, K + j * ld, V + j * ld, lse_s[r], D_s[r], &p, &ds);
+        prob_and_grad(d, Q + r * ld, dO + r * ld, K + j * ld, V + j * ld, lse_s[r], D_s[r],
+                      d.drop_factor(bh, t0 + r, s0 + j), &p, &ds);
       dS[e] = ds;
     }
     __syncthreads();
@@ -251,7 +266,8 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(Dims d, Rows<const T*> q,
       const int r = e / kTile, j = e % kTile;
       double p = 0, ds = 0;
       if (r < rows && j < cols && s0 + j < d.kept(t0 + r))
-        prob_and_grad(d, Q + r * ld, dO + r * ld, K + j * ld, V + j * ld, lse_s[r], D_s[r], &p, &ds);
+        prob_and_grad(d, Q + r * ld, dO + r * ld, K + j * ld, V + j * ld, lse_s[r], D_s[r],
+                      d.drop_factor(bh, t0 + r, s0 + j), &p, &ds);
       P[e] = p;
       dS[e] = ds;
     }
@@ -315,7 +331,9 @@ void check_call(const CudaAttentionDims& d, std::initializer_list<const Tensor*>
            "samples x heads, got T=", d.nt, " S=", d.ns, " B*H=", d.nb * d.nh);
 }
 
-Dims device_dims(const CudaAttentionDims& d) { return {d.nh, d.nt, d.ns, d.dh, d.causal, d.scale}; }
+Dims device_dims(const CudaAttentionDims& d) {
+  return {d.nh, d.nt, d.ns, d.dh, d.causal, d.scale, d.drop_p, d.drop_seed, d.drop_first};
+}
 
 unsigned tiles(int64_t n) { return static_cast<unsigned>((n + kTile - 1) / kTile); }
 

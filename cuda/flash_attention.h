@@ -20,6 +20,11 @@ struct CudaAttentionDims {
   int64_t nb, nh, nt, ns, dh;  // samples, heads, queries, keys, head width
   bool causal;                 // key s is masked for query t when s > t + (S - T)
   double scale;
+  // Dropout on the probabilities when drop_p > 0: key s of query t in head bh
+  // is kept when dropout_keeps(drop_seed, drop_first + (bh·T + t)·S + s, p)
+  // and then weighs 1/(1-p), as in nn/fused_attention.cpp.
+  double drop_p = 0;
+  uint64_t drop_seed = 0, drop_first = 0;
 };
 
 // Row r of head (b, h) of a logical [B, H, rows, Dh] operand starts at element

@@ -184,17 +184,13 @@ AttentionOutput MultiHeadAttention::forward(const Tensor& x, const Tensor& prev_
              v.device().str(), ", got ", shape_str(prev_values.shape()), " of dtype ", dtype_name(prev_values.dtype()),
              " on ", prev_values.device().str());
   const bool metric = elliptical && prev_values.defined();
-  const bool dropout = drop->p > 0 && training();  // dropout on the probabilities needs them whole
+  // dropout on the probabilities, inside the fused kernels (drop's generator)
+  const AttentionDropout dropout{training() ? drop->p : 0.0, &drop->gen};
   const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
-  if (!metric && !dropout) return {proj->forward(fused_self_attention(packed, heads, scale, causal)), v};
-  Tensor q = part(0), k = part(1);
+  if (!metric) return {proj->forward(fused_self_attention(packed, heads, scale, causal, dropout)), v};
   // m: [B, H, 1, Dh] broadcast over tokens, or [B, H, T, Dh] per token when causal
-  if (metric) q = mul(q, elliptical_metric(v, prev_values, causal));
-  Tensor heads_out;
-  if (dropout)
-    heads_out = matmul(drop->forward(masked_softmax(mul(matmul(q, transpose(k, 2, 3)), scale), causal)), v);
-  else
-    heads_out = fused_attention(q, k, v, scale, causal);
+  const Tensor q = mul(part(0), elliptical_metric(v, prev_values, causal));
+  const Tensor heads_out = fused_attention(q, part(1), v, scale, causal, dropout);
   Tensor out = reshape(permute(heads_out, {0, 2, 1, 3}), {nb, nt, dim});  // heads side by side
   return {proj->forward(out), v};
 }

@@ -3,9 +3,9 @@
 // mask tensor) and the detached elliptical metric of docs/design.md ("Elliptical
 // attention"): scores = (q ⊙ m) kᵀ / √Dh with m from this layer's values and
 // the previous attention layer's values. Everything here takes CPU or CUDA
-// tensors (cuda/attention.h, cuda/flash_attention.h; the CUDA fused kernels
-// take head dims up to 128; the module's dropout path runs on CUDA where the
-// dropout op does).
+// tensors (cuda/attention.h, cuda/flash_attention.h; the CUDA fused kernels,
+// dropout included, take head dims up to 128). The module always takes the
+// fused kernels: no [T, S] probabilities are stored, with dropout or without.
 #pragma once
 #include "nn/layers.h"
 
@@ -26,6 +26,13 @@ Tensor masked_softmax(const Tensor& scores, bool causal);
 // (docs/design.md's mean over all tokens would leak them into a language model).
 Tensor elliptical_metric(const Tensor& v, const Tensor& v_prev, bool causal = false);
 
+// Dropout on the attention probabilities: probability p (0: none) with the
+// counters of gen (the default generator when null).
+struct AttentionDropout {
+  double p = 0.0;
+  Generator* gen = nullptr;
+};
+
 // softmax(scale · q kᵀ) v, causal or not, without building the [T, S]
 // scores of the whole sequence (nn/fused_attention.cpp): q [B, H, T, Dh],
 // k and v [B, H, S, Dh] -> [B, H, T, Dh]; causal needs S >= T and masks key
@@ -33,11 +40,16 @@ Tensor elliptical_metric(const Tensor& v, const Tensor& v_prev, bool causal = fa
 // recomputes the probabilities from the saved log-sum-exp of each row.
 // q, k, v may be strided views: rows whose Dh elements are adjacent are read
 // in place.
-Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal);
+// With `drop`, dropout on the probabilities without storing them: the mask
+// dropout(probabilities [B, H, T, S], drop.p, true, drop.gen) would draw, and
+// the generator advances as it would.
+Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
+                       const AttentionDropout& drop = {});
 // The same from a packed projection qkv [B, T, 3·dim] (q, k, v side by side,
 // each [B, T, heads, Dh] as MultiHeadAttention splits them) to [B, T, dim]
 // with the heads side by side: no copies of q, k, v and one packed gradient.
-Tensor fused_self_attention(const Tensor& qkv, int64_t heads, double scale, bool causal);
+Tensor fused_self_attention(const Tensor& qkv, int64_t heads, double scale, bool causal,
+                             const AttentionDropout& drop = {});
 
 struct AttentionOutput {
   Tensor y;       // [B, T, dim]

@@ -8,6 +8,11 @@
 // FlashAttention does):
 //   P = exp(scale · q kᵀ − lse),  D_t = Σ_d dO_td O_td,
 //   dV += Pᵀ dO,  dP = dO Vᵀ,  dS = P ⊙ (dP − D) · scale,  dQ = dS K,  dK += dSᵀ Q.
+// Dropout on the probabilities (as FlashAttention does it): the mask Z of
+// dropout() over the [B, H, T, S] probabilities (0 or 1/(1-p), from the
+// counters of each (b, h, t, s) in row-major order) is drawn again where it
+// is needed, never stored. With Pd = P ⊙ Z:
+//   O = Pd v,  dV += Pdᵀ dO,  dP = (dO Vᵀ) ⊙ Z,  and D_t = Σ_s Pd dPd = Σ_d dO_td O_td still.
 // The kernels read and write strided rows in place (Layout), so the
 // attention module hands them its packed qkv projection [B, T, 3·dim] and
 // gets [B, T, dim] back (fused_self_attention): no copies of q, k, v, no
@@ -28,6 +33,7 @@
 #include "nn/attention.h"
 #include "tensor/cpu_gemm.h"
 #include "tensor/parallel.h"
+#include "tensor/random.h"
 
 namespace moegrad {
 
@@ -58,8 +64,18 @@ struct Dims {
   int64_t nb, nh, nt, ns, dh;  // samples, heads, queries, keys, head width
   bool causal;
   double scale;
+  // dropout on the probabilities: p > 0, counters from `first` (see attend)
+  double drop_p = 0;
+  uint64_t drop_seed = 0, drop_first = 0;
   // Keys visible to query t (causal: t + (S - T) + 1 of them).
   int64_t kept(int64_t t) const { return causal ? std::min(ns, t + ns - nt + 1) : ns; }
+  bool dropout() const { return drop_p > 0; }
+  // The dropout factor Z of query t's key s in head bh: 1/(1-p) or 0.
+  template <typename T>
+  T drop_factor(int64_t bh, int64_t t, int64_t s) const {
+    const uint64_t counter = drop_first + static_cast<uint64_t>((bh * nt + t) * ns + s);
+    return dropout_keeps(drop_seed, counter, drop_p) ? static_cast<T>(drop_p == 1 ? 0.0 : 1 / (1 - drop_p)) : T(0);
+  }
 };
 
 template <typename T>
@@ -105,8 +121,10 @@ void forward_kernel(const Dims& d, Operand<const T> q, Operand<const T> k, Opera
           row.head(n) /= sum;
           row.tail(keys - n).setZero();
           lse[bh * d.nt + t0 + r] = m + std::log(sum);
+          if (d.dropout())
+            for (int64_t j = 0; j < n; ++j) row(j) *= d.drop_factor<T>(bh, t0 + r, j);
         }
-        // O = P v
+        // O = P v (P ⊙ Z under dropout)
         cpu_gemm(rows, d.dh, keys, block(S, false), v.gemm(b, h, 0, false), o.at(b, h, t0), o.l.row, false);
       }
     }
@@ -135,9 +153,18 @@ void backward_kernel(const Dims& d, Operand<const T> q, Operand<const T> k, Oper
           pr.head(n) = (pr.head(n).array() * static_cast<T>(d.scale) - lse[bh * d.nt + t0 + r]).exp();
           pr.tail(keys - n).setZero();
           // dP becomes dS = P ⊙ (dP − D) · scale (0 where masked, as P is)
-          dP.row(r).array() = pr.array() * (dP.row(r).array() - D) * static_cast<T>(d.scale);
+          if (!d.dropout()) {
+            dP.row(r).array() = pr.array() * (dP.row(r).array() - D) * static_cast<T>(d.scale);
+            continue;
+          }
+          // under dropout dP is the gradient of P ⊙ Z: P's is dP ⊙ Z; then P becomes P ⊙ Z for dV
+          for (int64_t j = 0; j < keys; ++j) {
+            const T z = j < n ? d.drop_factor<T>(bh, t0 + r, j) : T(0);
+            dP(r, j) = pr(j) * (dP(r, j) * z - D) * static_cast<T>(d.scale);
+            pr(j) *= z;
+          }
         }
-        // dV += Pᵀ dO, dQ = dS k, dK += dSᵀ q
+        // dV += Pᵀ dO, dQ = dS k, dK += dSᵀ q (P ⊙ Z under dropout)
         cpu_gemm(keys, d.dh, rows, block(P, true), dout.gemm(b, h, t0, false), dv.at(b, h, 0), dv.l.row, true);
         cpu_gemm(rows, d.dh, keys, block(dP, false), k.gemm(b, h, 0, false), dq.at(b, h, t0), dq.l.row, false);
         cpu_gemm(keys, d.dh, rows, block(dP, true), q.gemm(b, h, t0, false), dk.at(b, h, 0), dk.l.row, true);
@@ -161,7 +188,9 @@ Operand<const T> cop(const Tensor& t, int64_t off, Layout l) {
 
 // The CUDA kernels' arguments ([[maybe_unused]]: a CPU-only build names them
 // inside MOEGRAD_CUDA, which does not evaluate its call).
-[[maybe_unused]] CudaAttentionDims cuda_dims(const Dims& d) { return {d.nb, d.nh, d.nt, d.ns, d.dh, d.causal, d.scale}; }
+[[maybe_unused]] CudaAttentionDims cuda_dims(const Dims& d) {
+  return {d.nb, d.nh, d.nt, d.ns, d.dh, d.causal, d.scale, d.drop_p, d.drop_seed, d.drop_first};
+}
 [[maybe_unused]] CudaAttentionRows cuda_rows(const Tensor& t, int64_t off, Layout l) { return {t, off, l.batch, l.head, l.row}; }
 
 void run_forward(const Dims& d, const Saved& s, Tensor& lse) {
@@ -230,8 +259,17 @@ struct FusedAttentionBackward : Node {
   void release() override { saved = Saved(), lse = Tensor(); }
 };
 
-// Runs the forward and records the backward; sv.out is the output.
-Tensor attend(const Dims& d, Saved sv, bool packed, const std::vector<Tensor>& inputs) {
+// Runs the forward and records the backward; sv.out is the output. Under
+// dropout the generator gives B·H·T·S counters, as dropout() on the
+// probabilities would take.
+Tensor attend(Dims d, Saved sv, bool packed, const std::vector<Tensor>& inputs, const AttentionDropout& drop,
+              const char* op) {
+  MG_CHECK(drop.p >= 0.0 && drop.p <= 1.0, op, ": dropout probability p must be in [0, 1], got ", drop.p);
+  if (drop.p > 0) {
+    Generator& g = drop.gen ? *drop.gen : default_generator();
+    d.drop_p = drop.p, d.drop_seed = g.seed();
+    d.drop_first = g.take(static_cast<uint64_t>(d.nb * d.nh * d.nt * d.ns));
+  }
   Tensor lse = Tensor::empty({d.nb, d.nh, d.nt}, sv.out.dtype(), sv.out.device());
   if (sv.out.numel() > 0) run_forward(d, sv, lse);
   Tensor out = sv.out;
@@ -246,7 +284,8 @@ Tensor attend(const Dims& d, Saved sv, bool packed, const std::vector<Tensor>& i
 
 }  // namespace
 
-Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal) {
+Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
+                       const AttentionDropout& drop) {
   const char* op = "fused_attention";
   check_float(q, op, "q");
   check_float(k, op, "k");
@@ -272,10 +311,11 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, double
   sv.lq = layout_of(sv.qs), sv.lk = layout_of(sv.ks), sv.lv = layout_of(sv.vs);
   sv.out = Tensor::empty(q.shape(), q.dtype(), q.device());
   sv.lo = contiguous_layout(d.nh, d.nt, d.dh);
-  return attend(d, sv, false, {q, k, v});
+  return attend(d, sv, false, {q, k, v}, drop, op);
 }
 
-Tensor fused_self_attention(const Tensor& qkv, int64_t heads, double scale, bool causal) {
+Tensor fused_self_attention(const Tensor& qkv, int64_t heads, double scale, bool causal,
+                             const AttentionDropout& drop) {
   const char* op = "fused_self_attention";
   check_float(qkv, op, "qkv");
   MG_CHECK(heads >= 1, op, ": heads must be positive, got ", heads);
@@ -292,7 +332,7 @@ Tensor fused_self_attention(const Tensor& qkv, int64_t heads, double scale, bool
   sv.q0 = 0, sv.k0 = dim, sv.v0 = 2 * dim;
   sv.out = Tensor::empty({nb, nt, dim}, qkv.dtype(), qkv.device());  // heads side by side
   sv.lo = Layout{nt * dim, d.dh, dim};
-  return attend(d, sv, true, {qkv});
+  return attend(d, sv, true, {qkv}, drop, op);
 }
 
 }  // namespace moegrad

@@ -51,6 +51,13 @@ MG_HOST_DEVICE inline double random_uniform(uint64_t seed, uint64_t counter) {
   return static_cast<double>(random_bits(seed, counter) >> 11) * (1.0 / 9007199254740992.0);
 }
 
+// Dropout's test for the element of counter c: kept when its uniform draw is
+// at least p. dropout() and the fused attention's dropout, on the CPU and on
+// CUDA, all draw their masks through it.
+MG_HOST_DEVICE inline bool dropout_keeps(uint64_t seed, uint64_t counter, double p) {
+  return random_uniform(seed, counter) >= p;
+}
+
 // Standard normal (Box-Muller over counters 2c and 2c+1).
 double random_normal(uint64_t seed, uint64_t counter);
 

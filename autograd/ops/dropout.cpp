@@ -2,8 +2,8 @@
 // kept ones by 1/(1-p); identity (x itself) in eval mode or when p == 0.
 // The mask comes from the counter-based generator: the op takes numel
 // counters and keeps element i (row-major order of x's shape) when
-// random_uniform(seed, first + i) >= p, so the mask depends on neither the
-// thread count nor x's memory layout. The forward saves mask * scale; the
+// dropout_keeps(seed, first + i, p) (tensor/random.h), so the mask depends on
+// neither the thread count nor x's memory layout. The forward saves mask * scale; the
 // backward is dx = dout * mask * scale. On CUDA the mask is drawn on the
 // device (cuda/dropout.h) from the same counters, so it equals the CPU mask
 // for the same Generator state, and the Generator advances the same way.
@@ -29,7 +29,7 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
       T* m = mask.data<T>();
       parallel_for(x.numel(), kParallelGrain, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i)
-          m[i] = random_uniform(seed, first + static_cast<uint64_t>(i)) >= p ? static_cast<T>(scale) : T(0);
+          m[i] = dropout_keeps(seed, first + static_cast<uint64_t>(i), p) ? static_cast<T>(scale) : T(0);
       });
     });
   Tensor out = mul(x.detach(), mask);

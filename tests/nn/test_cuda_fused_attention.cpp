@@ -1,8 +1,8 @@
 // fused_attention and fused_self_attention on CUDA tensors (the tiled kernels
 // of cuda/flash_attention.cu) against the same ops on the CPU: forward and
-// gradients, causal and not, T < S, shapes across several 16-row tiles, head
-// dims up to the kernels' limit of 128, strided and packed inputs, empty
-// inputs; queries that see no key (the kernels called directly); the same
+// gradients, causal and not, with dropout and without, T < S, shapes across
+// several 16-row tiles, head dims up to the kernels' limit of 128, strided
+// and packed inputs, empty inputs; queries that see no key (the kernels called directly); the same
 // bits on a second run; errors (head dim beyond 128, mixed devices). Float64
 // gradchecks on the device across tiles: the op table, tests/ops/op_table.cpp.
 //
@@ -60,16 +60,19 @@ std::vector<Tensor> grads_of(const std::vector<Tensor>& xs) {
 
 // Runs fused_attention on host q, k, v and on dev (the same values on the
 // device, in any layout) with the upstream gradient w (sent to the device as a
-// transposed view) and compares the output and dq, dk, dv.
+// transposed view) and compares the output and dq, dk, dv. With drop_p > 0
+// both sides drop with generators in the same state (the same mask).
 void compare(const std::vector<Tensor>& host, const std::vector<Tensor>& dev, double scale, bool causal,
-             const std::string& what) {
+             const std::string& what, double drop_p = 0) {
   std::vector<Tensor> h, d;
   for (int i = 0; i < 3; ++i) {
     h.push_back(host[i].detach().requires_grad_());
     d.push_back(dev[i].detach().requires_grad_());
   }
-  Tensor yh = fused_attention(h[0], h[1], h[2], scale, causal);
-  Tensor yd = fused_attention(d[0], d[1], d[2], scale, causal);
+  Generator host_gen(21), dev_gen(21);
+  Tensor yh = fused_attention(h[0], h[1], h[2], scale, causal, {drop_p, &host_gen});
+  Tensor yd = fused_attention(d[0], d[1], d[2], scale, causal, {drop_p, &dev_gen});
+  EXPECT_EQ(dev_gen.offset(), host_gen.offset()) << what;
   ASSERT_EQ(yd.device(), Device::cuda(0)) << what;
   const Tol tol = attention_tol(host[0].dtype());
   expect_close(yd, yh, tol, what + " out");
@@ -97,15 +100,17 @@ std::vector<Tensor> split_heads(const Tensor& qkv, int64_t heads) {
 
 TEST(CudaFusedAttention, MatchesCpu) {
   MG_SKIP_WITHOUT_CUDA();
-  for (DType dtype : {DType::Float64, DType::Float32})
-    for (bool causal : {false, true})
-      for (const Case& c : cases()) {
-        if (causal && c.ns < c.nt) continue;
-        const std::vector<Tensor> in = operands(c, dtype, 1);
-        compare(in, to_cuda(in), 1.0 / std::sqrt(static_cast<double>(c.dh)), causal,
-                std::string(dtype_name(dtype)) + (causal ? " causal " : " full ") +
-                    shape_str({c.nb, c.nh, c.nt, c.ns, c.dh}));
-      }
+  for (double drop_p : {0.0, 0.3})
+    for (DType dtype : {DType::Float64, DType::Float32})
+      for (bool causal : {false, true})
+        for (const Case& c : cases()) {
+          if (causal && c.ns < c.nt) continue;
+          const std::vector<Tensor> in = operands(c, dtype, 1);
+          compare(in, to_cuda(in), 1.0 / std::sqrt(static_cast<double>(c.dh)), causal,
+                  std::string(dtype_name(dtype)) + (causal ? " causal " : " full ") +
+                      shape_str({c.nb, c.nh, c.nt, c.ns, c.dh}) + " dropout " + std::to_string(drop_p),
+                  drop_p);
+        }
 }
 
 TEST(CudaFusedAttention, StridedInputs) {

@@ -1,8 +1,10 @@
 // fused_attention: against the composition it replaces (masked_softmax of the
 // scaled scores times v) causal and not, T < S, several query blocks, strided
 // inputs; float32 against float64; independent of the thread count;
-// errors. fused_self_attention (packed qkv): against fused_attention on the
-// split heads, errors. Gradient checks across block boundaries: the op table,
+// errors; with dropout, against dropout() on the composition's probabilities
+// (same mask, same generator advance), forward and gradients.
+// fused_self_attention (packed qkv): against fused_attention on the split
+// heads, with dropout too; errors. Gradient checks across block boundaries: the op table,
 // tests/ops/op_table.cpp.
 #include <omp.h>
 
@@ -17,8 +19,22 @@ using moegrad::testing::leaf;
 
 namespace {
 
-Tensor composed(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal) {
-  return matmul(masked_softmax(mul(matmul(q, transpose(k, 2, 3)), scale), causal), v);
+Tensor composed(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
+                Generator* drop_gen = nullptr, double p = 0) {
+  Tensor probs = masked_softmax(mul(matmul(q, transpose(k, 2, 3)), scale), causal);
+  return matmul(drop_gen ? dropout(probs, p, true, drop_gen) : probs, v);
+}
+
+// y and the gradients of sum(y ⊙ w) with respect to each input, side by side.
+std::vector<double> value_and_grads(const Tensor& y, const Tensor& w, std::vector<Tensor> inputs) {
+  for (Tensor& t : inputs) t.zero_grad();
+  sum(mul(y, w)).backward();
+  std::vector<double> all = y.to_vector();
+  for (const Tensor& t : inputs) {
+    const std::vector<double> g = t.grad().to_vector();
+    all.insert(all.end(), g.begin(), g.end());
+  }
+  return all;
 }
 
 }  // namespace
@@ -31,6 +47,33 @@ TEST(FusedAttention, MatchesComposition) {
       expect_near(fused_attention(q, k, v, 0.7, causal).to_vector(), composed(q, k, v, 0.7, causal).to_vector(),
                   1e-12);
     }
+}
+
+TEST(FusedAttention, DropoutMatchesDropoutOnTheProbabilities) {
+  for (double p : {0.3, 0.7})
+    for (bool causal : {false, true})
+      for (auto [nt, ns] : {std::pair<int64_t, int64_t>{70, 70}, {37, 75}, {5, 3}}) {
+        if (causal && ns < nt) continue;
+        Tensor q = leaf({2, 3, nt, 5}, 1).requires_grad_(), k = leaf({2, 3, ns, 5}, 2).requires_grad_();
+        Tensor v = leaf({2, 3, ns, 5}, 3).requires_grad_(), w = leaf({2, 3, nt, 5}, 4);
+        Generator fused_gen(11), composed_gen(11);
+        fused_gen.take(5), composed_gen.take(5);
+        const std::vector<double> fused =
+            value_and_grads(fused_attention(q, k, v, 0.7, causal, {p, &fused_gen}), w, {q, k, v});
+        const std::vector<double> want =
+            value_and_grads(composed(q, k, v, 0.7, causal, &composed_gen, p), w, {q, k, v});
+        expect_near(fused, want, 1e-12);
+        EXPECT_EQ(fused_gen.offset(), composed_gen.offset());
+      }
+}
+
+TEST(FusedAttention, DropoutOfOneDropsEverything) {
+  Tensor q = leaf({1, 2, 9, 4}, 5).requires_grad_(), k = leaf({1, 2, 9, 4}, 6).requires_grad_();
+  Tensor v = leaf({1, 2, 9, 4}, 7).requires_grad_();
+  Generator gen(3);
+  const std::vector<double> all =
+      value_and_grads(fused_attention(q, k, v, 0.5, true, {1.0, &gen}), leaf({1, 2, 9, 4}, 8), {q, k, v});
+  for (double x : all) ASSERT_EQ(x, 0.0);
 }
 
 TEST(FusedAttention, StridedInputs) {
@@ -105,6 +148,19 @@ TEST(FusedSelfAttention, GradientMatchesSplitHeads) {
   expect_near(fused, qkv.grad().to_vector(), 1e-12);
 }
 
+TEST(FusedSelfAttention, DropoutMatchesSplitHeads) {
+  Tensor qkv = leaf({2, 40, 3 * 8}, 32).requires_grad_();
+  Tensor w = leaf({2, 40, 8}, 33);
+  Generator fused_gen(5), composed_gen(5);
+  const std::vector<double> fused =
+      value_and_grads(fused_self_attention(qkv, 2, 0.5, true, {0.4, &fused_gen}), w, {qkv});
+  std::vector<Tensor> h = split_heads(qkv, 2);
+  const std::vector<double> want =
+      value_and_grads(merged_heads(composed(h[0], h[1], h[2], 0.5, true, &composed_gen, 0.4)), w, {qkv});
+  expect_near(fused, want, 1e-12);
+  EXPECT_EQ(fused_gen.offset(), composed_gen.offset());
+}
+
 TEST(FusedSelfAttention, Errors) {
   EXPECT_MG_ERROR(fused_self_attention(leaf({2, 4, 10}, 34), 2, 1.0, true), "multiple of heads=2");
   EXPECT_MG_ERROR(fused_self_attention(leaf({4, 12}, 35), 2, 1.0, true), "expected qkv [B, T, 3 * dim]");
@@ -124,4 +180,11 @@ TEST(FusedAttention, Errors) {
   EXPECT_MG_ERROR(fused_attention(q.to(DType::Int64), k, k, 1.0, false), "float32 or float64");
   EXPECT_MG_ERROR(fused_attention(leaf({1, 2, 4, 0}, 25), leaf({1, 2, 4, 0}, 26), leaf({1, 2, 4, 0}, 27), 1.0, false),
                   "Dh >= 1");
+  Generator gen(1);
+  for (double p : {-0.1, 1.5, double(NAN)}) {
+    EXPECT_MG_ERROR(fused_attention(q, k, k, 1.0, false, {p, &gen}), "dropout probability p must be in [0, 1]");
+    EXPECT_MG_ERROR(fused_self_attention(leaf({2, 4, 12}, 39), 2, 1.0, true, {p, &gen}),
+                    "dropout probability p must be in [0, 1]");
+  }
+  EXPECT_EQ(gen.offset(), 0u);
 }

@@ -690,6 +690,23 @@ void attention_ops(Table& t) {
                      [](const std::vector<Tensor>& in) { return fused_attention(in[0], in[1], in[2], 1.0, true); })
                   .gemm()
                   .bad_shape(0, {1, 1, 6, 3}));
+  // dropout on the probabilities: a fresh generator on every call, so every
+  // evaluation of the checks draws the same mask
+  for (bool causal : {true, false})
+    t.push_back(OpCase("fused_attention",
+                       std::string("fused_attention ") + (causal ? "causal " : "") + "dropout 0.4",
+                       {uniform_in({1, 2, 34, 2}), uniform_in({1, 2, 35, 2}), uniform_in({1, 2, 35, 2})},
+                       [causal](const std::vector<Tensor>& in) {
+                         Generator gen(44);
+                         return fused_attention(in[0], in[1], in[2], 0.8, causal, {0.4, &gen});
+                       })
+                    .gemm());
+  t.push_back(OpCase("fused_self_attention", "fused_self_attention causal dropout 0.3", {uniform_in({1, 18, 3 * 4})},
+                     [](const std::vector<Tensor>& in) {
+                       Generator gen(45);
+                       return fused_self_attention(in[0], 2, 0.9, true, {0.3, &gen});
+                     })
+                  .gemm());
   for (int64_t queries : {34, 18})
     for (bool causal : {true, false})
       t.push_back(OpCase("fused_self_attention",
