@@ -43,6 +43,8 @@ CASES = [
     ("gemm", ["--size", "512"], ["--warmup", "5", "--reps", "7", "--inner", "10"]),
     ("gemm", ["--size", "2048"], ["--warmup", "2", "--reps", "5"]),
     ("attention", [], ["--warmup", "3", "--reps", "7"]),
+    # with the switch-s recipe's dropout of 0.7 on the probabilities
+    ("attention", ["--dropout-pct", "70"], ["--warmup", "3", "--reps", "7"]),
 ]
 
 # The Switch-M shape: 6 MoE layers (AC on layers 2-6 for acmoe),

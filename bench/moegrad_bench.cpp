@@ -10,7 +10,7 @@
 //   moegrad_bench moe_layer  [--tokens 2048] [--dim 128] [--experts 16] [--k 2] [--hidden 128]
 //   moegrad_bench ac_router  [--tokens 2048] [--dim 128] [--experts 16] [--k 2]
 //   moegrad_bench gemm       [--size 512]
-//   moegrad_bench attention  [--batch 8] [--seq 256] [--dim 128] [--heads 8]
+//   moegrad_bench attention  [--batch 8] [--seq 256] [--dim 128] [--heads 8] [--dropout-pct 0]
 // Every case also takes --threads (default 2), --warmup (3), --reps (7), --inner (1:
 // calls per timed run; the time reported is per call) and --device cpu|cuda
 // (cuda: the model and data on GPU 0, each timed run ends by waiting for the
@@ -27,7 +27,8 @@
 // top-k MoE layer forward+backward. ac_router: the AC router alone (W from
 // the previous layer's labels, x ⊙ W[c], gate, top-k, softmax, balance loss)
 // forward+backward. gemm: float32 A·B, square. attention: causal multi-head
-// self-attention (qkv and output projections included) forward+backward.
+// self-attention (qkv and output projections included) forward+backward,
+// with --dropout-pct P dropout of P% on the probabilities (training mode).
 #include <omp.h>
 
 #include <string>
@@ -228,10 +229,13 @@ int gemm(Bench& b, Generator& gen) {
 
 int attention(Bench& b, Generator& gen) {
   const long B = b.get("--batch", 8), T = b.get("--seq", 256), d = b.get("--dim", 128), H = b.get("--heads", 8);
-  MultiHeadAttention attn(d, H, /*causal=*/true, 0.0, InitOptions{DType::Float32, &gen});
+  const long drop_pct = b.get("--dropout-pct", 0);  // dropout on the probabilities, in percent
+  MultiHeadAttention attn(d, H, /*causal=*/true, double(drop_pct) / 100, InitOptions{DType::Float32, &gen});
   attn.to(b.device);
   Tensor x = Tensor::randn({B, T, d}, 0, 1, DType::Float32, &gen).to(b.device).requires_grad_();
-  return b.run("attention/B=" + std::to_string(B) + ",T=" + std::to_string(T), double(B * T), "tokens/s", [&] {
+  std::string name = "attention/B=" + std::to_string(B) + ",T=" + std::to_string(T);
+  if (drop_pct) name += ",dropout=" + std::to_string(drop_pct) + "%";
+  return b.run(name, double(B * T), "tokens/s", [&] {
     attn.zero_grad(), x.zero_grad();
     sum(attn.forward(x).y).backward();
   });

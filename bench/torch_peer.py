@@ -28,9 +28,10 @@ def gelu(x):
 
 
 class Attention(nn.Module):
-    def __init__(self, dim, heads):
+    def __init__(self, dim, heads, dropout=0.0):
         super().__init__()
         self.heads = heads
+        self.dropout = dropout  # on the probabilities
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
@@ -40,7 +41,7 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(B, T, 3, H, Dh).permute(2, 0, 3, 1, 4)
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(Dh)
         mask = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
-        p = scores.masked_fill(mask, float("-inf")).softmax(-1)
+        p = F.dropout(scores.masked_fill(mask, float("-inf")).softmax(-1), self.dropout, self.training)
         return self.proj((p @ v).transpose(1, 2).reshape(B, T, D))
 
 
@@ -196,7 +197,7 @@ def main():
     p.add_argument("case", choices=["train_step", "ac_overhead", "moe_layer", "ac_router", "gemm", "attention"])
     for name, default in [("batch", 8), ("seq", 256), ("dim", 128), ("heads", 8), ("experts", 16), ("k", 2),
                           ("hidden", 128), ("moe-layers", 4), ("tokens", 2048), ("size", 512), ("threads", 2),
-                          ("warmup", 3), ("reps", 7), ("inner", 1)]:
+                          ("warmup", 3), ("reps", 7), ("inner", 1), ("dropout-pct", 0)]:
         p.add_argument("--" + name, type=int, default=default)
     p.add_argument("--router", choices=["smoe", "acmoe"], default="smoe")
     p.add_argument("--device", default="cpu")
@@ -259,7 +260,7 @@ def main():
 
         name, items, unit = f"gemm/n={a.size}", 2.0 * a.size ** 3 / 1e9, "GFLOP/s"
     else:
-        attn = Attention(a.dim, a.heads).to(device)
+        attn = Attention(a.dim, a.heads, a.dropout_pct / 100).to(device)
         x = torch.randn(a.batch, a.seq, a.dim, device=device, requires_grad=True)
 
         def step():
@@ -268,6 +269,8 @@ def main():
             attn(x).sum().backward()
 
         name, items, unit = f"attention/B={a.batch},T={a.seq}", a.batch * a.seq, "tokens/s"
+        if a.dropout_pct:
+            name += f",dropout={a.dropout_pct}%"
 
     times = time_runs(step, a.warmup, a.reps, a.inner, device)
     median = sorted(times)[len(times) // 2]

@@ -70,11 +70,15 @@ struct Dims {
   // Keys visible to query t (causal: t + (S - T) + 1 of them).
   int64_t kept(int64_t t) const { return causal ? std::min(ns, t + ns - nt + 1) : ns; }
   bool dropout() const { return drop_p > 0; }
-  // The dropout factor Z of query t's key s in head bh: 1/(1-p) or 0.
+  // z[s] = the dropout factor Z (1/(1-p) or 0) of query t's key s in head bh,
+  // for s < n: one vectorised pass of the counter hash.
   template <typename T>
-  T drop_factor(int64_t bh, int64_t t, int64_t s) const {
-    const uint64_t counter = drop_first + static_cast<uint64_t>((bh * nt + t) * ns + s);
-    return dropout_keeps(drop_seed, counter, drop_p) ? static_cast<T>(drop_p == 1 ? 0.0 : 1 / (1 - drop_p)) : T(0);
+  void drop_factors(T* z, int64_t n, int64_t bh, int64_t t) const {
+    const uint64_t base = drop_first + static_cast<uint64_t>((bh * nt + t) * ns), threshold = dropout_threshold(drop_p);
+    const uint64_t seed = drop_seed;
+    const T kept = static_cast<T>(drop_p == 1 ? 0.0 : 1 / (1 - drop_p));
+    for (int64_t s = 0; s < n; ++s)
+      z[s] = dropout_keeps_bits(seed, base + static_cast<uint64_t>(s), threshold) ? kept : T(0);
   }
 };
 
@@ -103,7 +107,7 @@ GemmOperand<T> block(const Mat<T>& m, bool transposed) {
 template <typename T>
 void forward_kernel(const Dims& d, Operand<const T> q, Operand<const T> k, Operand<const T> v, Operand<T> o, T* lse) {
   parallel_for(d.nb * d.nh, 1, [&](int64_t s, int64_t e) {
-    Scratch<T> scratch(kBlock * d.ns);
+    Scratch<T> scratch(kBlock * d.ns), z(d.dropout() ? d.ns : 0);
     for (int64_t bh = s; bh < e; ++bh) {
       const int64_t b = bh / d.nh, h = bh % d.nh;
       for (int64_t t0 = 0; t0 < d.nt; t0 += kBlock) {
@@ -121,8 +125,10 @@ void forward_kernel(const Dims& d, Operand<const T> q, Operand<const T> k, Opera
           row.head(n) /= sum;
           row.tail(keys - n).setZero();
           lse[bh * d.nt + t0 + r] = m + std::log(sum);
-          if (d.dropout())
-            for (int64_t j = 0; j < n; ++j) row(j) *= d.drop_factor<T>(bh, t0 + r, j);
+          if (d.dropout()) {
+            d.drop_factors(z.data(), n, bh, t0 + r);
+            row.head(n).array() *= z.head(n).transpose().array();
+          }
         }
         // O = P v (P ⊙ Z under dropout)
         cpu_gemm(rows, d.dh, keys, block(S, false), v.gemm(b, h, 0, false), o.at(b, h, t0), o.l.row, false);
@@ -135,7 +141,7 @@ template <typename T>
 void backward_kernel(const Dims& d, Operand<const T> q, Operand<const T> k, Operand<const T> v, Operand<const T> o,
                      const T* lse, Operand<const T> dout, Operand<T> dq, Operand<T> dk, Operand<T> dv) {
   parallel_for(d.nb * d.nh, 1, [&](int64_t s, int64_t e) {
-    Scratch<T> p_buf(kBlock * d.ns), dp_buf(kBlock * d.ns);
+    Scratch<T> p_buf(kBlock * d.ns), dp_buf(kBlock * d.ns), z(d.dropout() ? d.ns : 0);
     for (int64_t bh = s; bh < e; ++bh) {
       const int64_t b = bh / d.nh, h = bh % d.nh;
       dk.rows(b, h, 0, d.ns, d.dh).setZero(), dv.rows(b, h, 0, d.ns, d.dh).setZero();
@@ -152,17 +158,14 @@ void backward_kernel(const Dims& d, Operand<const T> q, Operand<const T> k, Oper
           auto pr = P.row(r);
           pr.head(n) = (pr.head(n).array() * static_cast<T>(d.scale) - lse[bh * d.nt + t0 + r]).exp();
           pr.tail(keys - n).setZero();
+          // under dropout dP is the gradient of P ⊙ Z: P's is dP ⊙ Z
+          if (d.dropout()) {
+            d.drop_factors(z.data(), n, bh, t0 + r);
+            dP.row(r).head(n).array() *= z.head(n).transpose().array();
+          }
           // dP becomes dS = P ⊙ (dP − D) · scale (0 where masked, as P is)
-          if (!d.dropout()) {
-            dP.row(r).array() = pr.array() * (dP.row(r).array() - D) * static_cast<T>(d.scale);
-            continue;
-          }
-          // under dropout dP is the gradient of P ⊙ Z: P's is dP ⊙ Z; then P becomes P ⊙ Z for dV
-          for (int64_t j = 0; j < keys; ++j) {
-            const T z = j < n ? d.drop_factor<T>(bh, t0 + r, j) : T(0);
-            dP(r, j) = pr(j) * (dP(r, j) * z - D) * static_cast<T>(d.scale);
-            pr(j) *= z;
-          }
+          dP.row(r).array() = pr.array() * (dP.row(r).array() - D) * static_cast<T>(d.scale);
+          if (d.dropout()) pr.head(n).array() *= z.head(n).transpose().array();  // P ⊙ Z, for dV
         }
         // dV += Pᵀ dO, dQ = dS k, dK += dSᵀ q (P ⊙ Z under dropout)
         cpu_gemm(keys, d.dh, rows, block(P, true), dout.gemm(b, h, t0, false), dv.at(b, h, 0), dv.l.row, true);

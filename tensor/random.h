@@ -4,6 +4,7 @@
 // the order of evaluation, the state is two integers (easy to checkpoint), and
 // a CUDA kernel can produce the same stream as the CPU.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 // The counter hashes below also compile as CUDA device code.
@@ -56,6 +57,14 @@ MG_HOST_DEVICE inline double random_uniform(uint64_t seed, uint64_t counter) {
 // CUDA, all draw their masks through it.
 MG_HOST_DEVICE inline bool dropout_keeps(uint64_t seed, uint64_t counter, double p) {
   return random_uniform(seed, counter) >= p;
+}
+
+// The same test in integers, for loops that vectorise: the draw k · 2^-53
+// (k < 2^53) is at least p exactly when k >= ceil(p · 2^53), and p · 2^53 is
+// exact in double. dropout_threshold takes p in [0, 1].
+inline uint64_t dropout_threshold(double p) { return static_cast<uint64_t>(std::ceil(p * 9007199254740992.0)); }
+MG_HOST_DEVICE inline bool dropout_keeps_bits(uint64_t seed, uint64_t counter, uint64_t threshold) {
+  return (random_bits(seed, counter) >> 11) >= threshold;
 }
 
 // Standard normal (Box-Muller over counters 2c and 2c+1).

@@ -2,7 +2,8 @@
 // mask being a function of the generator's seed and counters only (same seed,
 // same mask; independent of layout and thread count), identity in eval mode,
 // p = 1, the gradient through the mask and errors (gradient checks: the op
-// table, tests/ops/op_table.cpp).
+// table, tests/ops/op_table.cpp); the integer form of the keep test equals
+// the double one, at p on the draws' own grid too.
 #include <cmath>
 #ifdef _OPENMP
 #include <omp.h>
@@ -98,6 +99,23 @@ TEST(Dropout, Float32MatchesFloat64) {
   std::vector<double> a = dropout(x, 0.3, true, &g1).to_vector();
   std::vector<double> b = dropout(x.to(DType::Float32), 0.3, true, &g2).to_vector();
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-5);
+}
+
+TEST(Dropout, IntegerKeepTestEqualsTheDoubleOne) {
+  const double grid = 1.0 / 9007199254740992.0;  // 2^-53, the draws' spacing
+  std::vector<double> ps = {0.0, 1.0, 0.5, 0.1, 0.3, 0.7, 1 - grid, grid, 12345 * grid, 0.25 + grid};
+  for (uint64_t c = 0; c < 50; ++c) ps.push_back(random_uniform(99, c));  // p exactly on some draws
+  for (double p : ps) {
+    const uint64_t threshold = dropout_threshold(p);
+    for (uint64_t c = 0; c < 2000; ++c)
+      ASSERT_EQ(dropout_keeps_bits(99, c, threshold), dropout_keeps(99, c, p)) << "p " << p << " counter " << c;
+    // a draw exactly at p is kept, one step below is not
+    const uint64_t k = static_cast<uint64_t>(p / grid);
+    if (k > 0 && k < (uint64_t{1} << 53) && static_cast<double>(k) * grid == p) {
+      EXPECT_GE(k, threshold);
+      EXPECT_LT(k - 1, threshold);
+    }
+  }
 }
 
 TEST(Dropout, Errors) {
