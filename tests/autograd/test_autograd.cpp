@@ -1,5 +1,7 @@
 // The backward engine: accumulation on leaves, shared subgraphs, retain_graph,
-// freed graphs, no-grad mode, detach, explicit upstream gradients, and
+// freed graphs, no-grad mode, detach, explicit upstream gradients, a leaf's
+// gradient shared with nothing (it is taken over only when nothing else holds
+// it), and
 // gradcheck itself (it must catch a wrong backward and report the worst element).
 #include "test_helpers.h"
 
@@ -77,6 +79,33 @@ TEST(Autograd, GradOfLeafItself) {
   Tensor x = leaf({}, 6);
   x.backward();
   EXPECT_DOUBLE_EQ(x.grad().item(), 1.0);
+}
+
+// Every leaf's gradient is its own buffer, whether the engine took the
+// node's gradient over or copied it: the same dout for both inputs of add,
+// views of one buffer from narrow's backward, the caller's own seed.
+TEST(Autograd, LeafGradientsShareNothing) {
+  Tensor a = leaf({4}, 7), b = leaf({4}, 8), seed = Tensor::ones({4}, DType::Float64);
+  (a + b).backward(seed);
+  add_(a.grad(), seed);  // a's gradient changed in place: b's and the seed stay
+  EXPECT_EQ(b.grad().to_vector(), std::vector<double>(4, 1.0));
+  EXPECT_EQ(seed.to_vector(), std::vector<double>(4, 1.0));
+  EXPECT_FALSE(a.grad().storage() == b.grad().storage());
+
+  Tensor c = leaf({6}, 9);
+  Tensor parts = concat({narrow(c, 0, 0, 3) * 2.0, narrow(c, 0, 3, 3) * 3.0}, 0);
+  sum(parts).backward();
+  EXPECT_EQ(c.grad().to_vector(), std::vector<double>({2, 2, 2, 3, 3, 3}));
+
+  Tensor d = leaf({3}, 10);
+  d.backward(seed.to(DType::Float64).as_strided({3}, {1}, 0));
+  add_(d.grad(), seed.as_strided({3}, {1}, 0));
+  EXPECT_EQ(seed.to_vector(), std::vector<double>(4, 1.0));
+
+  Tensor e = leaf({3}, 11);
+  sum(e * 5.0).backward();  // mul's fresh gradient is taken over, then accumulated into
+  sum(e * 1.0).backward();
+  EXPECT_EQ(e.grad().to_vector(), std::vector<double>(3, 6.0));
 }
 
 // A deliberately wrong op: forward x^2, backward claims 3x.
