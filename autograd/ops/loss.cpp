@@ -9,8 +9,12 @@
 // (so changing the caller's targets cannot reach the backward). CUDA logits
 // take CUDA targets: they are checked on the device (one read-back per call),
 // then each row is one block of cuda/softmax.cu's kernels and the loss a
-// fixed-order sum over rows, so it is deterministic.
+// fixed-order sum over rows, so it is deterministic. On the CPU a row's max,
+// exponentials and sum are Eigen's vectorised array operations (the sum in
+// double).
+#include <Eigen/Core>
 #include <cmath>
+#include <type_traits>
 
 #include "autograd/ops/util.h"
 #include "cuda/softmax.h"
@@ -19,6 +23,11 @@
 namespace moegrad {
 
 namespace {
+
+// One row of C logits (or their gradients) as an Eigen array.
+template <typename T>
+using Row = Eigen::Map<std::conditional_t<std::is_const_v<T>, const Eigen::Array<std::remove_const_t<T>, Eigen::Dynamic, 1>,
+                                          Eigen::Array<T, Eigen::Dynamic, 1>>>;
 
 // Per-row lse and loss of the non-ignored rows (rows of x are contiguous).
 template <typename T>
@@ -29,11 +38,9 @@ void cross_entropy_forward(const T* x, const int64_t* t, int64_t N, int64_t igno
       lse[i] = 0;
       if (t[i] == ignore_index) continue;
       const T* xr = x + i * C;
-      T m = xr[0];
-      for (int64_t j = 1; j < C; ++j) m = std::max(m, xr[j]);
-      double s = 0;
-      for (int64_t j = 0; j < C; ++j) s += std::exp(xr[j] - m);
-      const double log_s = std::log(s);
+      const Row<const T> row(xr, C);
+      const T m = row.maxCoeff();
+      const double log_s = std::log((row - m).exp().template cast<double>().sum());
       lse[i] = static_cast<T>(m + log_s);
       row_loss[i] = (static_cast<double>(m) - xr[t[i]]) + log_s;
     }
@@ -52,7 +59,7 @@ void cross_entropy_backward(const T* x, const T* lse, const int64_t* t, int64_t 
         std::fill(dxr, dxr + C, T(0));
         continue;
       }
-      for (int64_t j = 0; j < C; ++j) dxr[j] = std::exp(xr[j] - lse[i]) * sc;
+      Row<T>(dxr, C) = (Row<const T>(xr, C) - lse[i]).exp() * sc;
       dxr[t[i]] -= sc;
     }
   });
