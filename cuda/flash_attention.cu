@@ -47,7 +47,7 @@ struct Dims {
   __device__ double drop_factor(int64_t bh, int64_t t, int64_t s) const {
     if (drop_p <= 0) return 1;
     const uint64_t counter = drop_first + static_cast<uint64_t>((bh * nt + t) * ns + s);
-    return dropout_keeps(drop_seed, counter, drop_p) ? (drop_p == 1 ? 0.0 : 1 / (1 - drop_p)) : 0.0;
+    return dropout_keeps(drop_seed, counter, drop_p) ? dropout_scale(drop_p) : 0.0;
   }
 };
 

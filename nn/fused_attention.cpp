@@ -76,7 +76,7 @@ struct Dims {
   void drop_factors(T* z, int64_t n, int64_t bh, int64_t t) const {
     const uint64_t base = drop_first + static_cast<uint64_t>((bh * nt + t) * ns), threshold = dropout_threshold(drop_p);
     const uint64_t seed = drop_seed;
-    const T kept = static_cast<T>(drop_p == 1 ? 0.0 : 1 / (1 - drop_p));
+    const T kept = static_cast<T>(dropout_scale(drop_p));
     for (int64_t s = 0; s < n; ++s)
       z[s] = dropout_keeps_bits(seed, base + static_cast<uint64_t>(s), threshold) ? kept : T(0);
   }

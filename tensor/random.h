@@ -59,6 +59,10 @@ MG_HOST_DEVICE inline bool dropout_keeps(uint64_t seed, uint64_t counter, double
   return random_uniform(seed, counter) >= p;
 }
 
+// The factor a kept element is scaled by, 1/(1-p), so the expectation is
+// unchanged; 0 at p = 1, where nothing is kept.
+MG_HOST_DEVICE inline double dropout_scale(double p) { return p == 1.0 ? 0.0 : 1.0 / (1.0 - p); }
+
 // The same test in integers, for loops that vectorise: the draw k · 2^-53
 // (k < 2^53) is at least p exactly when k >= ceil(p · 2^53), and p · 2^53 is
 // exact in double. dropout_threshold takes p in [0, 1].

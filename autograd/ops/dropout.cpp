@@ -19,7 +19,7 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
   if (!training || p == 0.0) return x;
   Generator& g = gen ? *gen : default_generator();
   const uint64_t seed = g.seed(), first = g.take(static_cast<uint64_t>(x.numel()));
-  const double scale = p == 1.0 ? 0.0 : 1.0 / (1.0 - p);
+  const double scale = dropout_scale(p);
   Tensor mask = Tensor::empty(x.shape(), x.dtype(), x.device());  // 0 or scale
   if (x.device().is_cuda())
     MOEGRAD_CUDA(cuda_dropout_mask(mask, seed, first, p, scale));
