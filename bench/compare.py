@@ -15,6 +15,10 @@ larger layers and GEMMs) on GPU 0 with both, and adds each training step's
 model TFLOP/s and its share of --peak-tflops (an H100's or H200's FP32 peak
 without tensor cores, 67 TFLOP/s: both run with TF32 off).
 
+On the CPU it also prints each training step's model GFLOP/s and its share
+of the machine's own sgemm rate, measured in the same run (the gemm/n=2048
+case: the faster of the two, both on OpenBLAS).
+
 tools/bench.sh installs what this needs and builds moegrad_bench first.
 """
 import argparse
@@ -147,6 +151,15 @@ def main():
         for impl, name in [("moegrad", "moegrad"), ("pytorch", "PyTorch")]:
             s, c = by_case["train_step/smoe"][impl]["ms"], by_case["train_step/acmoe"][impl]["ms"]
             print(f"{name}: acmoe's step vs smoe's, separate processes: {100 * (c - s) / s:+.1f}%")
+    if a.device == "cpu" and "gemm/n=2048" in by_case:
+        # the machine's own matrix-multiply rate: the faster of the two 2048² sgemm rows (both OpenBLAS here)
+        sgemm = max(by_case["gemm/n=2048"][impl]["per_s"] for impl in ("moegrad", "pytorch"))
+        for row in rows:
+            if row["moegrad"]["gflop"] > 0:
+                for impl, name in [("moegrad", "moegrad"), ("pytorch", "PyTorch")]:
+                    gflops = 1000 * row[impl]["gflop"] / row[impl]["ms"]
+                    print(f"{row[impl]['case']} {name}: {gflops:.1f} model GFLOP/s, "
+                          f"{100 * gflops / sgemm:.0f}% of this run's 2048² sgemm rate ({sgemm:.1f} GFLOP/s)")
     if a.device == "cuda":
         for row in rows:
             if row["moegrad"]["gflop"] > 0:
