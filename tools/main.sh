@@ -7,7 +7,7 @@
 # (smoe: top-k everywhere; acmoe: the last MoE layer uses AC), with the same
 # seed (the same initial weights and batches), data and budget. Prints the
 # table of tools/compare_runs.py and writes both validation curves, and the
-# AC layer's empty clusters and token weight over training, to
+# AC layer's empty clusters, token weight and weight spread over training, to
 # <out>/valid_curves.png. Everything the runs write is under <out>.
 #
 #   tools/main.sh [--steps N] [--seed N] [--threads N] [--out DIR] [--build-dir DIR] [-- TRAIN_LM_FLAGS...]

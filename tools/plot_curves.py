@@ -5,20 +5,52 @@
 
 Top panel: the "eval" records of each RUN_DIR/metrics.jsonl (validation loss
 in bits/byte, or perplexity at word level, against the training step). When
-any run has AC layers, two more panels from its "train" records, per AC layer
-and per forward, averaged over each log interval: the empty clusters and the
-mean token weight (log scale: an empty cluster shrinks every weight). Curves
-are labelled with the run's folder name. Uses Debian's python3-matplotlib
-with the Agg backend, so no display is needed: run it with /usr/bin/python3.
+any run has AC layers, three more panels from its "train" records, per AC
+layer and per forward, averaged over each log interval: the empty clusters,
+the mean token weight (log scale: an empty cluster shrinks every weight) and
+the spread of the AC weights (the standard deviation of the [E, d] table's
+entries, whose mean is 1). Curves are labelled with the run's folder name.
+The PNG is written whole or not at all: to a temporary file beside OUT, then
+renamed over it. Uses Debian's python3-matplotlib with the Agg backend, so no
+display is needed: run it with /usr/bin/python3.
 """
 import json
 import os
 import sys
+import tempfile
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
+
+
+# The AC diagnostics of the train records, one panel each: (key, axis label, log scale).
+AC_PANELS = [("ac_empty", "empty clusters per forward", False), ("ac_token_weight", "mean token weight", True),
+             ("ac_std", "spread of the AC weights (std)", False)]
+AC_SERIES = tuple(key for key, _, _ in AC_PANELS)
+
+
+def save_whole(fig, out):
+    """fig as a PNG at out, through a temporary file in the same folder and a rename."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".plot_curves.", suffix=".png", dir=os.path.dirname(os.path.abspath(out)))
+    except OSError as e:
+        sys.exit(f"plot_curves.py: cannot write {out}: {e}")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's file is private; a plot is not
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=120)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except BaseException as e:
+        os.unlink(tmp)
+        if isinstance(e, OSError):
+            sys.exit(f"plot_curves.py: cannot write {out}: {e}")
+        raise
 
 
 def read_run(folder):
@@ -33,12 +65,14 @@ def read_run(folder):
         sys.exit(f"plot_curves.py: {path} has no validation evals")
     finals = [r for r in records if r.get("type") == "final"]
     metric = "bits/byte" if finals and finals[-1]["metric"] == "bits/byte" else "metric"
-    ac = {}  # layer -> (steps, empty, token weight)
+    ac = {}  # layer -> {"step": [...], "ac_empty": [...], "ac_token_weight": [...], "ac_std": [...]}
     for r in records:
         if r.get("type") == "train":
             for layer in r.get("ac_layers", []):
-                steps, empty, weight = ac.setdefault(layer["layer"], ([], [], []))
-                steps.append(r["step"]), empty.append(layer["ac_empty"]), weight.append(layer["ac_token_weight"])
+                series = ac.setdefault(layer["layer"], {k: [] for k in ("step",) + AC_SERIES})
+                series["step"].append(r["step"])
+                for k in AC_SERIES:
+                    series[k].append(layer[k])
     name = os.path.basename(os.path.normpath(folder))
     return name, metric, [r["step"] for r in evals], [r["metric"] for r in evals], ac
 
@@ -49,7 +83,8 @@ def main(args):
     out, folders = args[0], args[1:]
     runs = [read_run(f) for f in folders]
     with_ac = any(run[4] for run in runs)
-    fig, axes = plt.subplots(3 if with_ac else 1, 1, figsize=(7, 10 if with_ac else 4.5), squeeze=False)
+    rows = 1 + (len(AC_PANELS) if with_ac else 0)
+    fig, axes = plt.subplots(rows, 1, figsize=(7, 3.4 * rows if with_ac else 4.5), squeeze=False)
     ax = axes[0][0]
     metric = "metric"
     for name, metric, steps, values, _ in runs:
@@ -60,22 +95,20 @@ def main(args):
     ax.grid(True, alpha=0.3)
     ax.legend()
     if with_ac:
-        empty_ax, weight_ax = axes[1][0], axes[2][0]
-        for name, _, _, _, ac in runs:
-            for layer, (steps, empty, weight) in sorted(ac.items()):
-                label = f"{name}, layer {layer}"
-                empty_ax.plot(steps, empty, label=label)
-                weight_ax.plot(steps, weight, label=label)
-        empty_ax.set_ylabel("empty clusters per forward")
-        weight_ax.set_ylabel("mean token weight")
-        weight_ax.set_yscale("log")
-        for a in (empty_ax, weight_ax):
+        for row, (key, label, log) in enumerate(AC_PANELS, start=1):
+            a = axes[row][0]
+            for name, _, _, _, ac in runs:
+                for layer, series in sorted(ac.items()):
+                    a.plot(series["step"], series[key], label=f"{name}, layer {layer}")
+            a.set_ylabel(label)
+            if log:
+                a.set_yscale("log")
             a.set_xlabel("training step")
             a.grid(True, alpha=0.3)
             a.legend(fontsize=8)
-        empty_ax.set_title("AC layers during training")
+        axes[1][0].set_title("AC layers during training")
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    save_whole(fig, out)
     print(f"plot_curves.py: wrote {out}")
 
 

@@ -15,7 +15,9 @@ record in eval.jsonl beside it). Then per seed each arm's difference to the
 baseline and the step at which it first reaches the baseline's final
 validation loss, and for the arms with AC layers the empty clusters per
 forward and the mean token weight over training (mean over the train
-records; the median record's token weight). Standard library only.
+records; the median record's token weight), and the spread of the AC
+weights (the standard deviation of the table's entries) in the first and
+the last tenth of training. Standard library only.
 """
 import json
 import os
@@ -51,15 +53,19 @@ def causal_results(folder, final):
 
 
 def ac_diagnostics(folder):
-    """(empty clusters per forward, median token weight) over the train records, per AC layer."""
+    """Per AC layer, over the train records: (empty clusters per forward, median token weight,
+    the AC weights' spread in the first tenth of the records, and in the last tenth)."""
     out = {}
     with open(os.path.join(folder, "metrics.jsonl")) as f:
         for line in f:
             r = json.loads(line)
             for layer in r.get("ac_layers", []) if r.get("type") == "train" else []:
-                empty, weight = out.setdefault(layer["layer"], ([], []))
-                empty.append(layer["ac_empty"]), weight.append(layer["ac_token_weight"])
-    return {layer: (statistics.mean(e), statistics.median(w)) for layer, (e, w) in out.items()}
+                empty, weight, spread = out.setdefault(layer["layer"], ([], [], []))
+                empty.append(layer["ac_empty"]), weight.append(layer["ac_token_weight"]), spread.append(layer["ac_std"])
+    tenth = lambda n: max(1, n // 10)  # noqa: E731
+    return {layer: (statistics.mean(e), statistics.median(w), statistics.mean(s[:tenth(len(s))]),
+                    statistics.mean(s[-tenth(len(s)):]))
+            for layer, (e, w, s) in out.items()}
 
 
 def table(title, arms, values):
@@ -109,12 +115,12 @@ def main(folders):
     for a in arms:
         per_seed = [ac_diagnostics(os.path.join(f, a)) for f in folders]
         for layer in sorted(per_seed[0]):
-            empty = [d[layer][0] for d in per_seed if layer in d]
-            weight = [d[layer][1] for d in per_seed if layer in d]
-            lines.append(f"| {a} | {layer} | {mean_std(empty)} | {mean_std(weight)} |")
+            cells = [mean_std([d[layer][i] for d in per_seed if layer in d]) for i in range(4)]
+            lines.append(f"| {a} | {layer} | " + " | ".join(cells) + " |")
     if lines:
         print("AC layers over training (per forward, from the train records):\n")
-        print("| arm | layer | empty clusters | median mean token weight |\n| --- | --- | --- | --- |")
+        print("| arm | layer | empty clusters | median mean token weight | AC weights' spread, first tenth "
+              "| AC weights' spread, last tenth |\n| --- | --- | --- | --- | --- | --- |")
         print("\n".join(lines))
 
 
