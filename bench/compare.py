@@ -172,8 +172,23 @@ def main():
             print(f"{name}: the AC router adds {overhead[impl]:+.1f}% to the training step "
                   "(ac_overhead: both models stepping in turn in one process)")
     if raw and a.json:
-        with open(a.json, "w") as f:
-            json.dump({"threads": a.threads, "rounds": a.rounds, "results": raw}, f, indent=1)
+        write_whole(a.json, json.dumps({"threads": a.threads, "rounds": a.rounds, "results": raw}, indent=1))
+
+
+def write_whole(path, text):
+    """text at path through a temporary file beside it and a rename: a kill or a full disk leaves the
+    previous file, and no temporary one."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        sys.exit(f"compare.py: cannot write {path}: {e}")
 
 
 def torch_version(env):
