@@ -172,7 +172,8 @@ void Adam::update(const Tensor& param, const Tensor& grad, ParamState& st) {
     const T b1 = static_cast<T>(o.beta1), b2 = static_cast<T>(o.beta2), eps = static_cast<T>(o.eps);
     const T l2t = static_cast<T>(l2), keept = static_cast<T>(keep);
     const T step_t = static_cast<T>(step_size), inv_sqrt_bias2_t = static_cast<T>(inv_sqrt_bias2);
-    parallel_for(param.numel(), kUpdateGrain, [&](int64_t b, int64_t e) {
+    // captured by value: GCC vectorises the loop only when the pointers are the lambda's own
+    parallel_for(param.numel(), kUpdateGrain, [=](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         const T gi = g[i] + l2t * w[i];
         m[i] = b1 * m[i] + (1 - b1) * gi;
