@@ -64,7 +64,7 @@ def read_run(folder):
     if not evals:
         sys.exit(f"plot_curves.py: {path} has no validation evals")
     finals = [r for r in records if r.get("type") == "final"]
-    metric = "bits/byte" if finals and finals[-1]["metric"] == "bits/byte" else "metric"
+    metric = finals[-1]["metric"] if finals else None  # a run still training has no final record yet
     ac = {}  # layer -> {"step": [...], "ac_empty": [...], "ac_token_weight": [...], "ac_std": [...]}
     for r in records:
         if r.get("type") == "train":
@@ -86,8 +86,8 @@ def main(args):
     rows = 1 + (len(AC_PANELS) if with_ac else 0)
     fig, axes = plt.subplots(rows, 1, figsize=(7, 3.4 * rows if with_ac else 4.5), squeeze=False)
     ax = axes[0][0]
-    metric = "metric"
-    for name, metric, steps, values, _ in runs:
+    metric = next((run[1] for run in runs if run[1]), "metric")
+    for name, _, steps, values, _ in runs:
         ax.plot(steps, values, marker="o", markersize=3, label=name)
     ax.set_xlabel("training step")
     ax.set_ylabel(f"validation {metric}")
