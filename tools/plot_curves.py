@@ -17,7 +17,6 @@ display is needed: run it with /usr/bin/python3.
 import json
 import os
 import sys
-import tempfile
 
 import matplotlib
 
@@ -33,21 +32,16 @@ AC_SERIES = tuple(key for key, _, _ in AC_PANELS)
 
 def save_whole(fig, out):
     """fig as a PNG at out, through a temporary file in the same folder and a rename."""
+    tmp = os.path.join(os.path.dirname(os.path.abspath(out)), f".plot_curves.{os.getpid()}.png")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".plot_curves.", suffix=".png", dir=os.path.dirname(os.path.abspath(out)))
-    except OSError as e:
-        sys.exit(f"plot_curves.py: cannot write {out}: {e}")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's file is private; a plot is not
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             fig.savefig(f, format="png", dpi=120)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, out)
     except BaseException as e:
-        os.unlink(tmp)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
         if isinstance(e, OSError):
             sys.exit(f"plot_curves.py: cannot write {out}: {e}")
         raise

@@ -62,9 +62,11 @@ def ac_diagnostics(folder):
             for layer in r.get("ac_layers", []) if r.get("type") == "train" else []:
                 empty, weight, spread = out.setdefault(layer["layer"], ([], [], []))
                 empty.append(layer["ac_empty"]), weight.append(layer["ac_token_weight"]), spread.append(layer["ac_std"])
-    tenth = lambda n: max(1, n // 10)  # noqa: E731
-    return {layer: (statistics.mean(e), statistics.median(w), statistics.mean(s[:tenth(len(s))]),
-                    statistics.mean(s[-tenth(len(s)):]))
+    def first_and_last_tenth(series):
+        k = max(1, len(series) // 10)
+        return statistics.mean(series[:k]), statistics.mean(series[-k:])
+
+    return {layer: (statistics.mean(e), statistics.median(w), *first_and_last_tenth(s))
             for layer, (e, w, s) in out.items()}
 
 
