@@ -323,7 +323,8 @@ LMTrainConfig parse_args(const std::vector<std::string>& args) {
 
 std::string usage() {
   LMTrainConfig c;
-  return flags_usage(config_fields(c));
+  return "  --recipe S                  a recipe's flags first (recipes/S.recipe or a file), then these over them\n" +
+         flags_usage(config_fields(c));
 }
 
 std::string effective_arch(const LMTrainConfig& c) {
@@ -775,6 +776,8 @@ std::vector<std::pair<std::string, Generator*>> LMTrainer::named_generators() {
 
 void LMTrainer::save_checkpoint() {
   if (comm_->rank() != 0 && !expert_parallel_) return;
+  // The records up to this step are durable before a checkpoint says the run got here.
+  if (metrics_) metrics_->sync();
   // Under expert parallelism every rank gets here in the same order: a shard
   // (and its optimizer state) becomes the one-process tensor on rank 0.
   auto whole = [&](size_t i, const Tensor& t) { return shards_[i].sharded ? dist::gather_rows(*comm_, t) : t; };

@@ -18,7 +18,8 @@
 // global: the AC statistics of the whole global batch), and dropout
 // draws the same masks on every rank.
 //
-// Every option is one entry of config_fields(), which gives its command-line
+// Every option is one entry of config_fields() (--recipe, a file of flags read
+// first, aside), which gives its command-line
 // flag, its JSON name in the checkpoint and its help text.
 //
 // Files in the output folder:

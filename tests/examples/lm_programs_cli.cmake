@@ -1,8 +1,9 @@
 # ctest script for the language-model programs end to end: train_lm trains a
 # tiny model on a generated corpus, evaluate_lm scores its checkpoint by batch
 # and causally (the table and the JSON record), generate continues a prompt
-# (the same seed gives the same text, greedy decoding another), and bad
-# command lines exit non-zero with a message naming the problem.
+# (the same seed gives the same text, greedy decoding another), --help lists
+# every flag, and bad command lines exit non-zero with a message naming the
+# problem.
 #
 #   cmake -DTRAIN_LM=<bin> -DEVALUATE_LM=<bin> -DGENERATE=<bin> -DWORK_DIR=<scratch> -P lm_programs_cli.cmake
 include(${CMAKE_CURRENT_LIST_DIR}/../cli_script.cmake)
@@ -10,6 +11,12 @@ require_defined(lm_programs_cli TRAIN_LM EVALUATE_LM GENERATE WORK_DIR)
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR}/data)
 write_tiny_corpus(${WORK_DIR}/data 5)
+
+# --help lists every flag, --recipe (read before the others) among them
+run(TRUE ${TRAIN_LM} --help)
+foreach(flag "--recipe S" "--level S" "--steps N" "--head-bias / --no-head-bias")
+  expect_in("${out}" "${flag}")
+endforeach()
 
 set(ckpt ${WORK_DIR}/run/checkpoint.safetensors)
 run(TRUE ${TRAIN_LM} --data ${WORK_DIR}/data --out ${WORK_DIR}/run --arch sgsc --dim 16 --heads 2 --experts 4
