@@ -1,4 +1,4 @@
-# The readme_example_in_sync test, run with cmake -P: README.md must contain
+# The example_readme_in_sync test, run with cmake -P: README.md must contain
 # examples/readme_example.cpp verbatim, so the example users read is the one
 # that ctest compiles and runs.
 file(READ ${README} readme)
