@@ -17,9 +17,13 @@
 # resumes from its checkpoint when it has one (and does nothing when it has
 # finished), so the script can be stopped and started again at will. The
 # budget: the recipe with its per-forward batch of 12 sequences of 256 tokens,
-# 12000 steps (36.9M training tokens, six times the main job's), warm-up
-# scaled as the recipe's (3000 of 60000 steps: 5% of --steps). A shorter
-# --steps gives a smaller but complete experiment. The AC arms are also
+# warm-up scaled as the recipe's (3000 of 60000 steps: 5% of --steps), and
+#   byte level: 12000 steps (36.9M bytes, six times the main job's);
+#   word level: 4000 steps (12.3M words, about 66M bytes of text: 17 passes
+#     over the 0.72M-word train split, as the paper's 1.5B tokens are about
+#     15 over WikiText-103's), train words seen fewer than 3 times as <unk>
+#     (--min-count 3, as WikiText-103 was built: 11.3k words, 2.7% <unk>).
+# A shorter --steps gives a smaller but complete experiment. The AC arms are also
 # evaluated causally (--eval both). Flags after -- go to every run.
 # Results: tools/seed_summary.py DIR/byte/s0 DIR/byte/s1 DIR/byte/s2.
 set -euo pipefail
@@ -30,7 +34,7 @@ seeds="0 1 2"
 arms="smoe acmoe xmoe acmoe-neutral"
 level=byte
 jobs=2
-steps=12000
+steps=default  # by level, below
 build=build
 extra=()
 while [ $# -gt 0 ]; do
@@ -48,6 +52,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+level_flags=()
+case "$level" in
+  byte) [ "$steps" != default ] || steps=12000 ;;
+  word) [ "$steps" != default ] || steps=4000; level_flags=(--min-count 3) ;;
+  *) echo "lm_experiment.sh: --level must be byte or word, not '$level'" >&2; exit 2 ;;
+esac
 case "$steps" in '' | *[!0-9]* | 0) echo "lm_experiment.sh: --steps must be a positive integer, not '$steps'" >&2; exit 2 ;; esac
 warmup=$(( steps / 20 > 0 ? steps / 20 : 1 ))
 eval_every=$(( steps / 12 > 0 ? steps / 12 : 1 ))
@@ -76,7 +86,7 @@ run() {
   # shellcheck disable=SC2046
   "$build/train_lm" --recipe switch-s --data data/kjv --level "$level" --batch 12 --micro-batch 12 \
     --steps "$steps" --warmup "$warmup" --seed "$seed" --threads 1 --log-every "$log_every" \
-    --eval-every "$eval_every" --eval-batches 20 --checkpoint-every "$checkpoint_every" --out "$dir" $(arm_flags "$arm") ${resume[@]+"${resume[@]}"} \
+    --eval-every "$eval_every" --eval-batches 20 --checkpoint-every "$checkpoint_every" --out "$dir" ${level_flags[@]+"${level_flags[@]}"} $(arm_flags "$arm") ${resume[@]+"${resume[@]}"} \
     ${extra[@]+"${extra[@]}"} >>"$dir/train.log" 2>&1 || { echo "lm_experiment.sh: $dir failed (see train.log)" >&2; return 1; }
 }
 
