@@ -13,11 +13,12 @@ the batch evaluation of the "final" record, and from the causal evaluation
 when the run has one (the final record's *_causal fields, or an evaluate_lm
 record in eval.jsonl beside it). Then per seed each arm's difference to the
 baseline and the step at which it first reaches the baseline's final
-validation loss, and for the arms with AC layers the empty clusters per
-forward and the mean token weight over training (mean over the train
-records; the median record's token weight), and the spread of the AC
-weights (the standard deviation of the table's entries) in the first and
-the last tenth of training. Standard library only.
+validation loss, and those differences' mean ± std over the seeds. Last,
+for the arms with AC layers, the empty clusters per forward and the mean
+token weight over training (mean over the train records; the median
+record's token weight), and the spread of the AC weights (the standard
+deviation of the table's entries) in the first and the last tenth of
+training. Standard library only.
 """
 import json
 import os
@@ -31,11 +32,11 @@ COLUMNS = ["valid", "valid_attacked", "test", "test_attacked"]
 ORDER = ["smoe", "acmoe", "xmoe", "acmoe-neutral"]
 
 
-def mean_std(values):
+def mean_std(values, signed=False):
     if not values:
         return "—"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} ± {sd:.4f}"
+    return f"{statistics.mean(values):{'+' if signed else ''}.4f} ± {sd:.4f}"
 
 
 def causal_results(folder, final):
@@ -113,6 +114,15 @@ def main(folders):
             print(f"    {os.path.basename(os.path.normpath(f))} {a}: {diffs}; "
                   f"{'reaches it at step ' + str(step) if step is not None else 'does not reach it'}")
     print()
+    if len(arms) > 1:
+        print(f"Each arm − {base}, the paired differences' mean ± std over the seeds (batch evaluation):\n")
+        print("| arm | " + " | ".join(c.replace("_", " ") for c in COLUMNS) + " |")
+        print("| --- |" + " --- |" * len(COLUMNS))
+        for a in arms[1:]:
+            cells = [mean_std([s[a]["final"][c]["metric"] - s[base]["final"][c]["metric"] for s in runs], signed=True)
+                     for c in COLUMNS]
+            print(f"| {a} − {base} | " + " | ".join(cells) + " |")
+        print()
     lines = []
     for a in arms:
         per_seed = [ac_diagnostics(os.path.join(f, a)) for f in folders]

@@ -1,6 +1,7 @@
 # ctest script for the experiment's report tools on real (tiny) train_lm runs:
 # two seeds of an smoe and an acmoe arm, then tools/seed_summary.py (the
-# tables, the AC layer's diagnostics with the weights' spread) and
+# tables, the paired differences' mean and spread, the AC layer's
+# diagnostics with the weights' spread) and
 # tools/plot_curves.py (a PNG written whole; an unwritable destination or a write limit is a
 # message and exit status 1, the previous plot intact, nothing left behind).
 #
@@ -24,6 +25,22 @@ run(TRUE ${PYTHON} ${TOOLS_DIR}/seed_summary.py ${WORK_DIR}/s0 ${WORK_DIR}/s1)
 foreach(needle "2 seeds" "| smoe |" "| acmoe |" "s1 acmoe:" "AC weights' spread, first tenth" "| acmoe | 3 |")
   expect_in("${out}" "${needle}")
 endforeach()
+# the paired differences' row is the mean of the per-seed differences printed above it
+file(WRITE ${WORK_DIR}/summary.txt "${out}")
+execute_process(COMMAND ${PYTHON} -c [=[
+import re, statistics, sys
+text = open(sys.argv[1]).read()
+seeds = [[float(v) for v in m.split()] for m in re.findall(r"^    s\d acmoe: (\S+ \S+ \S+ \S+);", text, re.M)]
+row = re.search(r"^\| acmoe − smoe \| (.*) \|$", text, re.M)
+assert len(seeds) == 2 and row, "no per-seed lines or no paired row"
+cells = [c.split(" ± ") for c in row.group(1).split(" | ")]
+for col, (mean, sd) in enumerate(cells):
+    diffs = [s[col] for s in seeds]
+    assert abs(float(mean) - statistics.mean(diffs)) < 2e-4 and abs(float(sd) - statistics.stdev(diffs)) < 2e-4, (col, cells, diffs)
+]=] ${WORK_DIR}/summary.txt RESULT_VARIABLE rc ERROR_VARIABLE check_err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "seed_summary.py: the paired differences' row does not match the per-seed lines:\n${check_err}")
+endif()
 
 set(png ${WORK_DIR}/curves.png)
 run(TRUE ${PYTHON} ${TOOLS_DIR}/plot_curves.py ${png} ${WORK_DIR}/s0/smoe ${WORK_DIR}/s0/acmoe)
