@@ -25,6 +25,18 @@ inline void expect_near(const std::vector<double>& got, const std::vector<double
   for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << "element " << i;
 }
 
+// x's values (detached) in a tensor that is not contiguous, on `device`:
+// every other element of a buffer twice as long in the last dimension, so an
+// op reads them through strides. A 0-d x is copied as it is.
+inline Tensor strided_copy(const Tensor& x, Device device = Device::cpu()) {
+  if (x.dim() == 0) return x.detach().to(device);
+  Shape wide = x.shape();
+  wide.back() *= 2;
+  Tensor view = slice(Tensor::zeros(wide, x.dtype(), device), x.dim() - 1, 0, wide.back(), 2);
+  view.copy_(x.detach().to(device));
+  return view;
+}
+
 // Values of a tensor (any layout) as a flat vector.
 inline std::vector<double> values(const Tensor& t) { return t.to_vector(); }
 

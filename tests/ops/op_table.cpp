@@ -51,6 +51,12 @@ OpInput mask_in(const Shape& shape) {
   return in;
 }
 
+OpInput fixed_in(const std::vector<double>& values, const Shape& shape) {
+  OpInput in;
+  in.kind = OpInput::Kind::Fixed, in.shape = shape, in.values = values, in.grad = true;
+  return in;
+}
+
 OpInput mask_in(const std::vector<double>& values, const Shape& shape) {
   OpInput in;
   in.kind = OpInput::Kind::Fixed, in.shape = shape, in.values = values, in.dtype = DType::Bool;
@@ -66,12 +72,12 @@ Tensor make_input(const OpInput& input, DType float_dtype, uint64_t seed) {
       break;
     case OpInput::Kind::Signed: {
       std::vector<double> v = Tensor::rand(input.shape, 0.1, 1.0, DType::Float64, &gen).to_vector();
-      for (size_t i = 0; i < v.size(); i += 2) v[i] = -v[i];
+      for (size_t i = 1; i < v.size(); i += 3) v[i] = -v[i];
       t = Tensor::from_vector(v, input.shape, float_dtype);
       break;
     }
     case OpInput::Kind::Fixed:
-      t = Tensor::from_vector(input.values, input.shape, input.dtype);
+      t = Tensor::from_vector(input.values, input.shape, input.grad ? float_dtype : input.dtype);
       break;
     case OpInput::Kind::Mask:
       t = gt(Tensor::rand(input.shape, -1.0, 1.0, DType::Float64, &gen), 0.0);
@@ -498,12 +504,18 @@ void indexing(Table& t) {
 void selections(Table& t) {
   const std::vector<std::pair<Shape, Shape>> fills = {
       {{3, 4}, {3, 4}}, {{3, 4}, {4}}, {{2, 3, 2}, {3, 1}}, {{}, {}}, {{5}, {}}};
-  for (const auto& [sx, sm] : fills) {
-    OpCase entry("masked_fill", "masked_fill " + dims(sx) + " " + dims(sm), {uniform_in(sx), mask_in(sm)},
-                 [](const std::vector<Tensor>& in) { return masked_fill(in[0], in[1], 3.0); });
-    if (!sx.empty()) entry.bad_shape(1, {7});
-    t.push_back(entry);
-  }
+  // a 0-d mask is one bool for the whole tensor: an entry for each value, so both branches run
+  auto masks = [](const Shape& s) {
+    return s.empty() ? std::vector<std::pair<std::string, OpInput>>{{" true", mask_in({1}, {})}, {" false", mask_in({0}, {})}}
+                     : std::vector<std::pair<std::string, OpInput>>{{"", mask_in(s)}};
+  };
+  for (const auto& [sx, sm] : fills)
+    for (const auto& [value, mask] : masks(sm)) {
+      OpCase entry("masked_fill", "masked_fill " + dims(sx) + " " + dims(sm) + value, {uniform_in(sx), mask},
+                   [](const std::vector<Tensor>& in) { return masked_fill(in[0], in[1], 3.0); });
+      if (!sx.empty()) entry.bad_shape(1, {7});
+      t.push_back(entry);
+    }
   t.push_back(OpCase("masked_fill", "masked_fill transposed", {uniform_in({4, 3}), mask_in({1, 0, 0, 1}, {4})},
                      [](const std::vector<Tensor>& in) { return masked_fill(transpose(in[0], 0, 1), in[1], -1.0); })
                   .bad_shape(1, {3}));
@@ -516,10 +528,11 @@ void selections(Table& t) {
   const std::vector<Where> wheres = {{{3, 4}, {3, 4}, {3, 4}}, {{3, 4}, {4}, {3, 1}}, {{2, 1, 3}, {4, 1}, {3}},
                                      {{4}, {}, {2, 4}},         {{}, {2, 3}, {2, 3}},  {{3, 4}, {3, 4}, {4}}};
   for (const Where& w : wheres)
-    t.push_back(OpCase("where", "where " + dims(w.c) + " " + dims(w.a) + " " + dims(w.b),
-                       {mask_in(w.c), uniform_in(w.a), uniform_in(w.b)},
-                       [](const std::vector<Tensor>& in) { return where(in[0], in[1], in[2]); })
-                    .bad_shape(0, {7}));
+    for (const auto& [value, mask] : masks(w.c))
+      t.push_back(OpCase("where", "where " + dims(w.c) + " " + dims(w.a) + " " + dims(w.b) + value,
+                         {mask, uniform_in(w.a), uniform_in(w.b)},
+                         [](const std::vector<Tensor>& in) { return where(in[0], in[1], in[2]); })
+                      .bad_shape(0, {7}));
   const std::vector<double> cond = {1, 0, 0, 1, 1, 1, 0, 0, 1, 0, 1, 0};
   t.push_back(OpCase("where", "where transposed and sliced", {mask_in(cond, {3, 4}), uniform_in({4, 3}), uniform_in({3, 8})},
                      [](const std::vector<Tensor>& in) {
@@ -631,11 +644,21 @@ void routing(Table& t) {
 
 void ac_weights(Table& t) {
   const OpInput labels = index_in({0, 1, 0, 1, 1, 3, 0, 3, 3});  // cluster 2 empty
+  // The official clip (10 · the mean entry) cannot bind beside an empty
+  // cluster (its entries 1/eps lift the mean past every entry / 10): it gets
+  // clusters of 2+ tokens, one of them tight along feature 0 (tokens 4 and 6:
+  // spread 5e-5, A ≈ 1/1.5e-4, about 12 times the mean).
+  const OpInput tight_labels = index_in({0, 1, 0, 1, 2, 3, 2, 3, 3});
+  const OpInput tight_x = fixed_in({0.3, -0.7, 0.5, -0.2, 0.9, -0.4, 0.8, 0.1, -0.6, 0.4, -0.3, 0.2, 0.25, 0.6, -0.8,
+                                    -0.5, 0.35, 0.7, 0.2501, -0.1, 0.45, 0.65, -0.9, 0.05, -0.35, 0.15, -0.55},
+                                   {9, 3});
   for (const ACOptions& o : ac_variants()) {
     const std::string name = std::string("ac_cluster_weights ") + (o.stat == ACStat::MAD ? "mad" : "variance") +
                              (o.scaling == ACScaling::PerFeature ? " per feature" : " global") + " clip " +
                              std::to_string(static_cast<int>(o.clip * 10));
-    t.push_back(OpCase("ac_cluster_weights", name, {uniform_in({9, 3}), labels},
+    const bool official_clip = o.clip == 10.0;
+    t.push_back(OpCase("ac_cluster_weights", name, {official_clip ? tight_x : uniform_in({9, 3}),
+                                                    official_clip ? tight_labels : labels},
                        [o](const std::vector<Tensor>& in) { return ac_cluster_weights(in[0], in[1], 4, o); })
                     .bad_shape(1, {8}));
   }

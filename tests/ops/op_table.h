@@ -17,8 +17,9 @@ namespace moegrad::testing {
 struct OpInput {
   enum class Kind {
     Uniform,     // floats uniform in [low, high)
-    Signed,      // floats with |value| in [0.1, 1), every other one negative (ops with a kink at 0)
-    Fixed,       // the given values in the given dtype (indices, masks)
+    Signed,      // floats with |value| in [0.1, 1), flat index i negative when i % 3 == 1 (ops with a
+                 // kink at 0): both signs in every row, and in the table's column slices
+    Fixed,       // the given values in the given dtype (indices, masks), or as floats when differentiated
     Mask,        // random bools
   };
   Kind kind = Kind::Uniform;
@@ -36,6 +37,7 @@ OpInput index_in(const std::vector<int64_t>& values, const Shape& shape);
 OpInput index_in(const std::vector<int64_t>& values);  // 1-d
 OpInput mask_in(const Shape& shape);
 OpInput mask_in(const std::vector<double>& values, const Shape& shape);
+OpInput fixed_in(const std::vector<double>& values, const Shape& shape);  // floats, differentiated
 
 // The tensor for an input on the CPU: float kinds in `float_dtype`, drawn
 // from `seed`; differentiated inputs require grad.

@@ -1,5 +1,7 @@
 // The three checks every entry of the op table (op_table.h) gets:
 //   OpTable/OpGradcheck        float64 finite differences against the backward, on the CPU
+//   OpTable/OpStrided          every input in a non-contiguous tensor (strided_copy): the
+//                              same output and gradients as from contiguous inputs, on the CPU
 //   CudaOpTable/OpParity       MatchesCpu: the device against the CPU, the output and every
 //                              input's gradient in float32 and float64, with contiguous and
 //                              with strided inputs; GradcheckOnDevice: float64, on the device
@@ -8,6 +10,8 @@
 // The parity and device checks skip without a usable GPU
 // (MG_SKIP_WITHOUT_CUDA); their instantiations start with "Cuda" so that the
 // GPU verification's "Cuda*" filter selects them.
+#include <algorithm>
+
 #include "ops/op_table.h"
 #include "test_cuda_helpers.h"
 
@@ -52,6 +56,80 @@ TEST_P(OpGradcheck, Float64) {
 
 INSTANTIATE_TEST_SUITE_P(OpTable, OpGradcheck, ::testing::ValuesIn(op_table()), entry_name);
 
+// The entry's inputs through `copy` (to a device, into strided storage), differentiated as on the CPU.
+template <typename Copy>
+std::vector<Tensor> copies_of(const std::vector<Tensor>& host, Copy copy) {
+  std::vector<Tensor> out;
+  for (const Tensor& h : host) {
+    out.push_back(copy(h.detach()));
+    if (h.requires_grad()) out.back().requires_grad_();
+  }
+  return out;
+}
+
+// The output and every input's gradient of `got`'s inputs against `want`'s, after the same upstream gradient.
+void expect_same_results(const OpCase& c, const std::vector<Tensor>& want_in, const std::vector<Tensor>& got_in,
+                         Tol tol, const std::string& what, Tensor (*place)(const Tensor&)) {
+  Tensor want = c.fn(want_in), got = c.fn(got_in);
+  ASSERT_EQ(got.device().is_cuda(), got_in.front().device().is_cuda()) << what << ": the result left the inputs' device";
+  expect_close(got, want, tol, what + " forward");
+  Tensor g = uniform(want.shape(), want.dtype(), 99);
+  want.backward(g);
+  got.backward(place(g));
+  for (size_t i = 0; i < want_in.size(); ++i) {
+    if (!want_in[i].requires_grad()) continue;
+    ASSERT_EQ(got_in[i].grad().defined(), want_in[i].grad().defined()) << what << " input " << i;
+    if (want_in[i].grad().defined())
+      expect_close(got_in[i].grad(), want_in[i].grad(), tol, what + " gradient of input " + std::to_string(i));
+  }
+}
+
+Tensor as_is(const Tensor& t) { return t; }
+Tensor strided_on_cpu(const Tensor& t) { return strided_copy(t); }
+Tensor contiguous_on_cuda(const Tensor& t) { return on_cuda(t); }
+Tensor strided_on_cuda(const Tensor& t) { return strided_copy(t, Device::cuda(0)); }
+
+class OpStrided : public ::testing::TestWithParam<OpCase> {};
+
+TEST_P(OpStrided, MatchesContiguous) {
+  const OpCase& c = GetParam();
+  const std::vector<Tensor> dense = make_inputs(c, DType::Float64);
+  const std::vector<Tensor> strided = copies_of(dense, strided_on_cpu);
+  for (size_t i = 0; i < strided.size(); ++i) {
+    if (strided[i].numel() > 1 && strided[i].size(-1) > 1) {
+      ASSERT_FALSE(strided[i].is_contiguous()) << "input " << i;
+    }
+  }
+  expect_same_results(c, dense, strided, Tol{1e-12, 1e-14}, "strided inputs", as_is);
+}
+
+INSTANTIATE_TEST_SUITE_P(OpTable, OpStrided, ::testing::ValuesIn(op_table()), entry_name);
+
+// The entries of ops with a kink at 0 see both sides of it through their
+// views (transposed, sliced): relu gives zeros and positives, abs's gradient
+// is +1 and -1. A 0-d input has one side only.
+TEST(OpTableInputs, KinkedOpsSeeBothSidesOfTheKink) {
+  int64_t checked = 0;
+  for (const OpCase& c : op_table()) {
+    if (c.op != "relu" && c.op != "abs") continue;
+    std::vector<Tensor> in = make_inputs(c, DType::Float64);
+    if (in[0].dim() == 0) continue;
+    Tensor y = c.fn(in);
+    y.backward(Tensor::ones(y.shape(), y.dtype()));
+    const std::vector<double> out = y.to_vector(), grad = in[0].grad().to_vector();
+    auto has = [](const std::vector<double>& v, auto pred) { return std::any_of(v.begin(), v.end(), pred); };
+    if (c.op == "relu") {
+      EXPECT_TRUE(has(out, [](double v) { return v == 0; })) << c.name << ": no negative input";
+      EXPECT_TRUE(has(out, [](double v) { return v > 0; })) << c.name << ": no positive input";
+    } else {
+      EXPECT_TRUE(has(grad, [](double v) { return v == -1; })) << c.name << ": no negative input";
+      EXPECT_TRUE(has(grad, [](double v) { return v == 1; })) << c.name << ": no positive input";
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, 10);  // relu and abs, each at 3 shapes, transposed and sliced
+}
+
 class OpParity : public ::testing::TestWithParam<OpCase> {};
 
 TEST_P(OpParity, MatchesCpu) {
@@ -61,24 +139,9 @@ TEST_P(OpParity, MatchesCpu) {
     for (bool strided : {false, true}) {
       const std::string what = std::string(dtype_name(dtype)) + (strided ? " strided" : " contiguous");
       const Tol tol = c.tol == ParityTol::Gemm ? gemm_tol(dtype) : tol_for(dtype);
-      auto to_device = [strided](const Tensor& t) { return strided ? on_cuda_like(t) : on_cuda(t); };
-      std::vector<Tensor> host = make_inputs(c, dtype), device;
-      for (const Tensor& h : host) {
-        device.push_back(to_device(h.detach()));
-        if (h.requires_grad()) device.back().requires_grad_();
-      }
-      Tensor want = c.fn(host), got = c.fn(device);
-      ASSERT_TRUE(got.device().is_cuda()) << what;
-      expect_close(got, want, tol, what + " forward");
-      Tensor g = uniform(want.shape(), want.dtype(), 99);
-      want.backward(g);
-      got.backward(to_device(g));
-      for (size_t i = 0; i < host.size(); ++i) {
-        if (!host[i].requires_grad()) continue;
-        ASSERT_EQ(device[i].grad().defined(), host[i].grad().defined()) << what << " input " << i;
-        if (host[i].grad().defined())
-          expect_close(device[i].grad(), host[i].grad(), tol, what + " gradient of input " + std::to_string(i));
-      }
+      Tensor (*place)(const Tensor&) = strided ? strided_on_cuda : contiguous_on_cuda;
+      const std::vector<Tensor> host = make_inputs(c, dtype), device = copies_of(host, place);
+      expect_same_results(c, host, device, tol, what, place);
     }
 }
 
