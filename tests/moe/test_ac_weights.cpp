@@ -1,5 +1,7 @@
 // The AC feature weights: values against a direct transcription of the
-// equations, gradchecks of the differentiable op on the edge cases (empty clusters, one cluster, n = 1, clipping active), the
+// equations (with and without an empty cluster, the clip binding or not),
+// gradchecks of the differentiable op on the edge cases (empty clusters, one
+// cluster, n = 1) and with the official clip binding, the
 // neutral treatment of small clusters (the shrinkage an empty cluster causes
 // under the official form, and its absence under the neutral one), the
 // scale-gather with mixing, and errors. The gradient checks of every variant
@@ -46,18 +48,74 @@ static std::vector<double> reference(const Tensor& x, const std::vector<int64_t>
   return W;
 }
 
+// 20 tokens in clusters 0, 1, 3 (2 empty), or in all four with cluster 2's
+// tokens 2 and 6 within 1e-4 of each other along feature 0 (and 1.5 apart
+// along the others: two random tokens may be close by chance): an entry 1/eps
+// that the official clip (10 · the mean entry) cuts, which it cannot do
+// beside an empty cluster (whose d entries 1/eps lift the mean).
+namespace {
+
+struct ClusteredTokens {
+  Tensor x;
+  std::vector<int64_t> labels;
+};
+
+ClusteredTokens tokens_with_an_empty_cluster() {
+  ClusteredTokens t{Tensor::randn({20, 5}, 0, 1, DType::Float64), {}};
+  for (int i = 0; i < 20; ++i) t.labels.push_back(i % 3 == 0 ? 0 : (i % 3 == 1 ? 1 : 3));
+  return t;
+}
+
+ClusteredTokens tokens_with_a_tight_cluster() {
+  Generator gen(7);
+  ClusteredTokens t{Tensor::randn({20, 5}, 0, 1, DType::Float64, &gen), {}};
+  for (int i = 0; i < 20; ++i) t.labels.push_back(i == 2 || i == 6 ? 2 : i % 3 == 0 ? 0 : (i % 3 == 1 ? 1 : 3));
+  std::vector<double> v = t.x.to_vector();
+  for (int f = 0; f < 5; ++f) v[6 * 5 + f] = v[2 * 5 + f] + (f == 0 ? 1e-4 : 1.5);  // tight along feature 0 only
+  t.x = Tensor::from_vector(v, {20, 5}, DType::Float64);
+  return t;
+}
+
+}  // namespace
+
 TEST(ACWeights, ValuesMatchTheEquations) {
-  Tensor x = Tensor::randn({20, 5}, 0, 1, DType::Float64);
-  std::vector<int64_t> c;
-  for (int i = 0; i < 20; ++i) c.push_back(i % 3 == 0 ? 0 : (i % 3 == 1 ? 1 : 3));  // cluster 2 empty
-  for (const ACOptions& o : ac_variants()) {
-    std::vector<double> ref = reference(x, c, 4, o);
-    std::vector<double> got = ac_cluster_weights(x, Tensor::from_indices(c, {20}), 4, o).to_vector();
-    for (size_t j = 0; j < ref.size(); ++j) EXPECT_NEAR(got[j], ref[j], 1e-9 * std::max(1.0, std::fabs(ref[j])));
-    // float32 agrees
-    std::vector<double> f32 = ac_cluster_weights(x.to(DType::Float32), Tensor::from_indices(c, {20}), 4, o).to_vector();
-    for (size_t j = 0; j < ref.size(); ++j) EXPECT_NEAR(f32[j], ref[j], 1e-4 * std::max(1.0, std::fabs(ref[j])));
+  for (const ClusteredTokens& t : {tokens_with_an_empty_cluster(), tokens_with_a_tight_cluster()}) {
+    const Tensor labels = Tensor::from_indices(t.labels, {20});
+    for (const ACOptions& o : ac_variants()) {
+      std::vector<double> ref = reference(t.x, t.labels, 4, o);
+      std::vector<double> got = ac_cluster_weights(t.x, labels, 4, o).to_vector();
+      for (size_t j = 0; j < ref.size(); ++j) EXPECT_NEAR(got[j], ref[j], 1e-9 * std::max(1.0, std::fabs(ref[j])));
+      // float32 agrees
+      std::vector<double> f32 = ac_cluster_weights(t.x.to(DType::Float32), labels, 4, o).to_vector();
+      for (size_t j = 0; j < ref.size(); ++j) EXPECT_NEAR(f32[j], ref[j], 1e-4 * std::max(1.0, std::fabs(ref[j])));
+    }
   }
+}
+
+// The official clip binds on the tight cluster (its weights differ from the
+// unclipped ones), and the backward through the cut entry is right.
+TEST(ACWeights, TheOfficialClipBindsOnATightCluster) {
+  const ClusteredTokens t = tokens_with_a_tight_cluster();
+  const Tensor labels = Tensor::from_indices(t.labels, {20});
+  for (ACStat st : {ACStat::MAD, ACStat::Variance})
+    for (ACScaling sc : {ACScaling::PerFeature, ACScaling::Global}) {
+      ACOptions clipped, unclipped;
+      clipped.stat = unclipped.stat = st, clipped.scaling = unclipped.scaling = sc;
+      unclipped.clip = 0;
+      ASSERT_EQ(clipped.clip, 10.0);
+      const std::vector<double> a = ac_cluster_weights(t.x, labels, 4, clipped).to_vector();
+      const std::vector<double> b = ac_cluster_weights(t.x, labels, 4, unclipped).to_vector();
+      // the cut entry (cluster 2, feature 0) stays the largest; what it no longer
+      // outweighs changes: feature 0's other clusters about double
+      double change = 0;
+      for (size_t j = 0; j < a.size(); ++j) change = std::max(change, std::fabs(a[j] - b[j]) / std::fabs(b[j]));
+      EXPECT_GT(change, 0.5) << "the clip did not cut cluster 2";
+      Tensor x = t.x.detach();
+      x.requires_grad_();
+      EXPECT_GRADCHECK([labels, clipped](const std::vector<Tensor>& in) {
+        return ac_cluster_weights(in[0], labels, 4, clipped);
+      }, {x});
+    }
 }
 
 TEST(ACWeights, PerFeatureWeightsAverageToOne) {
