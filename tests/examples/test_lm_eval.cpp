@@ -130,6 +130,8 @@ TEST(LMGenerate, Sampling) {
   EXPECT_NEAR(counts[1] / 4000.0, std::exp(2.0) / (std::exp(0.1) + 2 * std::exp(2.0) + std::exp(-1.0) + std::exp(0.5)),
               0.03);
   EXPECT_NEAR(counts[1], counts[2], 200);
+  EXPECT_NEAR(counts[3] / 4000.0, std::exp(-1.0) / (std::exp(0.1) + 2 * std::exp(2.0) + std::exp(-1.0) + std::exp(0.5)),
+              0.01);
   // top-k 2 keeps only the tied pair
   for (int i = 0; i < 100; ++i) EXPECT_LE(std::abs(sample_token(logits, {1.0, 2, 1.0}, g) - 1.5), 0.5);
   // the same seed gives the same draws
