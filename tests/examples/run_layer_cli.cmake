@@ -103,5 +103,6 @@ expect_failure("is not valid JSON" ${WORK_DIR}/broken.json ${in} ${bad})
 expect_failure("cannot open config '${WORK_DIR}/missing.json'" ${WORK_DIR}/missing.json ${in} ${bad})
 expect_failure("${WORK_DIR}/missing.safetensors" ${FIXTURE_DIR}/config.json ${WORK_DIR}/missing.safetensors ${bad})
 expect_failure("tensor \"param.weight\" must have shape [3, 5], got [3, 4]" ${WORK_DIR}/shape.json ${in} ${bad})
-expect_failure("cannot" ${FIXTURE_DIR}/config.json ${in} ${WORK_DIR}/no_such_dir/out.safetensors)
+expect_failure("save_safetensors: cannot write '${WORK_DIR}/no_such_dir/out.safetensors'" ${FIXTURE_DIR}/config.json ${in}
+               ${WORK_DIR}/no_such_dir/out.safetensors)
 message(STATUS "run_layer failures: exit codes, messages and no output files as expected")

@@ -143,13 +143,11 @@ TEST_F(Idx, FindAndLoadFashionMnistLayout) {
   EXPECT_EQ(fm.test.labels.to_indices(), (std::vector<int64_t>{9, 8}));
 }
 
+// Skips only where Debian's package is not installed (its folder absent); a
+// folder that is there but incomplete or unreadable fails.
 TEST(FashionMnist, InstalledPackageReads) {
-  std::string dir;
-  try {
-    dir = find_fashion_mnist();
-  } catch (const Error&) {
-    GTEST_SKIP() << "dataset-fashion-mnist is not installed";
-  }
+  if (!std::filesystem::exists(kFashionMnistDir)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  const std::string dir = find_fashion_mnist();
   FashionMnist fm = load_fashion_mnist(dir);
   EXPECT_EQ(fm.train.images.shape(), (Shape{60000, 1, 28, 28}));
   EXPECT_EQ(fm.test.images.shape(), (Shape{10000, 1, 28, 28}));

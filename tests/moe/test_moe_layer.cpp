@@ -76,9 +76,13 @@ TEST(MoELayer, FullyDroppedTokenOutputsZero) {
   c.dim = 2, c.hidden = 2, c.experts = 2, c.k = 1, c.capacity_factor = 0.01;  // capacity 1
   auto m = layer(c, 7);
   Tensor y = m->forward(Tensor::randn({6, 2}, 0, 1, DType::Float64)).y;
-  int zero_rows = 0;
+  int64_t kept = 0, zero_rows = 0;
+  for (int64_t n : m->last_stats.tokens_per_expert) kept += n;
+  EXPECT_GE(kept, 1);
+  EXPECT_LE(kept, 2);  // at most one token per expert
+  EXPECT_EQ(kept + m->last_stats.dropped, 6);
   for (int64_t i = 0; i < 6; ++i) zero_rows += y.at({i, 0}) == 0 && y.at({i, 1}) == 0;
-  EXPECT_GE(zero_rows, 4);  // at most one token per expert is kept
+  EXPECT_EQ(zero_rows, 6 - kept);  // the dropped tokens' rows are zero, the kept ones' are not
 }
 
 TEST(MoELayer, Errors) {
