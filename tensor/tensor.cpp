@@ -1,8 +1,11 @@
 // Tensor construction, metadata, element access, copies and conversions.
 #include "tensor/tensor.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <limits>
 
 #include "tensor/backend.h"
 #include "tensor/random.h"
@@ -110,7 +113,7 @@ Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape
   dispatch_all(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* p = t.data<T>();
-    for (size_t i = 0; i < values.size(); ++i) p[i] = static_cast<T>(values[i]);
+    for (size_t i = 0; i < values.size(); ++i) p[i] = saturate_cast<T>(values[i]);
   });
   return t;
 }
@@ -142,7 +145,8 @@ static Tensor random_tensor(const Shape& shape, DType dtype, Generator* gen, con
 
 Tensor Tensor::rand(const Shape& shape, double low, double high, DType dtype, Generator* gen) {
   check_shape(shape, dtype, "rand");
-  MG_CHECK(low <= high, "rand: low (", low, ") must not exceed high (", high, ")");
+  MG_CHECK(std::isfinite(low) && std::isfinite(high) && low <= high, "rand: low (", low, ") and high (", high,
+           ") must be finite, low at most high");
   return random_tensor(shape, dtype, gen, "rand", [=](uint64_t s, uint64_t c) {
     return low + (high - low) * random_uniform(s, c);
   });
@@ -150,7 +154,8 @@ Tensor Tensor::rand(const Shape& shape, double low, double high, DType dtype, Ge
 
 Tensor Tensor::randn(const Shape& shape, double mean, double std, DType dtype, Generator* gen) {
   check_shape(shape, dtype, "randn");
-  MG_CHECK(std >= 0, "randn: std must be >= 0, got ", std);
+  MG_CHECK(std::isfinite(mean) && std::isfinite(std) && std >= 0, "randn: mean and std must be finite, std >= 0, got ",
+           mean, " and ", std);
   return random_tensor(shape, dtype, gen, "randn", [=](uint64_t s, uint64_t c) {
     return mean + std * random_normal(s, c);
   });
@@ -237,14 +242,18 @@ Tensor Tensor::as_strided(const Shape& new_shape, const Shape& new_strides, int6
   MG_CHECK(new_shape.size() == new_strides.size(), "as_strided: shape ", shape_str(new_shape), " and strides ",
            shape_str(new_strides), " differ in length");
   const int64_t capacity = static_cast<int64_t>(storage()->nbytes() / dtype_size(dtype()));
+  // Each dimension's span (size - 1) · |stride| must fit in the storage on its
+  // own, checked by division so that no product overflows; then their sum.
+  const bool empty_view = std::find(new_shape.begin(), new_shape.end(), 0) != new_shape.end();
+  bool inside = new_offset >= 0 && new_offset < capacity;
   int64_t lo = new_offset, hi = new_offset;
-  bool empty_view = false;
-  for (size_t d = 0; d < new_shape.size(); ++d) {
-    if (new_shape[d] == 0) empty_view = true;
-    int64_t span = (new_shape[d] - 1) * new_strides[d];
-    (span < 0 ? lo : hi) += span;
+  for (size_t d = 0; d < new_shape.size() && inside; ++d) {
+    if (new_shape[d] <= 1) continue;
+    const int64_t stride = new_strides[d];
+    inside = stride > std::numeric_limits<int64_t>::min() && std::abs(stride) <= (capacity - 1) / (new_shape[d] - 1);
+    if (inside) (stride < 0 ? lo : hi) += (new_shape[d] - 1) * stride;
   }
-  MG_CHECK(empty_view || (lo >= 0 && hi < capacity), "as_strided: view ", shape_str(new_shape), " strides ",
+  MG_CHECK(empty_view || (inside && lo >= 0 && hi < capacity), "as_strided: view ", shape_str(new_shape), " strides ",
            shape_str(new_strides), " offset ", new_offset, " reaches outside a storage of ", capacity, " elements");
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = storage();
@@ -253,6 +262,20 @@ Tensor Tensor::as_strided(const Shape& new_shape, const Shape& new_strides, int6
   impl->offset = new_offset;
   impl->dtype = dtype();
   return Tensor(std::move(impl));
+}
+
+// An element of type S as a D: a float that D cannot hold (NaN or out of
+// range for int64, past float's range for float32) saturates (saturate_cast)
+// instead of being undefined behaviour; every other conversion is exact or
+// rounds as static_cast does.
+template <typename D, typename S>
+static D converted(S v) {
+  constexpr bool narrowing = std::is_floating_point_v<S> && !std::is_same_v<D, bool> &&
+                             (std::is_integral_v<D> || sizeof(D) < sizeof(S));
+  if constexpr (narrowing)
+    return saturate_cast<D>(static_cast<double>(v));
+  else
+    return static_cast<D>(v);
 }
 
 static bool broadcastable_to(const Shape& from, const Shape& to) {
@@ -308,6 +331,14 @@ void Tensor::copy_(const Tensor& src) const {
     if (raw_data() != src.raw_data()) std::memmove(raw_data(), src.raw_data(), numel() * dtype_size(dtype()));
     return;
   }
+  // src and this view share memory in another layout (x.copy_(transpose(x))):
+  // read all of src before writing, as the device path does
+  if (src.storage() == storage() && !(src.raw_data() == raw_data() && src.dtype() == dtype() &&
+                                      src.shape() == shape() && src.strides() == strides())) {
+    Tensor staged = Tensor::empty(src.shape(), src.dtype());
+    staged.copy_(src);
+    return copy_(staged);
+  }
   Shape sstr = broadcast_strides(src.shape(), src.strides(), shape());
   dispatch_all(dtype(), [&](auto dtag) {
     using D = typename decltype(dtag)::type;
@@ -319,7 +350,7 @@ void Tensor::copy_(const Tensor& src) const {
                                                          const std::array<int64_t, 2>& st) {
         D* d = dp + offset() + off[0];
         const S* s = sp + src.offset() + off[1];
-        for (int64_t i = 0; i < n; ++i) d[i * st[0]] = static_cast<D>(s[i * st[1]]);
+        for (int64_t i = 0; i < n; ++i) d[i * st[0]] = converted<D>(s[i * st[1]]);
       });
     });
   });

@@ -138,7 +138,17 @@ void add_(const Tensor& acc, const Tensor& x, double alpha) {
            x.device().str());
   MG_CHECK(broadcast_shapes(acc.shape(), x.shape(), "add_") == acc.shape(), "add_: addend of shape ",
            shape_str(x.shape()), " does not broadcast to the accumulator's shape ", shape_str(acc.shape()));
-  const Tensor xs = x.dtype() == acc.dtype() ? x : x.to(acc.dtype());
+  for (int64_t d = 0; d < acc.dim(); ++d)
+    MG_CHECK(acc.size(d) <= 1 || acc.strides()[d] != 0, "add_: the accumulator ", shape_str(acc.shape()),
+             " is an expanded view (stride 0 on dimension ", d, "): its elements share memory");
+  Tensor xs = x.dtype() == acc.dtype() ? x : x.to(acc.dtype());
+  // an addend in the accumulator's memory, laid out otherwise (acc += accᵀ), is read whole before any write
+  if (xs.storage() == acc.storage() && !(xs.raw_data() == acc.raw_data() && xs.shape() == acc.shape() &&
+                                         xs.strides() == acc.strides())) {
+    Tensor staged = Tensor::empty(xs.shape(), xs.dtype(), xs.device());
+    staged.copy_(xs);
+    xs = staged;
+  }
   if (acc.device().is_cuda()) return MOEGRAD_CUDA(cuda_add_(acc, xs, alpha));
   dispatch_float(acc.dtype(), "add_", [&](auto tag) {
     using T = typename decltype(tag)::type;

@@ -94,8 +94,8 @@ Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t s
   start = std::clamp<int64_t>(start, 0, n);
   end = std::clamp<int64_t>(end, start, n);
   Shape shape = x.shape(), strides = x.strides();
-  shape[d] = (end - start + step - 1) / step;
-  strides[d] *= step;
+  shape[d] = end > start ? (end - start - 1) / step + 1 : 0;  // no overflow for any step
+  if (shape[d] > 1) strides[d] *= step;                       // step < n here
   Tensor out = x.as_strided(shape, strides, x.offset() + start * x.strides()[d]);
   Shape in_shape = x.shape();
   attach_backward(out, "slice", {x}, [in_shape, d, start, end, step](const Tensor& dout) {
@@ -112,8 +112,8 @@ Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
   const int64_t d = wrap_dim(dim, x.dim(), "narrow");
   const int64_t n = x.shape()[d];
   if (start < 0) start += n;
-  MG_CHECK(start >= 0 && length >= 0 && start + length <= n, "narrow: range [", start, ", ", start + length,
-           ") outside dimension ", d, " of shape ", shape_str(x.shape()));
+  MG_CHECK(start >= 0 && start <= n && length >= 0 && length <= n - start, "narrow: ", length, " elements from ",
+           start, " are outside dimension ", d, " of shape ", shape_str(x.shape()));
   return slice(x, d, start, start + length);
 }
 

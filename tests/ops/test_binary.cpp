@@ -35,4 +35,21 @@ TEST(Binary, Errors) {
   EXPECT_MG_ERROR(div(a, Tensor::zeros({2, 3}, DType::Int64)), "div: second input must be float32 or float64");
   EXPECT_MG_ERROR(sub(Tensor(), a), "sub: first input is an undefined tensor");
   EXPECT_MG_ERROR(add_(a, Tensor::zeros({3, 3})), "add_");
+  EXPECT_MG_ERROR(add_(expand(Tensor::zeros({1, 3}), {4, 3}), Tensor::ones({4, 3})),
+                  "add_: the accumulator [4, 3] is an expanded view (stride 0 on dimension 0)");
+}
+
+// An addend that shares the accumulator's memory in another layout is read
+// before the accumulator is written: acc += accᵀ as with a copy of acc.
+TEST(Binary, AddInPlaceFromItsOwnMemory) {
+  for (int64_t n : {3, 300}) {  // 300: the rows run on several threads
+    Tensor acc = Tensor::randn({n, n}, 0, 1, DType::Float64);
+    Tensor want = acc + transpose(acc, 0, 1) * 2.0;
+    add_(acc, transpose(acc, 0, 1), 2.0);
+    EXPECT_EQ(acc.to_vector(), want.to_vector()) << n;
+    Tensor same = Tensor::randn({n}, 0, 1, DType::Float64);
+    want = same * 3.0;
+    add_(same, same, 2.0);  // the same elements: each read before it is written
+    EXPECT_EQ(same.to_vector(), want.to_vector()) << n;
+  }
 }

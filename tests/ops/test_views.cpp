@@ -1,6 +1,8 @@
 // Views and shape ops: reshape, permute, transpose, narrow, slice, expand,
 // squeeze, unsqueeze, contiguous, clone — values, gradients through writes
 // of slices and errors (gradient checks: the op table, tests/ops/op_table.cpp).
+#include <limits>
+
 #include "test_helpers.h"
 
 using namespace moegrad;
@@ -30,6 +32,17 @@ TEST(Views, GradThroughWritesOfSlices) {
   EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{0, 1, 1, 0}));
 }
 
+// A step or bounds near int64's limits give the right (clamped) view, not a wrapped size.
+TEST(Views, SliceWithExtremeArguments) {
+  const int64_t big = std::numeric_limits<int64_t>::max();
+  Tensor x = Tensor::from_vector({0, 1, 2, 3, 4}, {5}, DType::Float64);
+  EXPECT_EQ(slice(x, 0, 0, 10, big).to_vector(), (std::vector<double>{0}));
+  EXPECT_EQ(slice(x, 0, 1, big, 3).to_vector(), (std::vector<double>{1, 4}));
+  EXPECT_EQ(slice(x, 0, -big, big, 2).to_vector(), (std::vector<double>{0, 2, 4}));
+  EXPECT_EQ(slice(x, 0, 3, 1).numel(), 0);
+  EXPECT_EQ(narrow(x, 0, 5, 0).numel(), 0);
+}
+
 TEST(Views, Errors) {
   Tensor x = Tensor::zeros({2, 3});
   EXPECT_MG_ERROR(reshape(x, {4, 2}), "reshape: cannot reshape [2, 3] (6 elements) into [4, 2]");
@@ -37,7 +50,10 @@ TEST(Views, Errors) {
   EXPECT_MG_ERROR(permute(x, {0}), "permute: got 1 dims for a tensor of shape [2, 3]");
   EXPECT_MG_ERROR(permute(x, {0, 0}), "repeated");
   EXPECT_MG_ERROR(transpose(x, 0, 2), "transpose: dimension 2 out of range");
-  EXPECT_MG_ERROR(narrow(x, 1, 2, 2), "narrow: range [2, 4) outside dimension 1 of shape [2, 3]");
+  EXPECT_MG_ERROR(narrow(x, 1, 2, 2), "narrow: 2 elements from 2 are outside dimension 1 of shape [2, 3]");
+  const int64_t big = std::numeric_limits<int64_t>::max();
+  EXPECT_MG_ERROR(narrow(x, 1, 1, big), "narrow: 9223372036854775807 elements from 1 are outside");  // 1 + big wraps
+  EXPECT_MG_ERROR(narrow(x, 1, 4, 0), "narrow: 0 elements from 4 are outside");
   EXPECT_MG_ERROR(slice(x, 0, 0, 2, 0), "slice: step must be positive");
   EXPECT_MG_ERROR(expand(x, {2, 4}), "expand: cannot expand [2, 3] to [2, 4]");
   EXPECT_MG_ERROR(expand(x, {3}), "fewer dims");

@@ -1,6 +1,7 @@
 // Tensor core: construction, views sharing storage, contiguous(), copies and
 // conversions, seeded random init, printing, the caching allocator.
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 #include "tensor/allocator.h"
@@ -67,6 +68,35 @@ TEST(Tensor, CopyAndConvert) {
   EXPECT_TRUE(x.to(DType::Float64).same(x));
 }
 
+// Floats that the target type cannot hold saturate: NaN to 0 and ±inf to the
+// limits for int64, past float32's range to ±inf (no undefined behaviour).
+TEST(Tensor, ConversionsSaturate) {
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  const int64_t most = std::numeric_limits<int64_t>::max(), least = std::numeric_limits<int64_t>::min();
+  const Tensor x = Tensor::from_vector({nan, inf, -inf, 1e300, -1e300, -7.9}, {6}, DType::Float64);
+  const std::vector<int64_t> ints = {0, most, least, most, least, -7};
+  EXPECT_EQ(x.to(DType::Int64).to_indices(), ints);
+  EXPECT_EQ(Tensor::from_vector(x.to_vector(), {6}, DType::Int64).to_indices(), ints);
+  const std::vector<double> f = x.to(DType::Float32).to_vector();
+  EXPECT_TRUE(std::isnan(f[0]));
+  EXPECT_EQ(f[3], inf);
+  EXPECT_EQ(f[4], -inf);
+  EXPECT_EQ(f[5], static_cast<double>(-7.9f));
+}
+
+// A copy between views of the same memory reads the source whole first.
+TEST(Tensor, CopyFromOverlappingMemory) {
+  Tensor x = Tensor::from_vector({1, 2, 3, 4}, {2, 2}, DType::Float64);
+  x.copy_(transpose(x, 0, 1));
+  EXPECT_EQ(x.to_vector(), (std::vector<double>{1, 3, 2, 4}));
+  Tensor y = Tensor::from_vector({1, 2, 3, 4, 5}, {5}, DType::Float64);
+  slice(y, 0, 1, 5).copy_(slice(y, 0, 0, 4));  // shift right by one, overlapping
+  EXPECT_EQ(y.to_vector(), (std::vector<double>{1, 1, 2, 3, 4}));
+  Tensor z = Tensor::from_vector({1, 2, 3, 4, 5, 6}, {6}, DType::Float64);
+  slice(z, 0, 0, 6, 2).copy_(slice(z, 0, 1, 6, 2));  // strided, interleaved
+  EXPECT_EQ(z.to_vector(), (std::vector<double>{2, 2, 4, 4, 6, 6}));
+}
+
 TEST(Tensor, SeededRandomIsReproducible) {
   Generator g1(42), g2(42), g3(43);
   Tensor a = Tensor::randn({1000}, 0, 1, DType::Float64, &g1);
@@ -123,12 +153,25 @@ TEST(Tensor, Errors) {
   EXPECT_MG_ERROR(x.at({2, 0}), "out of range");
   EXPECT_MG_ERROR(x.size(2), "dimension 2 out of range");
   EXPECT_MG_ERROR(x.as_strided({4, 3}, {3, 1}, 0), "reaches outside");
+  // strides whose span overflows int64 (4 · 2^62 wraps to 0, 1 + INT64_MAX to negative) reach outside too
+  const int64_t big = std::numeric_limits<int64_t>::max();
+  EXPECT_MG_ERROR(x.as_strided({5}, {int64_t{1} << 62}, 0), "reaches outside");
+  EXPECT_MG_ERROR(x.as_strided({2}, {big}, 1), "reaches outside");
+  EXPECT_MG_ERROR(x.as_strided({2}, {-big - 1}, 5), "reaches outside");
+  EXPECT_MG_ERROR(x.as_strided({1}, {1}, big), "reaches outside");
+  EXPECT_MG_ERROR(x.as_strided({2, 2}, {-3, 1}, 2), "reaches outside");
+  EXPECT_EQ(x.as_strided({2, 2}, {-3, 1}, 3).to_vector(), (std::vector<double>{0, 0, 0, 0}));  // rows 1 and 0
+  EXPECT_EQ(x.as_strided({3, 0}, {big, big}, 0).numel(), 0);  // an empty view reads nothing
   EXPECT_MG_ERROR(x.copy_(Tensor::zeros({4})), "does not broadcast");
   EXPECT_MG_ERROR(Tensor::zeros({2}, DType::Int64).requires_grad_(), "only float tensors");
   if (cuda_device_count() == 0)  // a build without the backend, or one with it on a machine without a GPU
     EXPECT_MG_ERROR(x.to(Device::cuda(0)), cuda_backend() ? "no CUDA device is visible" : "CUDA backend");
   EXPECT_MG_ERROR(Tensor().shape(), "undefined tensor");
-  EXPECT_MG_ERROR(Tensor::rand({2}, 1.0, 0.0), "rand: low");
+  EXPECT_MG_ERROR(Tensor::rand({2}, 1.0, 0.0), "rand: low (1) and high (0) must be finite, low at most high");
+  EXPECT_MG_ERROR(Tensor::rand({2}, -INFINITY, 0.0), "rand: low (-inf)");
+  EXPECT_MG_ERROR(Tensor::randn({2}, NAN, 1.0), "randn: mean and std must be finite, std >= 0, got nan and 1");
+  EXPECT_MG_ERROR(Tensor::randn({2}, 0.0, INFINITY), "randn: mean and std must be finite");
+  EXPECT_MG_ERROR(Tensor::randn({2}, 0.0, -1.0), "randn: mean and std must be finite, std >= 0, got 0 and -1");
 }
 
 TEST(Tensor, OutOfRangeScalarsSaturate) {
