@@ -17,6 +17,16 @@ Tensor host_contiguous(const Tensor& t) {
   NoGradGuard no_grad;
   return contiguous(t.detach().to(Device::cpu()));
 }
+// The number of elements (or bytes, with `bytes`) the tensors hold, which a
+// buffer unpacked into them must give exactly.
+void check_fills(size_t have, const std::vector<Tensor>& tensors, bool bytes, const char* op) {
+  size_t want = 0;
+  for (const Tensor& t : tensors) {
+    MG_CHECK(t.defined(), op, ": an undefined tensor cannot receive values");
+    want += static_cast<size_t>(t.numel()) * (bytes ? dtype_size(t.dtype()) : 1);
+  }
+  MG_CHECK(have == want, op, ": ", have, bytes ? " bytes" : " values", " for tensors holding ", want);
+}
 }  // namespace
 
 std::vector<double> pack_values(const std::vector<Tensor>& tensors, const char* op) {
@@ -31,6 +41,7 @@ std::vector<double> pack_values(const std::vector<Tensor>& tensors, const char* 
 }
 
 void unpack_values(const std::vector<double>& values, const std::vector<Tensor>& tensors) {
+  check_fills(values.size(), tensors, false, "unpack_values");
   NoGradGuard no_grad;
   size_t at = 0;
   for (const Tensor& t : tensors) {
@@ -53,6 +64,7 @@ std::vector<char> pack_bytes(const std::vector<Tensor>& tensors, const char* op)
 }
 
 void unpack_bytes(const std::vector<char>& bytes, const std::vector<Tensor>& tensors) {
+  check_fills(bytes.size(), tensors, true, "unpack_bytes");
   NoGradGuard no_grad;
   size_t at = 0;
   for (const Tensor& t : tensors) {

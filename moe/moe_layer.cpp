@@ -39,6 +39,15 @@ MoELayer::MoELayer(const MoEConfig& c, const InitOptions& opt, dist::CommPtr com
 }
 
 void ac_weight_stats(const Tensor& W, const Tensor& index, const Tensor& mix, RoutingStats& s) {
+  const char* op = "ac_weight_stats";
+  MG_CHECK(W.defined() && W.dim() == 2 && W.numel() > 0, op, ": expected weights W [rows, d] with rows, d >= 1, got ",
+           W.defined() ? shape_str(W.shape()) : "undefined");
+  MG_CHECK(index.defined() && index.dtype() == DType::Int64 && index.dim() == 2 && index.size(0) > 0 &&
+               index.size(1) > 0,
+           op, ": expected index int64 [n, m] with n, m >= 1, got ",
+           index.defined() ? dtype_name(index.dtype()) + std::string(" ") + shape_str(index.shape()) : "undefined");
+  MG_CHECK(!mix.defined() || mix.shape() == index.shape(), op, ": mix must have the index's shape ",
+           shape_str(index.shape()), ", got ", mix.defined() ? shape_str(mix.shape()) : "");
   const std::vector<double> v = W.to_vector();
   double sum = 0, sq = 0;
   s.ac_min = INFINITY, s.ac_max = -INFINITY;
@@ -52,6 +61,8 @@ void ac_weight_stats(const Tensor& W, const Tensor& index, const Tensor& mix, Ro
   // tokens and features, from each row's mean over features
   const int64_t rows = W.size(0), d = W.size(1), n = index.size(0), m = index.size(1);
   const std::vector<int64_t> idx = index.to_indices();
+  for (size_t p = 0; p < idx.size(); ++p)
+    MG_CHECK(idx[p] >= 0 && idx[p] < rows, op, ": index ", idx[p], " at position ", p, " is outside [0, ", rows, ")");
   const std::vector<double> weights = mix.defined() ? mix.to_vector() : std::vector<double>(idx.size(), 1.0);
   std::vector<int64_t> count(rows, 0);
   std::vector<double> row_mean(rows, 0.0);

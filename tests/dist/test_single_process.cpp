@@ -7,6 +7,7 @@
 #include <string>
 
 #include "dist/communicator.h"
+#include "dist/staging.h"
 #include "test_helpers.h"
 
 using namespace moegrad;
@@ -48,6 +49,23 @@ TEST(SingleProcessCommunicator, BadArgumentsAreErrors) {
   EXPECT_MG_ERROR(comm.broadcast({leaf({2}, 3)}, 1), "root 1");
   EXPECT_MG_ERROR(comm.all_to_all_counts({1, 2}), "one count per rank");
   EXPECT_MG_ERROR(comm.all_to_all(leaf({3, 2}, 4), {2}, {2}), "add up to 2");
+}
+
+// The host staging the communicators share: a packed buffer unpacks only into
+// tensors it fills exactly (a short one would be read past its end).
+TEST(Staging, UnpackRoundTripsAndChecksTheSize) {
+  const Tensor a = Tensor::from_vector({1, 2, 3}, {3}, DType::Float64), b = Tensor::zeros({2, 2});
+  const Tensor a2 = Tensor::zeros({3}, DType::Float64), b2 = Tensor::ones({2, 2});
+  dist::unpack_values(dist::pack_values({a, b}, "test"), {a2, b2});
+  EXPECT_EQ(a2.to_vector(), a.to_vector());
+  EXPECT_EQ(b2.to_vector(), b.to_vector());
+  b2.fill_(5.0);
+  dist::unpack_bytes(dist::pack_bytes({a, b}, "test"), {a2, b2});
+  EXPECT_EQ(b2.to_vector(), b.to_vector());
+  EXPECT_MG_ERROR(dist::unpack_values({1, 2, 3}, {a2, b2}), "unpack_values: 3 values for tensors holding 7");
+  EXPECT_MG_ERROR(dist::unpack_values(std::vector<double>(8, 0.0), {a2, b2}), "8 values for tensors holding 7");
+  EXPECT_MG_ERROR(dist::unpack_bytes(std::vector<char>(10), {a2, b2}), "unpack_bytes: 10 bytes for tensors holding 40");
+  EXPECT_MG_ERROR(dist::unpack_values({}, {Tensor()}), "unpack_values: an undefined tensor cannot receive values");
 }
 
 TEST(SingleProcessCommunicator, RunOnAllOrFailPassesTheError) {

@@ -138,6 +138,17 @@ TEST(OfficialBlocks, ACDiagnostics) {
   EXPECT_NEAR(s.ac_token_weight, ((0.25 * 1 + 0.75 * 2) + (0.5 * 4 + 0.5 * 3)) / 2, 1e-15);
   EXPECT_EQ(s.ac_empty, 2.0);  // clusters by the labels (column 0): 0 and 3 hold a token each
   EXPECT_EQ(s.ac_single, 2.0);
+  // bad input is an Error, not a read or write outside W's rows
+  EXPECT_MG_ERROR(ac_weight_stats(W, Tensor::from_indices({0, 4}, {2, 1}), Tensor(), s),
+                  "ac_weight_stats: index 4 at position 1 is outside [0, 4)");
+  EXPECT_MG_ERROR(ac_weight_stats(W, Tensor::from_indices({-1}, {1, 1}), Tensor(), s), "is outside [0, 4)");
+  EXPECT_MG_ERROR(ac_weight_stats(W, index, Tensor::ones({2, 1}, DType::Float64), s),
+                  "ac_weight_stats: mix must have the index's shape [2, 2], got [2, 1]");
+  EXPECT_MG_ERROR(ac_weight_stats(Tensor::zeros({0, 2}, DType::Float64), labels, Tensor(), s),
+                  "ac_weight_stats: expected weights W [rows, d] with rows, d >= 1, got [0, 2]");
+  EXPECT_MG_ERROR(ac_weight_stats(W, Tensor::from_indices({}, {0, 1}), Tensor(), s),
+                  "ac_weight_stats: expected index int64 [n, m] with n, m >= 1");
+  EXPECT_MG_ERROR(ac_weight_stats(W, Tensor::zeros({2, 1}), Tensor(), s), "expected index int64 [n, m]");
 }
 
 // A tiny language model with every official piece (the AC in its
