@@ -99,6 +99,9 @@ void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
   }
   MG_CHECK(seed.shape() == root.shape(), "backward: gradient of shape ", shape_str(seed.shape()),
            " for a tensor of shape ", shape_str(root.shape()));
+  MG_CHECK(seed.dtype() == root.dtype() && seed.device() == root.device(), "backward: gradient of dtype ",
+           dtype_name(seed.dtype()), " on ", seed.device().str(), " for a tensor of dtype ", dtype_name(root.dtype()),
+           " on ", root.device().str());
   NoGradGuard no_grad;
   if (!root.grad_fn()) {
     accumulate_leaf(*root.impl(), seed);

@@ -203,6 +203,17 @@ AttentionOutput MultiHeadAttention::step(const Tensor& x, KVCache& cache, const 
   const int64_t nb = x.size(0), dh = dim / heads;
   MG_CHECK(cache.length() == 0 || cache.k.size(0) == nb, op, ": the cache holds ", cache.length() ? cache.k.size(0) : 0,
            " samples, x ", nb);
+  // everything checked before the cache changes: a refused step leaves it as it was
+  if (elliptical && prev_values.defined()) {
+    const Shape want{nb, heads, 1, dh};
+    MG_CHECK(prev_values.shape() == want && prev_values.dtype() == x.dtype() && prev_values.device() == x.device(),
+             op, ": expected prev_values ", shape_str(want), " of dtype ", dtype_name(x.dtype()), " on ",
+             x.device().str(), ", got ", shape_str(prev_values.shape()), " ", dtype_name(prev_values.dtype()), " on ",
+             prev_values.device().str());
+    const int64_t held = cache.prev_values.defined() ? cache.prev_values.size(2) : 0;
+    MG_CHECK(held == cache.length(), op, ": prev_values must come with every step or none; the cache holds ", held,
+             " of them for ", cache.length(), " tokens");
+  }
   const Tensor parts = permute(reshape(qkv->forward(x), {nb, 1, 3, heads, dh}), {2, 0, 3, 1, 4});
   auto part = [&](int64_t i) { return contiguous(squeeze(narrow(parts, 0, i, 1), 0)); };
   const Tensor q = part(0), k = part(1), v = part(2);
@@ -211,8 +222,6 @@ AttentionOutput MultiHeadAttention::step(const Tensor& x, KVCache& cache, const 
   append(cache.v, v);
   Tensor query = q;
   if (elliptical && prev_values.defined()) {
-    MG_CHECK(prev_values.shape() == v.shape(), op, ": expected prev_values ", shape_str(v.shape()), ", got ",
-             shape_str(prev_values.shape()));
     append(cache.prev_values, prev_values);
     query = mul(q, elliptical_metric(cache.v, cache.prev_values, false));  // over every token so far
   }

@@ -72,6 +72,10 @@ void Optimizer::step() {
     if (st.buffers.empty())
       for (size_t k = 0; k < buffer_names_.size(); ++k)
         st.buffers.push_back(Tensor::zeros(p.shape(), p.dtype(), p.device()));
+    for (size_t k = 0; k < st.buffers.size(); ++k)  // a module moved after the optimizer's first step
+      MG_CHECK(st.buffers[k].device() == p.device(), name_, ": state '", buffer_names_[k], "' of parameter ", i,
+               " is on ", st.buffers[k].device().str(), ", the parameter on ", p.device().str(),
+               "; build the optimizer after Module::to");
     st.step++;
     update(p, g, st);
   }

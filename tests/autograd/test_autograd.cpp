@@ -63,6 +63,9 @@ TEST(Autograd, ExplicitUpstreamGradient) {
   Tensor y2 = x * 3.0;
   EXPECT_MG_ERROR(y2.backward(), "must have one element");
   EXPECT_MG_ERROR(y2.backward(Tensor::ones({3}, DType::Float64)), "gradient of shape [3]");
+  EXPECT_MG_ERROR(y2.backward(Tensor::ones({2, 2})),
+                  "backward: gradient of dtype float32 on cpu for a tensor of dtype float64 on cpu");
+  EXPECT_MG_ERROR(y2.backward(Tensor::ones({2, 2}, DType::Int64)), "gradient of dtype int64");
 }
 
 TEST(Autograd, BranchWithoutGradientStillReleasesOrder) {

@@ -404,3 +404,30 @@ TEST(MultiHeadAttention, Errors) {
   EXPECT_MG_ERROR(a->forward(x, Tensor::zeros({2, 2, 4, 2}, DType::Float64)),
                   "MultiHeadAttention: expected prev_values");
 }
+
+// Incremental decoding's errors, each leaving the cache as it was.
+TEST(MultiHeadAttention, StepErrorsLeaveTheCache) {
+  const char* op = "MultiHeadAttention::step";
+  auto a = make_attention(4, 2, true, true, 1);
+  KVCache cache;
+  const Tensor x = Tensor::zeros({2, 1, 4}, DType::Float64), values = Tensor::zeros({2, 2, 1, 2}, DType::Float64);
+  a->step(x, cache, values);
+  ASSERT_EQ(cache.length(), 1);
+  EXPECT_MG_ERROR(a->step(Tensor::zeros({2, 2, 4}, DType::Float64), cache, values),
+                  std::string(op) + ": expected x [B, 1, 4], got [2, 2, 4]");
+  EXPECT_MG_ERROR(a->step(Tensor(), cache, values), "got undefined");
+  EXPECT_MG_ERROR(a->step(Tensor::zeros({3, 1, 4}, DType::Float64), cache, values), "the cache holds 2 samples, x 3");
+  EXPECT_MG_ERROR(a->step(x, cache, Tensor::zeros({2, 2, 2, 2}, DType::Float64)),
+                  "expected prev_values [2, 2, 1, 2] of dtype float64 on cpu, got [2, 2, 2, 2] float64 on cpu");
+  EXPECT_MG_ERROR(a->step(x, cache, Tensor::zeros({2, 2, 1, 2})), "got [2, 2, 1, 2] float32 on cpu");
+  EXPECT_EQ(cache.length(), 1);
+  EXPECT_EQ(cache.prev_values.size(2), 1);
+  a->step(x, cache, values);  // the cache still works
+  EXPECT_EQ(cache.length(), 2);
+  KVCache without;  // values at some steps but not others
+  a->step(x, without, Tensor());
+  EXPECT_MG_ERROR(a->step(x, without, values), "prev_values must come with every step or none; the cache holds 0");
+  EXPECT_EQ(without.length(), 1);
+  auto bidirectional = make_attention(4, 2, false, false, 1);
+  EXPECT_MG_ERROR(bidirectional->step(x, cache, Tensor()), std::string(op) + ": incremental decoding needs a causal layer");
+}

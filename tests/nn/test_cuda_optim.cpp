@@ -139,6 +139,16 @@ TEST(CudaOptim, Errors) {
   Adam opt({p});
   p.set_grad(Tensor::zeros({3}));
   EXPECT_MG_ERROR(opt.step(), "Adam: gradient of parameter 0 is on cpu, the parameter on cuda:0");
+  // a module moved after the optimizer's first step: its state stayed behind
+  Generator g(1);
+  Linear lin(3, 2, true, InitOptions{DType::Float32, &g});
+  Adam moved(lin.parameters());
+  for (const Tensor& w : lin.parameters()) w.set_grad(Tensor::ones(w.shape()));
+  moved.step();
+  lin.to(Device::cuda(0));
+  for (const Tensor& w : lin.parameters()) w.set_grad(Tensor::ones(w.shape(), DType::Float32, Device::cuda(0)));
+  EXPECT_MG_ERROR(moved.step(), "Adam: state 'm' of parameter 0 is on cpu, the parameter on cuda:0; build the optimizer "
+                                "after Module::to");
   Tensor q = Tensor::zeros({3}).requires_grad_();
   q.set_grad(Tensor::ones({3}));
   p.set_grad(Tensor::ones({3}, DType::Float32, Device::cuda(0)));
