@@ -370,7 +370,7 @@ Tensor ac_cluster_weights(const Tensor& x_in, const Tensor& labels_in, int64_t E
   MG_CHECK(labels_in.dim() == 1 && labels_in.size(0) == x_in.size(0), op, ": labels must be [", x_in.size(0),
            "], got ", shape_str(labels_in.shape()));
   MG_CHECK(E > 0, op, ": number of clusters must be positive, got ", E);
-  MG_CHECK(opt.eps > 0, op, ": eps must be positive, got ", opt.eps);
+  MG_CHECK(opt.eps > 0 && std::isfinite(opt.eps), op, ": eps must be positive and finite, got ", opt.eps);
   MG_CHECK(x_in.size(0) > 0 && x_in.size(1) > 0, op, ": empty input ", shape_str(x_in.shape()));
   const Tensor x = contiguous(x_in).detach(), labels = contiguous(labels_in);
   const Clusters clusters = group_by_cluster(labels, E, op, "label", "of token");  // checks the labels

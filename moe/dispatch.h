@@ -44,8 +44,9 @@ struct RoutingPlan {
   int64_t dropped() const { return tokens * k - rows(); }
 };
 
-// expert_index: int64 [n, k] with values in [0, experts). capacity_factor <= 0
-// means no capacity; otherwise capacity = ceil(capacity_factor * n * k / E).
+// expert_index: int64 [n, k] with values in [0, experts). capacity_factor
+// (finite) <= 0 means no capacity; otherwise capacity = ceil(capacity_factor
+// * n * k / E), at most n * k.
 PlanPtr make_routing_plan(const Tensor& expert_index, int64_t experts, double capacity_factor = 0.0);
 
 Tensor moe_permute(const Tensor& x, const PlanPtr& plan);

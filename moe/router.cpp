@@ -50,9 +50,10 @@ TopKRouter::TopKRouter(const RouterConfig& c, const InitOptions& opt) : config(c
   MG_CHECK(c.dim > 0 && c.experts > 0, "TopKRouter: dim and experts must be positive, got dim=", c.dim,
            " experts=", c.experts);
   MG_CHECK(c.k >= 1 && c.k <= c.experts, "TopKRouter: k must be in [1, experts=", c.experts, "], got ", c.k);
-  MG_CHECK(c.embedding_gain >= 0 && c.embedding_norm >= 0 &&
+  MG_CHECK(c.embedding_gain >= 0 && c.embedding_norm >= 0 && std::isfinite(c.embedding_gain) &&
+               std::isfinite(c.embedding_norm) &&
                (c.gate == GateKind::Cosine || (c.embedding_gain == 0 && c.embedding_norm == 0)),
-           "TopKRouter: embedding_gain and embedding_norm are for the cosine gate and must be >= 0, got ",
+           "TopKRouter: embedding_gain and embedding_norm are for the cosine gate and must be finite and >= 0, got ",
            c.embedding_gain, " and ", c.embedding_norm);
   const double bound = 1.0 / std::sqrt(static_cast<double>(c.dim));
   weight = register_parameter("weight", c.embedding_gain > 0 ? init_orthogonal(c.experts, c.dim, c.embedding_gain, opt)

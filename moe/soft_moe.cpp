@@ -26,7 +26,8 @@ SoftMoE::SoftMoE(const SoftMoEConfig& c, const InitOptions& opt) : config(c) {
            "SoftMoE: dim, hidden, experts and slots must be positive, got ", c.dim, ", ", c.hidden, ", ", c.experts,
            ", ", c.slots);
   MG_CHECK(c.mix_k >= 1, "SoftMoE: mix_k must be at least 1, got ", c.mix_k);
-  MG_CHECK(!c.use_ac || c.ac.eps > 0, "SoftMoE: AC eps must be positive, got ", c.ac.eps);
+  MG_CHECK(!c.use_ac || (c.ac.eps > 0 && std::isfinite(c.ac.eps)), "SoftMoE: AC eps must be positive and finite, got ",
+           c.ac.eps);
   phi = register_parameter("phi", init_normal({c.dim, c.experts * c.slots}, 1.0 / std::sqrt(double(c.dim)), opt));
   scale = register_parameter("scale", Tensor::ones({1}, opt.dtype));
   experts = register_module("experts", std::make_shared<StackedExperts>(c.experts, c.dim, c.hidden, opt));

@@ -142,7 +142,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   const char* op = "layer_norm";
   check_float(x, op);
   MG_CHECK(x.dim() >= 1, op, ": input must have at least one dimension (normalised over the last), got a 0-d tensor");
-  MG_CHECK(eps > 0, op, ": eps must be positive, got ", eps);
+  MG_CHECK(eps > 0 && std::isfinite(eps), op, ": eps must be positive and finite, got ", eps);
   const int64_t D = x.shape().back();
   const int64_t rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
   auto check_param = [&](const Tensor& p, const char* what) {

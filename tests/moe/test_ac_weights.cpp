@@ -244,6 +244,8 @@ TEST(ACWeights, Errors) {
   ACOptions bad;
   bad.eps = 0;
   EXPECT_MG_ERROR(ac_cluster_weights(x, labels, 3, bad), "eps must be positive");
+  bad.eps = INFINITY;  // would make every A zero and W 0/0
+  EXPECT_MG_ERROR(ac_cluster_weights(x, labels, 3, bad), "ac_cluster_weights: eps must be positive and finite, got inf");
   EXPECT_MG_ERROR(ac_cluster_weights(x, labels, 0, ACOptions()), "number of clusters must be positive");
   Tensor W = Tensor::zeros({3, 2}), x2 = Tensor::zeros({2, 2});
   EXPECT_MG_ERROR(ac_scale_gather(x2, W, Tensor::from_indices({0, 5}, {2})), "ac_scale_gather: index 5 at position 1");

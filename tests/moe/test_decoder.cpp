@@ -97,6 +97,34 @@ TEST(LMDecoder, Errors) {
   EXPECT_MG_ERROR(LMDecoder(*model, -3), "batch must be positive, got -3");
 }
 
+// The model's own checks of its configuration and inputs.
+TEST(TransformerLM, Errors) {
+  LMConfig c;
+  c.vocab = 11, c.max_len = 8, c.arch = "sgsc";
+  c.block.dim = 8, c.block.heads = 2, c.block.moe.hidden = 6, c.block.moe.experts = 4, c.block.moe.k = 2;
+  auto bad = [&](auto change) {
+    LMConfig b = c;
+    change(b);
+    return TransformerLM(b, InitOptions{DType::Float64});
+  };
+  EXPECT_MG_ERROR(bad([](LMConfig& b) { b.vocab = 0; }), "TransformerLM: vocab and max_len must be positive, got 0, 8");
+  EXPECT_MG_ERROR(bad([](LMConfig& b) { b.max_len = -1; }), "vocab and max_len must be positive, got 11, -1");
+  EXPECT_MG_ERROR(bad([](LMConfig& b) { b.embedding_std = 0; }), "TransformerLM: embedding_std must be positive");
+  EXPECT_MG_ERROR(bad([](LMConfig& b) { b.embedding_std = INFINITY; }), "embedding_std must be positive and finite");
+  TransformerLM model(c, InitOptions{DType::Float64});
+  const Tensor ids = Tensor::from_indices({1, 2, 3, 4}, {2, 2});
+  EXPECT_MG_ERROR(model.forward(Tensor::zeros({2, 2})), "TransformerLM: ids must be int64 [B, T], got float32 [2, 2]");
+  EXPECT_MG_ERROR(model.forward(Tensor::from_indices({1, 2}, {2})), "ids must be int64 [B, T], got int64 [2]");
+  EXPECT_MG_ERROR(model.forward(Tensor::from_indices(std::vector<int64_t>(9, 1), {1, 9})),
+                  "TransformerLM: sequence length 9 exceeds max_len 8");
+  EXPECT_MG_ERROR(model.forward(ids, Tensor::from_indices({1, 2}, {1, 2})),
+                  "TransformerLM: targets must be int64 of the ids' shape [2, 2], got [1, 2]");
+  EXPECT_MG_ERROR(model.forward(ids, Tensor(), Tensor::ones({2, 2})), "TransformerLM: mask must be bool");
+  EXPECT_MG_ERROR(model.forward(ids, Tensor(), Tensor::zeros({2, 2}, DType::Bool)),
+                  "TransformerLM: the mask leaves no real token");
+  EXPECT_MG_ERROR(model.forward(Tensor::from_indices({1, 11}, {1, 2})), "11");  // an id past the vocabulary
+}
+
 // The decoder on a CUDA device gives the CPU's logits (float64, 1e-10: the
 // device's matrix products sum in another order).
 TEST(CudaLMDecoder, MatchesTheCpu) {

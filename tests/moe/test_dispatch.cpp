@@ -8,6 +8,7 @@
 #include <omp.h>
 #endif
 #include <algorithm>
+#include <cmath>
 #include "test_helpers.h"
 
 using namespace moegrad;
@@ -135,6 +136,10 @@ TEST(Dispatch, Errors) {
   EXPECT_MG_ERROR(make_routing_plan(idx, 3), "make_routing_plan: expert index 3 at token 1 choice 0 outside [0, 3)");
   EXPECT_MG_ERROR(make_routing_plan(Tensor::zeros({2, 1}), 3), "expert_index must be int64");
   EXPECT_MG_ERROR(make_routing_plan(Tensor::from_indices({0}, {1}), 3), "must be [tokens, k]");
+  for (double bad : {double(INFINITY), -double(INFINITY), double(NAN)})
+    EXPECT_MG_ERROR(make_routing_plan(idx, 4, bad), "make_routing_plan: capacity_factor must be finite");
+  EXPECT_EQ(make_routing_plan(idx, 4, -1.0)->capacity, 0);  // <= 0: no capacity
+  EXPECT_EQ(make_routing_plan(idx, 4, 1e300)->capacity, 2);  // at most every slot: nothing dropped
   PlanPtr p = make_routing_plan(Tensor::from_indices({0, 1}, {2, 1}), 2);
   EXPECT_MG_ERROR(moe_permute(Tensor::zeros({3, 2}), p), "moe_permute: expected x of shape [2, d], got [3, 2]");
   EXPECT_MG_ERROR(grouped_linear(Tensor::zeros({2, 2}), Tensor::zeros({3, 2, 2}), Tensor(), p),

@@ -110,6 +110,9 @@ TEST(ACRouter, GradcheckBothModes) {
 TEST(Router, Errors) {
   EXPECT_MG_ERROR(TopKRouter({4, 3, 4, GateKind::Linear}), "TopKRouter: k must be in [1, experts=3], got 4");
   EXPECT_MG_ERROR(TopKRouter({0, 3, 1, GateKind::Linear}), "dim and experts must be positive");
+  EXPECT_MG_ERROR(TopKRouter({4, 3, 1, GateKind::Linear, 0.32, 0}), "embedding_gain and embedding_norm are for the cosine gate");
+  EXPECT_MG_ERROR(TopKRouter({4, 3, 1, GateKind::Cosine, INFINITY, 1.5}), "must be finite and >= 0, got inf and 1.5");
+  EXPECT_MG_ERROR(TopKRouter({4, 3, 1, GateKind::Cosine, 0.32, NAN}), "must be finite and >= 0");
   TopKRouter r({4, 3, 1, GateKind::Linear});
   EXPECT_MG_ERROR(r.forward(Tensor::zeros({2, 5})), "router: expected tokens [n, 4], got [2, 5]");
   ACConfig ac;

@@ -304,7 +304,7 @@ TEST(SoftMoE, Errors) {
   EXPECT_MG_ERROR(SoftMoE{c}, "SoftMoE: mix_k must be at least 1, got 0");
   c = small_config(true);
   c.ac.eps = 0;
-  EXPECT_MG_ERROR(SoftMoE{c}, "SoftMoE: AC eps must be positive, got 0");
+  EXPECT_MG_ERROR(SoftMoE{c}, "SoftMoE: AC eps must be positive and finite, got 0");
 
   SoftMoE plain(small_config());
   EXPECT_MG_ERROR(plain.forward(Tensor::zeros({6, 4})), "SoftMoE: expected x [b, m, 4] with b, m > 0, got [6, 4]");

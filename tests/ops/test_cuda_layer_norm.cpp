@@ -157,5 +157,5 @@ TEST(CudaLayerNorm, Errors) {
   EXPECT_MG_ERROR(layer_norm(xd, on_cuda(Tensor::ones({4})), bd), "layer_norm: weight must have shape [3]");
   EXPECT_MG_ERROR(layer_norm(on_cuda(Tensor::scalar(1.0)), Tensor(), Tensor()),
                   "layer_norm: input must have at least one");
-  EXPECT_MG_ERROR(layer_norm(xd, wd, bd, 0.0), "layer_norm: eps must be positive, got 0");
+  EXPECT_MG_ERROR(layer_norm(xd, wd, bd, 0.0), "layer_norm: eps must be positive and finite, got 0");
 }

@@ -108,7 +108,8 @@ TEST(LayerNorm, Errors) {
   EXPECT_MG_ERROR(layer_norm(x, w, Tensor::zeros({1, 3})), "layer_norm: bias must have shape [3]");
   EXPECT_MG_ERROR(layer_norm(x, Tensor::ones({3}, DType::Float64), b), "layer_norm: dtypes differ");
   EXPECT_MG_ERROR(layer_norm(x, w, Tensor::zeros({3}, DType::Int64)), "layer_norm: bias must be float32 or float64");
-  EXPECT_MG_ERROR(layer_norm(x, w, b, 0.0), "layer_norm: eps must be positive, got 0");
+  EXPECT_MG_ERROR(layer_norm(x, w, b, 0.0), "layer_norm: eps must be positive and finite, got 0");
   EXPECT_MG_ERROR(layer_norm(x, w, b, -1e-5), "layer_norm: eps must be positive");
   EXPECT_MG_ERROR(layer_norm(x, w, b, NAN), "layer_norm: eps must be positive");
+  EXPECT_MG_ERROR(layer_norm(x, w, b, INFINITY), "layer_norm: eps must be positive and finite, got inf");
 }
