@@ -38,7 +38,7 @@ double perturbed(const TensorFunction& f, const std::vector<Tensor>& inputs, con
 
 GradcheckResult gradcheck(const TensorFunction& f, const std::vector<Tensor>& inputs,
                           const GradcheckOptions& options) {
-  MG_CHECK(options.eps > 0, "gradcheck: eps must be positive, got ", options.eps);
+  MG_CHECK(options.eps > 0 && std::isfinite(options.eps), "gradcheck: eps must be positive and finite, got ", options.eps);
   bool any = false;
   for (size_t k = 0; k < inputs.size(); ++k) {
     const Tensor& x = inputs[k];

@@ -30,8 +30,10 @@ std::vector<std::pair<std::string, Tensor>> Module::named_parameters() const {
 }
 
 void Module::register_generator(const std::string& name, Generator* gen) {
-  MG_CHECK(gen && !name.empty() && name.find('.') == std::string::npos, "Module::register_generator: invalid name '",
-           name, "'");
+  MG_CHECK(gen, "Module::register_generator: '", name, "' is null");
+  MG_CHECK(!name.empty() && name.find('.') == std::string::npos, "Module::register_generator: invalid name '", name,
+           "'");
+  for (auto& [n, g] : generators_) MG_CHECK(n != name, "Module::register_generator: '", name, "' registered twice");
   generators_.emplace_back(name, gen);
 }
 

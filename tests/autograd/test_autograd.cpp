@@ -3,6 +3,8 @@
 // gradient shared with nothing (it is taken over only when nothing else holds
 // it), and
 // gradcheck itself (it must catch a wrong backward and report the worst element).
+#include <cmath>
+
 #include "test_helpers.h"
 
 using namespace moegrad;
@@ -161,4 +163,20 @@ TEST(Gradcheck, Errors) {
   GradcheckOptions bad;
   bad.eps = 0;
   EXPECT_MG_ERROR(gradcheck(id, {x}, bad), "eps must be positive");
+  bad.eps = INFINITY;
+  EXPECT_MG_ERROR(gradcheck(id, {x}, bad), "gradcheck: eps must be positive and finite, got inf");
+  EXPECT_MG_ERROR(gradcheck(id, {Tensor()}), "gradcheck: input 0 is undefined");
+  Tensor wide = expand(Tensor::zeros({1, 2}, DType::Float64), {3, 2});
+  wide.requires_grad_();
+  EXPECT_MG_ERROR(gradcheck(id, {wide}), "gradcheck: input 0 of shape [3, 2] has overlapping memory");
+  EXPECT_MG_ERROR(gradcheck([](const std::vector<Tensor>&) { return Tensor(); }, {x}),
+                  "gradcheck: the function returned an undefined tensor");
+  EXPECT_MG_ERROR(gradcheck([](const std::vector<Tensor>& in) { return in[0].to(DType::Float32); }, {x}),
+                  "gradcheck: the function must return float64, got float32");
+  EXPECT_MG_ERROR(gradcheck([](const std::vector<Tensor>&) { return Tensor::ones({2}, DType::Float64); }, {x}),
+                  "gradcheck: the output does not depend on any input that requires grad");
+  int calls = 0;  // a function whose output changes shape between calls
+  EXPECT_MG_ERROR(gradcheck([&calls](const std::vector<Tensor>& in) { return ++calls == 1 ? in[0] * 1.0 : sum(in[0]); },
+                            {x}),
+                  "gradcheck: the output's shape changed from [2] to [] between calls");
 }

@@ -60,6 +60,32 @@ std::string temp_path(const std::string& name) {
   return ::testing::TempDir() + "moegrad_ckpt_" + std::to_string(::getpid()) + "_" + name + ".safetensors";
 }
 
+// The registry's own checks: names without dots, each registered once, no null child or generator.
+struct Registry : Module {
+  using Module::register_generator;
+  using Module::register_module;
+  using Module::register_parameter;
+};
+
+TEST(Module, RegistrationErrors) {
+  Registry m;
+  m.register_parameter("w", Tensor::zeros({2}));
+  EXPECT_MG_ERROR(m.register_parameter("w", Tensor::zeros({2})), "Module::register_parameter: 'w' registered twice");
+  EXPECT_MG_ERROR(m.register_parameter("a.b", Tensor::zeros({2})), "Module::register_parameter: invalid name 'a.b'");
+  EXPECT_MG_ERROR(m.register_parameter("", Tensor::zeros({2})), "invalid name ''");
+  m.register_module("child", std::make_shared<Registry>());
+  EXPECT_MG_ERROR(m.register_module("child", std::make_shared<Registry>()), "Module::register_module: 'child' registered twice");
+  EXPECT_MG_ERROR(m.register_module("none", std::shared_ptr<Registry>()), "Module::register_module: 'none' is null");
+  EXPECT_MG_ERROR(m.register_module("x.y", std::make_shared<Registry>()), "Module::register_module: invalid name 'x.y'");
+  Generator g(1);
+  m.register_generator("g", &g);
+  EXPECT_MG_ERROR(m.register_generator("g", &g), "Module::register_generator: 'g' registered twice");
+  EXPECT_MG_ERROR(m.register_generator("h", nullptr), "Module::register_generator: 'h' is null");
+  EXPECT_MG_ERROR(m.register_generator("h.i", &g), "Module::register_generator: invalid name 'h.i'");
+  EXPECT_EQ(m.named_parameters().size(), 1u);
+  EXPECT_EQ(m.named_generators().size(), 1u);
+}
+
 TEST(Checkpoint, NamesFollowTheModuleTree) {
   Net net(1);
   const TensorMap state = module_state(net);
