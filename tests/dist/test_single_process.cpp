@@ -49,6 +49,10 @@ TEST(SingleProcessCommunicator, BadArgumentsAreErrors) {
   EXPECT_MG_ERROR(comm.broadcast({leaf({2}, 3)}, 1), "root 1");
   EXPECT_MG_ERROR(comm.all_to_all_counts({1, 2}), "one count per rank");
   EXPECT_MG_ERROR(comm.all_to_all(leaf({3, 2}, 4), {2}, {2}), "add up to 2");
+  EXPECT_MG_ERROR(comm.all_to_all(leaf({3, 2}, 4), {3}, {2}),
+                  "all_to_all: a world of 1 receives what it sends, got send 3, recv 2");
+  EXPECT_MG_ERROR(comm.all_to_all(leaf({3, 2}, 4), {-1}, {-1}), "counts must be non-negative, got -1");
+  EXPECT_MG_ERROR(comm.broadcast({Tensor()}, 0), "broadcast: an undefined tensor cannot be communicated");
 }
 
 // The host staging the communicators share: a packed buffer unpacks only into

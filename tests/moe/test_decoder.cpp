@@ -6,7 +6,9 @@
 // over that sequence's prefix, in float64 to 1e-12; errors.
 #include <cmath>
 
+#include "moe/blocks.h"
 #include "moe/decoder.h"
+#include "moe/experts.h"
 #include "test_cuda_helpers.h"
 
 using namespace moegrad;
@@ -123,6 +125,27 @@ TEST(TransformerLM, Errors) {
   EXPECT_MG_ERROR(model.forward(ids, Tensor(), Tensor::zeros({2, 2}, DType::Bool)),
                   "TransformerLM: the mask leaves no real token");
   EXPECT_MG_ERROR(model.forward(Tensor::from_indices({1, 11}, {1, 2})), "11");  // an id past the vocabulary
+}
+
+// The building blocks' own refusals: the architecture string, the expert
+// stack, and Soft MoE where a token may see only its past or must be masked.
+TEST(Blocks, Errors) {
+  EXPECT_MG_ERROR(check_architecture(""), "architecture: empty string");
+  EXPECT_MG_ERROR(check_architecture("sx"), "architecture 'sx': unknown layer 'x' at position 1");
+  EXPECT_MG_ERROR(check_architecture("sc"), "architecture 'sc': the AC layer at position 1 has no earlier MoE layer");
+  EXPECT_MG_ERROR(StackedExperts(0, 4, 3), "StackedExperts: experts, dim and hidden must be positive, got 0, 4, 3");
+  StackedExperts experts(2, 4, 3, InitOptions{DType::Float64});
+  EXPECT_MG_ERROR(experts.forward_batched(Tensor::zeros({3, 5, 4}, DType::Float64)),
+                  "StackedExperts: expected [2, N, 4], got [3, 5, 4]");
+  LMConfig c;
+  c.vocab = 11, c.max_len = 8, c.arch = "sgsg";
+  c.block.dim = 8, c.block.heads = 2, c.block.soft_moe = true;
+  c.block.soft.hidden = 6, c.block.soft.experts = 4;
+  TransformerLM soft(c, InitOptions{DType::Float64});
+  EXPECT_MG_ERROR(LMDecoder(soft, 1), "LMDecoder: Soft MoE layers are not causal");
+  const Tensor ids = Tensor::from_indices({1, 2, 3, 4}, {1, 4});
+  EXPECT_MG_ERROR(soft.forward(ids, Tensor(), Tensor::from_vector({1, 1, 1, 0}, {1, 4}, DType::Bool)),
+                  "Sublayer: Soft MoE layers take no token mask");
 }
 
 // The decoder on a CUDA device gives the CPU's logits (float64, 1e-10: the

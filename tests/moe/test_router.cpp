@@ -116,6 +116,8 @@ TEST(Router, Errors) {
   TopKRouter r({4, 3, 1, GateKind::Linear});
   EXPECT_MG_ERROR(r.forward(Tensor::zeros({2, 5})), "router: expected tokens [n, 4], got [2, 5]");
   ACConfig ac;
+  ac.mix_m = 4;
+  EXPECT_MG_ERROR(ACRouter({4, 3, 1, GateKind::Linear}, ac), "ACRouter: mix_m must be in [1, experts=3], got 4");
   ac.mix_m = 2;
   ACRouter a({4, 3, 1, GateKind::Linear}, ac);
   EXPECT_MG_ERROR(a.forward(Tensor::zeros({2, 4}), {}), "needs the previous MoE layer's assignments");
