@@ -99,9 +99,11 @@ void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
   }
   MG_CHECK(seed.shape() == root.shape(), "backward: gradient of shape ", shape_str(seed.shape()),
            " for a tensor of shape ", shape_str(root.shape()));
-  MG_CHECK(seed.dtype() == root.dtype() && seed.device() == root.device(), "backward: gradient of dtype ",
-           dtype_name(seed.dtype()), " on ", seed.device().str(), " for a tensor of dtype ", dtype_name(root.dtype()),
-           " on ", root.device().str());
+  MG_CHECK(seed.device() == root.device() && (seed.dtype() == DType::Float32 || seed.dtype() == DType::Float64),
+           "backward: gradient of dtype ", dtype_name(seed.dtype()), " on ", seed.device().str(),
+           " for a tensor of dtype ", dtype_name(root.dtype()), " on ", root.device().str(),
+           " (a float gradient on the tensor's device)");
+  if (seed.dtype() != root.dtype()) seed = seed.to(root.dtype());  // as PyTorch does
   NoGradGuard no_grad;
   if (!root.grad_fn()) {
     accumulate_leaf(*root.impl(), seed);

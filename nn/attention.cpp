@@ -210,9 +210,12 @@ AttentionOutput MultiHeadAttention::step(const Tensor& x, KVCache& cache, const 
              op, ": expected prev_values ", shape_str(want), " of dtype ", dtype_name(x.dtype()), " on ",
              x.device().str(), ", got ", shape_str(prev_values.shape()), " ", dtype_name(prev_values.dtype()), " on ",
              prev_values.device().str());
+  }
+  if (elliptical) {
     const int64_t held = cache.prev_values.defined() ? cache.prev_values.size(2) : 0;
-    MG_CHECK(held == cache.length(), op, ": prev_values must come with every step or none; the cache holds ", held,
-             " of them for ", cache.length(), " tokens");
+    MG_CHECK(held == (prev_values.defined() ? cache.length() : 0), op,
+             ": prev_values must come with every step or none; the cache holds ", held, " of them for ",
+             cache.length(), " tokens", prev_values.defined() ? "" : ", and this step has none");
   }
   const Tensor parts = permute(reshape(qkv->forward(x), {nb, 1, 3, heads, dh}), {2, 0, 3, 1, 4});
   auto part = [&](int64_t i) { return contiguous(squeeze(narrow(parts, 0, i, 1), 0)); };

@@ -65,9 +65,23 @@ TEST(Autograd, ExplicitUpstreamGradient) {
   Tensor y2 = x * 3.0;
   EXPECT_MG_ERROR(y2.backward(), "must have one element");
   EXPECT_MG_ERROR(y2.backward(Tensor::ones({3}, DType::Float64)), "gradient of shape [3]");
-  EXPECT_MG_ERROR(y2.backward(Tensor::ones({2, 2})),
-                  "backward: gradient of dtype float32 on cpu for a tensor of dtype float64 on cpu");
-  EXPECT_MG_ERROR(y2.backward(Tensor::ones({2, 2}, DType::Int64)), "gradient of dtype int64");
+  EXPECT_MG_ERROR(y2.backward(Tensor::ones({2, 2}, DType::Int64)),
+                  "backward: gradient of dtype int64 on cpu for a tensor of dtype float64 on cpu");
+  // a float gradient of the other precision is converted, as PyTorch does
+  x.zero_grad();
+  (x * 3.0).backward(Tensor::ones({2, 2}));
+  EXPECT_EQ(x.grad().dtype(), DType::Float64);
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{3, 3, 3, 3}));
+}
+
+// A leaf with a zero-size dimension (contiguous strides [0, 1]) takes two
+// gradients: accumulating into an empty tensor is a no-op, not an overlap.
+TEST(Autograd, EmptyLeafAccumulates) {
+  Tensor x = Tensor::zeros({3, 0}, DType::Float64).requires_grad_();
+  (sum(x) + sum(x)).backward();
+  (sum(x) * 2.0).backward();
+  EXPECT_EQ(x.grad().shape(), (Shape{3, 0}));
+  add_(Tensor::zeros({3, 0}), Tensor::zeros({3, 0}));
 }
 
 TEST(Autograd, BranchWithoutGradientStillReleasesOrder) {

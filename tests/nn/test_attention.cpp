@@ -428,6 +428,8 @@ TEST(MultiHeadAttention, StepErrorsLeaveTheCache) {
   a->step(x, without, Tensor());
   EXPECT_MG_ERROR(a->step(x, without, values), "prev_values must come with every step or none; the cache holds 0");
   EXPECT_EQ(without.length(), 1);
+  EXPECT_MG_ERROR(a->step(x, cache, Tensor()), "the cache holds 2 of them for 2 tokens, and this step has none");
+  EXPECT_EQ(cache.length(), 2);
   auto bidirectional = make_attention(4, 2, false, false, 1);
   EXPECT_MG_ERROR(bidirectional->step(x, cache, Tensor()), std::string(op) + ": incremental decoding needs a causal layer");
 }
