@@ -96,8 +96,10 @@ class Tensor {
   void set_grad(const Tensor& g) const;
   void zero_grad() const;  // sets grad to undefined
   const std::shared_ptr<Node>& grad_fn() const { return checked().grad_fn; }
-  // Backpropagates from this tensor. Without `grad` the tensor must hold one
-  // element and the seed is 1. The graph is freed unless retain_graph.
+  // Backpropagates from this tensor. `grad` has this tensor's shape and device
+  // (a float gradient of the other precision is converted); without it the
+  // tensor must hold one element and the seed is 1. The graph is freed unless
+  // retain_graph.
   void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
   // Same data, no grad_fn, requires_grad false.
   Tensor detach() const;
