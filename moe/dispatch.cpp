@@ -375,16 +375,17 @@ PlanPtr make_routing_plan(const Tensor& expert_index, int64_t experts, double ca
   MG_CHECK(expert_index.dim() == 2, "make_routing_plan: expert_index must be [tokens, k], got ",
            shape_str(expert_index.shape()));
   MG_CHECK(experts > 0, "make_routing_plan: number of experts must be positive, got ", experts);
-  MG_CHECK(std::isfinite(capacity_factor), "make_routing_plan: capacity_factor must be finite (<= 0: no capacity), got ",
-           capacity_factor);
+  MG_CHECK(std::isfinite(capacity_factor),
+           "make_routing_plan: capacity_factor must be finite (<= 0: no capacity), got ", capacity_factor);
   auto plan = std::make_shared<RoutingPlan>();
   RoutingPlan& p = *plan;
   p.tokens = expert_index.size(0);
   p.k = expert_index.size(1);
   p.experts = experts;
-  if (capacity_factor > 0)  // at most every slot: a larger capacity drops nothing either
-    p.capacity = static_cast<int64_t>(std::min(std::ceil(capacity_factor * p.tokens * p.k / static_cast<double>(experts)),
-                                               static_cast<double>(p.tokens * p.k)));
+  if (capacity_factor > 0) {  // at most every slot: a larger capacity drops nothing either
+    const double capacity = std::ceil(capacity_factor * p.tokens * p.k / static_cast<double>(experts));
+    p.capacity = static_cast<int64_t>(std::min(capacity, static_cast<double>(p.tokens * p.k)));
+  }
   if (expert_index.device().is_cuda()) {
     build_plan_cuda(expert_index, p);  // the sort checks the range on the device
     return plan;

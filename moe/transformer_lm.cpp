@@ -11,8 +11,8 @@ TransformerLM::TransformerLM(const LMConfig& c, const InitOptions& opt) : config
            c.max_len);
   config.block.causal = true;
   const int64_t d = c.block.dim;
-  MG_CHECK(c.embedding_std > 0 && std::isfinite(c.embedding_std), "TransformerLM: embedding_std must be positive and finite, got ",
-           c.embedding_std);
+  MG_CHECK(c.embedding_std > 0 && std::isfinite(c.embedding_std),
+           "TransformerLM: embedding_std must be positive and finite, got ", c.embedding_std);
   tokens = register_module("tokens", std::make_shared<Embedding>(c.vocab, d, c.embedding_std, opt));
   positions = register_module("positions", std::make_shared<PositionalEmbedding>(c.max_len, d, c.embedding_std, opt));
   Generator& g = opt.generator();

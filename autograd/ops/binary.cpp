@@ -138,9 +138,9 @@ void add_(const Tensor& acc, const Tensor& x, double alpha) {
            x.device().str());
   MG_CHECK(broadcast_shapes(acc.shape(), x.shape(), "add_") == acc.shape(), "add_: addend of shape ",
            shape_str(x.shape()), " does not broadcast to the accumulator's shape ", shape_str(acc.shape()));
-  for (int64_t d = 0; d < acc.dim() && acc.numel() > 0; ++d)  // an empty tensor's strides may be 0
-    MG_CHECK(acc.size(d) <= 1 || acc.strides()[d] != 0, "add_: the accumulator ", shape_str(acc.shape()),
-             " is an expanded view (stride 0 on dimension ", d, "): its elements share memory");
+  const int64_t shared = expanded_dim(acc);
+  MG_CHECK(shared < 0, "add_: the accumulator ", shape_str(acc.shape()), " is an expanded view (stride 0 on dimension ",
+           shared, "): its elements share memory");
   Tensor xs = x.dtype() == acc.dtype() ? x : x.to(acc.dtype());
   // an addend in the accumulator's memory, laid out otherwise (acc += accᵀ), is read whole before any write
   if (xs.storage() == acc.storage() && !(xs.raw_data() == acc.raw_data() && xs.shape() == acc.shape() &&

@@ -41,4 +41,11 @@ void check_index(const Tensor& t, Device device, const char* op, const char* wha
   MG_CHECK(t.device() == device, op, ": ", what, " is on ", t.device().str(), ", expected ", device.str());
 }
 
+int64_t expanded_dim(const Tensor& t) {
+  if (t.numel() == 0) return -1;  // an empty tensor's contiguous strides may be 0
+  for (int64_t d = 0; d < t.dim(); ++d)
+    if (t.size(d) > 1 && t.strides()[d] == 0) return d;
+  return -1;
+}
+
 }  // namespace moegrad

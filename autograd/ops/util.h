@@ -20,5 +20,8 @@ void check_same_type(const Tensor& a, const Tensor& b, const char* op);
 // Error unless t is a defined int64 tensor on `device` (that of the tensor it
 // indexes): "<op>: <what> is on cpu, expected cuda:0".
 void check_index(const Tensor& t, Device device, const char* op, const char* what = "index");
+// The first dimension along which t's elements share memory (stride 0 and
+// size > 1: an expanded view), or -1; an empty tensor has none.
+int64_t expanded_dim(const Tensor& t);
 
 }  // namespace moegrad
